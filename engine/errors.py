@@ -1,0 +1,49 @@
+"""One root error type for the engine.
+
+The consumer loop decides between retry, dead-letter and stop by reading ``retriable``
+instead of matching on class names (the aiokafka habit).
+"""
+
+from __future__ import annotations
+
+
+class TechXError(Exception):
+    """Root of every error the engine raises on purpose."""
+
+    retriable: bool = False
+
+
+class ConfigError(TechXError):
+    """A ``TECHX_*`` setting is missing or malformed; fix the environment and restart."""
+
+
+class StackError(TechXError):
+    """The local Kafka/PostgreSQL stack could not be installed, started or stopped."""
+
+
+class MissingToolError(StackError):
+    """A program the local stack needs (java, mvn, PostgreSQL) is not installed."""
+
+
+class DecodeError(TechXError):
+    """A command record is not valid JSON of a known command type: it is dead-lettered."""
+
+
+class FencedError(TechXError):
+    """Another engine process took over a partition (its owner_epoch moved on): stop it."""
+
+
+class StoreUnavailableError(TechXError):
+    """PostgreSQL could not be reached or the transaction failed transiently; retry the batch."""
+
+    retriable = True
+
+
+class BrokerUnavailableError(TechXError):
+    """Kafka could not be reached or refused a publish transiently; retry."""
+
+    retriable = True
+
+
+class DeterminismError(TechXError):
+    """Replaying the command log produced different results from what was settled."""

@@ -1,0 +1,105 @@
+"""Typed settings, read once from ``TECHX_*`` environment variables and validated at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from engine.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_KAFKA_PORT = 29092
+DEFAULT_POSTGRES_PORT = 25432
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Topic names, derived from one prefix so tests and tenants can run side by side."""
+
+    prefix: str = "techx"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}.commands.v1"
+
+    @property
+    def deals(self) -> str:
+        return f"{self.prefix}.deals.v1"
+
+    @property
+    def executions(self) -> str:
+        return f"{self.prefix}.executions.v1"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}.commands.dlq.v1"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.commands, self.deals, self.executions, self.dead_letters)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the engine, the stack scripts and the CLI need to know about their world."""
+
+    kafka_bootstrap: str = f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
+    database_url: str = f"postgresql://techx@127.0.0.1:{DEFAULT_POSTGRES_PORT}/techx"
+    #: True when the user pointed us at servers of their own: the stack then starts nothing.
+    external_kafka: bool = False
+    external_database: bool = False
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = 4
+    group_id: str = "techx-engine"
+    #: Most command records taken into one batch (one PostgreSQL transaction).
+    batch_max_records: int = 5000
+    state_dir: Path = PROJECT_ROOT / ".techx"
+    kafka_port: int = DEFAULT_KAFKA_PORT
+    postgres_port: int = DEFAULT_POSTGRES_PORT
+    log_format: str = "auto"  # auto | json | console
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``TECHX_*`` variables; unknown values fail here, not later."""
+        env = os.environ if env is None else env
+        base = cls()
+        kafka_port = _int(env, "TECHX_KAFKA_PORT", base.kafka_port, minimum=1)
+        postgres_port = _int(env, "TECHX_POSTGRES_PORT", base.postgres_port, minimum=1)
+        kafka = env.get("TECHX_KAFKA_BOOTSTRAP")
+        database = env.get("TECHX_DATABASE_URL")
+        log_format = env.get("TECHX_LOG_FORMAT", base.log_format)
+        if log_format not in {"auto", "json", "console"}:
+            raise ConfigError(f"TECHX_LOG_FORMAT must be auto, json or console, not {log_format!r}")
+        state_dir = Path(env["TECHX_STATE_DIR"]) if "TECHX_STATE_DIR" in env else base.state_dir
+        return replace(
+            base,
+            kafka_bootstrap=kafka or f"127.0.0.1:{kafka_port}",
+            database_url=database or f"postgresql://techx@127.0.0.1:{postgres_port}/techx",
+            external_kafka=kafka is not None,
+            external_database=database is not None,
+            topics=Topics(env.get("TECHX_TOPIC_PREFIX", base.topics.prefix)),
+            partitions=_int(env, "TECHX_PARTITIONS", base.partitions, minimum=1),
+            group_id=env.get("TECHX_GROUP_ID", base.group_id),
+            batch_max_records=_int(env, "TECHX_BATCH_MAX_RECORDS", base.batch_max_records, 1),
+            state_dir=state_dir,
+            kafka_port=kafka_port,
+            postgres_port=postgres_port,
+            log_format=log_format,
+            log_level=env.get("TECHX_LOG_LEVEL", base.log_level).lower(),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from e
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    return value
