@@ -1,0 +1,205 @@
+"""The continuous limit order book: pure price-time priority matching on integers.
+
+Nothing here knows about Kafka, PostgreSQL, clocks or events: the book takes orders and
+returns fills, so it can be replayed, property-tested and benchmarked on its own.
+
+Layout, chosen for a hot path in pure Python:
+- each side keeps ``{key: PriceLevel}`` plus an ascending list of its keys with the best
+  *last*, so reading and dropping the best level are O(1) list operations; a bid's key is
+  its price and an offer's is minus its price, so both sides share one matching loop;
+- a level is a FIFO deque; a cancel only zeroes the order and adjusts the level's totals
+  (O(1)), and the dead order is dropped when matching reaches it or the level empties.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import deque
+from typing import NamedTuple
+
+from schemas.common import Side
+
+
+class Order:
+    """A live order. ``remaining`` is mutated by matching; zero means it left the book."""
+
+    __slots__ = (
+        "client_order_id",
+        "order_id",
+        "participant_id",
+        "price",
+        "quantity",
+        "remaining",
+        "side",
+    )
+
+    def __init__(
+        self,
+        order_id: str,
+        participant_id: str,
+        client_order_id: str,
+        side: Side,
+        price: int | None,
+        quantity: int,
+    ) -> None:
+        self.order_id = order_id
+        self.participant_id = participant_id
+        self.client_order_id = client_order_id
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.remaining = quantity
+
+    @property
+    def filled(self) -> int:
+        return self.quantity - self.remaining
+
+    def __repr__(self) -> str:
+        return (
+            f"Order({self.order_id!r}, {self.side.value}, price={self.price}, "
+            f"remaining={self.remaining}/{self.quantity})"
+        )
+
+
+class PriceLevel:
+    """All live orders at one price on one side, oldest first."""
+
+    __slots__ = ("live_count", "live_quantity", "orders", "price")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.orders: deque[Order] = deque()
+        self.live_quantity = 0
+        self.live_count = 0
+
+
+#: One execution against a resting order: (resting order, quantity, the resting order's price).
+#: A plain tuple rather than a NamedTuple: it is built once per fill on the hot path.
+Fill = tuple[Order, int, int]
+
+_BID = Side.BID
+#: Below every signed key: a market order crosses any price.
+_NO_LIMIT = -(1 << 62)
+
+
+class DepthLevel(NamedTuple):
+    price: int
+    quantity: int
+    orders: int
+
+
+class OrderBook:
+    """One technology's continuous book. Validation (tick, lot, reserve) is the caller's job."""
+
+    __slots__ = ("_bid_levels", "_bid_prices", "_offer_keys", "_offer_levels")
+
+    def __init__(self) -> None:
+        self._bid_levels: dict[int, PriceLevel] = {}  # keyed by price
+        self._bid_prices: list[int] = []  # ascending: best bid last
+        self._offer_levels: dict[int, PriceLevel] = {}  # keyed by minus price
+        self._offer_keys: list[int] = []  # minus prices ascending: best (lowest) offer last
+
+    def place(self, order: Order) -> list[Fill]:
+        """Match ``order`` against the other side; a limit remainder rests, a market one never.
+
+        ``order.price is None`` means a market order. The caller reads ``order.remaining``
+        afterwards, and the ``remaining`` of each filled resting order to see who is done.
+
+        This is the hot path, so it is one flat function: both sides share it through signed
+        keys (bids keyed by price, offers by minus price, best key last on each side), and
+        an incoming order crosses while the best opposite key is at least ``threshold``.
+        """
+        limit = order.price
+        if order.side is _BID:
+            opposite_keys, opposite_levels = self._offer_keys, self._offer_levels
+            own_keys, own_levels = self._bid_prices, self._bid_levels
+            threshold = _NO_LIMIT if limit is None else -limit
+            own_key = limit
+        else:
+            opposite_keys, opposite_levels = self._bid_prices, self._bid_levels
+            own_keys, own_levels = self._offer_keys, self._offer_levels
+            threshold = _NO_LIMIT if limit is None else limit
+            own_key = None if limit is None else -limit
+        fills: list[Fill] = []
+        wanted = order.remaining
+        while wanted and opposite_keys:
+            best_key = opposite_keys[-1]
+            if best_key < threshold:
+                break
+            level = opposite_levels[best_key]
+            queue = level.orders
+            price = level.price
+            while wanted and queue:
+                resting = queue[0]
+                available = resting.remaining
+                if not available:  # cancelled earlier: drop it now
+                    queue.popleft()
+                    continue
+                traded = wanted if wanted < available else available
+                resting.remaining = available - traded
+                wanted -= traded
+                level.live_quantity -= traded
+                fills.append((resting, traded, price))
+                if traded == available:
+                    queue.popleft()
+                    level.live_count -= 1
+            if not level.live_count:
+                opposite_keys.pop()
+                del opposite_levels[best_key]
+        order.remaining = wanted
+        if wanted and own_key is not None:
+            own_level = own_levels.get(own_key)
+            if own_level is None:
+                own_level = own_levels[own_key] = PriceLevel(limit)  # type: ignore[arg-type]
+                if not own_keys or own_key > own_keys[-1]:
+                    own_keys.append(own_key)  # the common case: a new best price
+                else:
+                    own_keys.insert(bisect_left(own_keys, own_key), own_key)
+            own_level.orders.append(order)
+            own_level.live_quantity += wanted
+            own_level.live_count += 1
+        return fills
+
+    def cancel(self, order: Order) -> int:
+        """Take a resting order out in O(1); returns the quantity that was still open."""
+        remaining = order.remaining
+        price = order.price
+        if not remaining or price is None:
+            return 0
+        if order.side is _BID:
+            keys, levels, key = self._bid_prices, self._bid_levels, price
+        else:
+            keys, levels, key = self._offer_keys, self._offer_levels, -price
+        level = levels[key]
+        order.remaining = 0
+        level.live_quantity -= remaining
+        level.live_count -= 1
+        if not level.live_count:
+            del levels[key]
+            if keys[-1] == key:
+                keys.pop()
+            else:
+                del keys[bisect_left(keys, key)]
+        return remaining
+
+    def best_bid(self) -> int | None:
+        return self._bid_prices[-1] if self._bid_prices else None
+
+    def best_offer(self) -> int | None:
+        return -self._offer_keys[-1] if self._offer_keys else None
+
+    def depth(self, side: Side, levels: int = 10) -> list[DepthLevel]:
+        """Aggregated live quantity per price, best first, at most ``levels`` prices."""
+        keys, book = self._side(side)
+        best_first = [book[key] for key in reversed(keys[-levels:])] if levels > 0 else []
+        return [DepthLevel(lv.price, lv.live_quantity, lv.live_count) for lv in best_first]
+
+    def resting_orders(self, side: Side) -> list[Order]:
+        """Every live order of one side, best price first, each level oldest first."""
+        keys, book = self._side(side)
+        return [o for key in reversed(keys) for o in book[key].orders if o.remaining]
+
+    def _side(self, side: Side) -> tuple[list[int], dict[int, PriceLevel]]:
+        if side is _BID:
+            return self._bid_prices, self._bid_levels
+        return self._offer_keys, self._offer_levels

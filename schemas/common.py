@@ -1,0 +1,112 @@
+"""Field types shared by commands and events.
+
+Identity fields (technology, participant, client order id) are constrained here, at the
+boundary: a record whose identity is broken cannot be answered, so it is dead-lettered.
+Business values (side, price, quantity, tick, lot) stay plain on the wire and are judged by
+the market, so a front-end gets a rejection event with a specific reason instead of silence.
+Their intended ranges are still published in the JSON Schema through ``extra_json_schema``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from msgspec import Meta
+
+#: Largest price the exchange accepts, in whole đồng (10^15 ≈ a quadrillion đồng).
+MAX_PRICE = 10**15
+#: Largest quantity of one order, in licence units.
+MAX_QUANTITY = 10**9
+
+Identifier = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$",
+        description="Letters, digits and . _ : - (1 to 64 characters).",
+    ),
+]
+
+Price = Annotated[
+    int,
+    Meta(
+        description="Whole Vietnamese đồng, a positive multiple of the technology's tick.",
+        extra_json_schema={"minimum": 1, "maximum": MAX_PRICE},
+    ),
+]
+Quantity = Annotated[
+    int,
+    Meta(
+        description="Licence units, a positive multiple of the technology's lot.",
+        extra_json_schema={"minimum": 1, "maximum": MAX_QUANTITY},
+    ),
+]
+SideText = Annotated[
+    str,
+    Meta(description="bid (buy) or offer (sell).", extra_json_schema={"enum": ["bid", "offer"]}),
+]
+OrderTypeText = Annotated[
+    str,
+    Meta(
+        description="limit rests what it cannot fill; market never rests.",
+        extra_json_schema={"enum": ["limit", "market"]},
+    ),
+]
+MechanismText = Annotated[
+    str,
+    Meta(
+        description="How the technology trades. Only continuous is live in this version.",
+        extra_json_schema={"enum": ["continuous"]},
+    ),
+]
+#: Broker timestamp (LogAppendTime) of the command that caused the event, in ms since epoch.
+TimestampMs = Annotated[int, Meta(ge=0)]
+#: Position of an event in its technology's event stream: contiguous from 1, for dedupe and gaps.
+Sequence = Annotated[int, Meta(ge=0)]
+
+
+class Side(StrEnum):
+    BID = "bid"
+    OFFER = "offer"
+
+
+class OrderType(StrEnum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class Mechanism(StrEnum):
+    CONTINUOUS = "continuous"
+
+
+class RejectReason(StrEnum):
+    """Why the market refused a well-formed command; stable codes front-ends can switch on."""
+
+    UNKNOWN_TECHNOLOGY = "unknown_technology"
+    TECHNOLOGY_ALREADY_LISTED = "technology_already_listed"
+    UNSUPPORTED_MECHANISM = "unsupported_mechanism"
+    INVALID_TICK_SIZE = "invalid_tick_size"
+    INVALID_LOT_SIZE = "invalid_lot_size"
+    INVALID_RESERVE_PRICE = "invalid_reserve_price"
+    UNKNOWN_SIDE = "unknown_side"
+    UNKNOWN_ORDER_TYPE = "unknown_order_type"
+    PRICE_REQUIRED = "price_required"
+    PRICE_NOT_ALLOWED = "price_not_allowed"
+    PRICE_NOT_POSITIVE = "price_not_positive"
+    PRICE_TOO_HIGH = "price_too_high"
+    PRICE_OFF_TICK = "price_off_tick"
+    PRICE_BELOW_RESERVE = "price_below_reserve"
+    QUANTITY_NOT_POSITIVE = "quantity_not_positive"
+    QUANTITY_TOO_LARGE = "quantity_too_large"
+    QUANTITY_OFF_LOT = "quantity_off_lot"
+    DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
+    UNKNOWN_ORDER = "unknown_order"
+
+
+class CancelReason(StrEnum):
+    """Why an accepted order left the book without filling completely."""
+
+    CANCELLED_BY_PARTICIPANT = "cancelled_by_participant"
+    MARKET_ORDER_UNFILLED = "market_order_unfilled"
