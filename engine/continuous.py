@@ -1,0 +1,223 @@
+"""The continuous mechanism: one technology's order book wrapped in the exchange's rules.
+
+It validates orders against the listing (tick, lot, reserve), keeps the participant's
+order index for cancels, numbers events and deals, and turns the book's fills into events.
+Pure: the timestamp comes in with the command.
+"""
+
+from __future__ import annotations
+
+from engine.orderbook import Order, OrderBook
+from engine.rules import check_price, check_quantity, rejection
+from schemas.commands import CancelOrder, PlaceOrder
+from schemas.common import CancelReason, OrderType, RejectReason, Side
+from schemas.events import (
+    CommandRejected,
+    Deal,
+    Event,
+    OrderAccepted,
+    OrderCancelled,
+    OrderDone,
+)
+
+_SIDES = {"bid": Side.BID, "offer": Side.OFFER}
+_ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
+_BID = Side.BID
+_MARKET = OrderType.MARKET
+
+
+class ContinuousVenue:
+    """Price-time priority trading of one technology."""
+
+    mechanism = "continuous"
+
+    __slots__ = (
+        "_live",
+        "book",
+        "deal_count",
+        "lot_size",
+        "order_count",
+        "reserve_price",
+        "seq",
+        "technology_id",
+        "tick_size",
+    )
+
+    def __init__(
+        self, technology_id: str, tick_size: int, lot_size: int, reserve_price: int | None
+    ) -> None:
+        self.technology_id = technology_id
+        self.tick_size = tick_size
+        self.lot_size = lot_size
+        self.reserve_price = reserve_price
+        self.book = OrderBook()
+        self.seq = 0
+        self.order_count = 0
+        self.deal_count = 0
+        #: Live orders by (participant, client order id): the cancel index.
+        self._live: dict[tuple[str, str], Order] = {}
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def live_order(self, participant_id: str, client_order_id: str) -> Order | None:
+        return self._live.get((participant_id, client_order_id))
+
+    def place(self, command: PlaceOrder, timestamp_ms: int) -> list[Event]:
+        side = _SIDES.get(command.side)
+        order_type = _ORDER_TYPES.get(command.order_type)
+        refusal = self._refuse_order(command, side, order_type)
+        if refusal is not None:
+            reason, detail = refusal
+            return [self.reject(command, reason, detail, timestamp_ms)]
+        assert side is not None
+        assert order_type is not None
+        technology_id = self.technology_id
+        key = (command.participant_id, command.client_order_id)
+        self.order_count += 1
+        order = Order(
+            f"{technology_id}:o{self.order_count}",
+            command.participant_id,
+            command.client_order_id,
+            side,
+            command.price,
+            command.quantity,
+        )
+        self.seq += 1
+        events: list[Event] = [
+            OrderAccepted(
+                technology_id=technology_id,
+                seq=self.seq,
+                timestamp_ms=timestamp_ms,
+                order_id=order.order_id,
+                participant_id=order.participant_id,
+                client_order_id=order.client_order_id,
+                side=side,
+                order_type=order_type,
+                quantity=order.quantity,
+                price=order.price,
+            )
+        ]
+        live = self._live
+        for resting, quantity, price in self.book.place(order):
+            self.deal_count += 1
+            self.seq += 1
+            bid, offer = (order, resting) if side is _BID else (resting, order)
+            events.append(
+                Deal(
+                    technology_id=technology_id,
+                    seq=self.seq,
+                    timestamp_ms=timestamp_ms,
+                    deal_id=f"{technology_id}:d{self.deal_count}",
+                    deal_number=self.deal_count,
+                    price=price,
+                    quantity=quantity,
+                    buyer_id=bid.participant_id,
+                    seller_id=offer.participant_id,
+                    bid_order_id=bid.order_id,
+                    offer_order_id=offer.order_id,
+                    bid_client_order_id=bid.client_order_id,
+                    offer_client_order_id=offer.client_order_id,
+                    aggressor_side=side,
+                )
+            )
+            if not resting.remaining:
+                del live[resting.participant_id, resting.client_order_id]
+                events.append(self._done(resting, timestamp_ms))
+        if not order.remaining:
+            events.append(self._done(order, timestamp_ms))
+        elif order_type is _MARKET:
+            events.append(
+                self._cancelled(
+                    order, order.remaining, timestamp_ms, CancelReason.MARKET_ORDER_UNFILLED
+                )
+            )
+        else:
+            live[key] = order
+        return events
+
+    def cancel(self, command: CancelOrder, timestamp_ms: int) -> list[Event]:
+        order = self._live.pop((command.participant_id, command.client_order_id), None)
+        if order is None:
+            return [
+                self.reject(
+                    command,
+                    RejectReason.UNKNOWN_ORDER,
+                    f"participant {command.participant_id} has no live order "
+                    f"{command.client_order_id} in {self.technology_id}",
+                    timestamp_ms,
+                )
+            ]
+        open_quantity = self.book.cancel(order)
+        return [
+            self._cancelled(
+                order, open_quantity, timestamp_ms, CancelReason.CANCELLED_BY_PARTICIPANT
+            )
+        ]
+
+    def reject(
+        self,
+        command: PlaceOrder | CancelOrder,
+        reason: RejectReason,
+        detail: str,
+        timestamp_ms: int,
+    ) -> CommandRejected:
+        return rejection(command, self.next_seq(), reason, detail, timestamp_ms)
+
+    def _refuse_order(
+        self, command: PlaceOrder, side: Side | None, order_type: OrderType | None
+    ) -> tuple[RejectReason, str] | None:
+        if side is None:
+            return RejectReason.UNKNOWN_SIDE, f"side {command.side!r} is not bid or offer"
+        if order_type is None:
+            return (
+                RejectReason.UNKNOWN_ORDER_TYPE,
+                f"order type {command.order_type!r} is not limit or market",
+            )
+        refusal = check_quantity(command.quantity, self.lot_size)
+        if refusal is not None:
+            return refusal
+        if order_type is _MARKET:
+            if command.price is not None:
+                return RejectReason.PRICE_NOT_ALLOWED, "a market order takes no price"
+        elif command.price is None:
+            return RejectReason.PRICE_REQUIRED, "a limit order needs a price"
+        else:
+            refusal = check_price(command.price, self.tick_size, self.reserve_price)
+            if refusal is not None:
+                return refusal
+        if (command.participant_id, command.client_order_id) in self._live:
+            return (
+                RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                f"client order id {command.client_order_id} is already live",
+            )
+        return None
+
+    def _done(self, order: Order, timestamp_ms: int) -> OrderDone:
+        self.seq += 1
+        return OrderDone(
+            technology_id=self.technology_id,
+            seq=self.seq,
+            timestamp_ms=timestamp_ms,
+            order_id=order.order_id,
+            participant_id=order.participant_id,
+            client_order_id=order.client_order_id,
+            filled_quantity=order.quantity,
+        )
+
+    def _cancelled(
+        self, order: Order, open_quantity: int, timestamp_ms: int, reason: CancelReason
+    ) -> OrderCancelled:
+        self.seq += 1
+        return OrderCancelled(
+            technology_id=self.technology_id,
+            seq=self.seq,
+            timestamp_ms=timestamp_ms,
+            order_id=order.order_id,
+            participant_id=order.participant_id,
+            client_order_id=order.client_order_id,
+            filled_quantity=order.quantity - open_quantity,
+            cancelled_quantity=open_quantity,
+            reason=reason,
+        )

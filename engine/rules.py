@@ -1,0 +1,70 @@
+"""Checks every mechanism applies to a price or a quantity before an order may trade.
+
+Each check returns a reason code and a human detail, or ``None`` when the value is fine; the
+venue turns a refusal into a ``CommandRejected`` event.
+"""
+
+from __future__ import annotations
+
+from schemas.commands import Command
+from schemas.common import MAX_PRICE, MAX_QUANTITY, RejectReason
+from schemas.events import CommandRejected
+
+Refusal = tuple[RejectReason, str]
+
+
+def check_price(price: int, tick_size: int, reserve_price: int | None) -> Refusal | None:
+    if price <= 0:
+        return RejectReason.PRICE_NOT_POSITIVE, f"price {price} must be above zero"
+    if price > MAX_PRICE:
+        return RejectReason.PRICE_TOO_HIGH, f"price {price} is above the limit {MAX_PRICE}"
+    if price % tick_size:
+        return RejectReason.PRICE_OFF_TICK, f"price {price} is not a multiple of tick {tick_size}"
+    if reserve_price is not None and price < reserve_price:
+        return RejectReason.PRICE_BELOW_RESERVE, f"price {price} is below reserve {reserve_price}"
+    return None
+
+
+def check_quantity(quantity: int, lot_size: int) -> Refusal | None:
+    if quantity <= 0:
+        return RejectReason.QUANTITY_NOT_POSITIVE, f"quantity {quantity} must be above zero"
+    if quantity > MAX_QUANTITY:
+        return RejectReason.QUANTITY_TOO_LARGE, f"quantity {quantity} is above {MAX_QUANTITY}"
+    if quantity % lot_size:
+        return (
+            RejectReason.QUANTITY_OFF_LOT,
+            f"quantity {quantity} is not a multiple of lot {lot_size}",
+        )
+    return None
+
+
+def check_listing(tick_size: int, lot_size: int, reserve_price: int | None) -> Refusal | None:
+    """A listing's grid must itself be valid before orders can be judged against it."""
+    if not 0 < tick_size <= MAX_PRICE:
+        return RejectReason.INVALID_TICK_SIZE, f"tick size {tick_size} must be in 1..{MAX_PRICE}"
+    if not 0 < lot_size <= MAX_QUANTITY:
+        return RejectReason.INVALID_LOT_SIZE, f"lot size {lot_size} must be in 1..{MAX_QUANTITY}"
+    if reserve_price is not None and (
+        not 0 < reserve_price <= MAX_PRICE or reserve_price % tick_size
+    ):
+        return (
+            RejectReason.INVALID_RESERVE_PRICE,
+            f"reserve price {reserve_price} must be a positive multiple of tick {tick_size}",
+        )
+    return None
+
+
+def rejection(
+    command: Command, seq: int, reason: RejectReason, detail: str, timestamp_ms: int
+) -> CommandRejected:
+    """The answer to a refused command, addressed to the participant that sent it."""
+    return CommandRejected(
+        technology_id=command.technology_id,
+        seq=seq,
+        timestamp_ms=timestamp_ms,
+        command=type(command).__struct_config__.tag,  # type: ignore[arg-type]
+        participant_id=command.participant_id,
+        client_order_id=getattr(command, "client_order_id", ""),
+        reason=reason,
+        detail=detail,
+    )
