@@ -8,8 +8,8 @@ from engine.errors import DecodeError
 from schemas.commands import Command
 from schemas.events import Event
 
-_command_decoder = msgspec.json.Decoder(Command)
-_event_decoder = msgspec.json.Decoder(Event)
+_command_decoder: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
+_event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _encoder = msgspec.json.Encoder()
 
 #: Longest command accepted, in bytes; anything larger is dead-lettered unread.

@@ -47,3 +47,7 @@ class BrokerUnavailableError(TechXError):
 
 class DeterminismError(TechXError):
     """Replaying the command log produced different results from what was settled."""
+
+
+class LogTruncatedError(TechXError):
+    """Commands needed to rebuild a market were deleted from the log (retention)."""

@@ -52,6 +52,7 @@ class Settings:
     external_database: bool = False
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4
+    replication_factor: int = 1
     group_id: str = "techx-engine"
     #: Most command records taken into one batch (one PostgreSQL transaction).
     batch_max_records: int = 5000
@@ -82,6 +83,7 @@ class Settings:
             external_database=database is not None,
             topics=Topics(env.get("TECHX_TOPIC_PREFIX", base.topics.prefix)),
             partitions=_int(env, "TECHX_PARTITIONS", base.partitions, minimum=1),
+            replication_factor=_int(env, "TECHX_REPLICATION_FACTOR", base.replication_factor, 1),
             group_id=env.get("TECHX_GROUP_ID", base.group_id),
             batch_max_records=_int(env, "TECHX_BATCH_MAX_RECORDS", base.batch_max_records, 1),
             state_dir=state_dir,

@@ -1,0 +1,183 @@
+"""Turns one partition's command records into everything a batch settles and publishes.
+
+Pure: records in, rows and messages out. The consumer runs it live; recovery and replay run
+the same code over the same records, which is what makes their outputs identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.codec import decode_command, encode
+from engine.errors import DecodeError
+from engine.market import Market
+from schemas.events import Deal, Event
+
+DLQ_REASON_HEADER = "techx.dlq.reason"
+DLQ_PARTITION_HEADER = "techx.dlq.source.partition"
+DLQ_OFFSET_HEADER = "techx.dlq.source.offset"
+
+_EVENT_TAGS: dict[type[Event], str] = {
+    event_type: event_type.__struct_config__.tag for event_type in Event.__args__
+}
+
+KafkaMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+class CommandRecord(Protocol):
+    """The parts of a Kafka record the engine reads (aiokafka's ConsumerRecord has them)."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(slots=True)
+class SettlementBatch:
+    """One partition's share of a consumer batch: settled in one transaction, then published."""
+
+    partition: int
+    first_offset: int
+    next_offset: int
+    deal_rows: list[tuple[object, ...]] = field(default_factory=list)
+    event_rows: list[tuple[object, ...]] = field(default_factory=list)
+    dead_letter_rows: list[tuple[object, ...]] = field(default_factory=list)
+    #: Messages for the output topics: (key, value, headers).
+    deals_out: list[KafkaMessage] = field(default_factory=list)
+    executions_out: list[KafkaMessage] = field(default_factory=list)
+    dead_letters_out: list[KafkaMessage] = field(default_factory=list)
+    commands: int = 0
+
+    @property
+    def deal_count(self) -> int:
+        return len(self.deals_out)
+
+
+class PartitionProcessor:
+    """The market of one partition plus the bookkeeping of where it stands in the log."""
+
+    def __init__(self, partition: int, market: Market | None = None) -> None:
+        self.partition = partition
+        self.market = market if market is not None else Market()
+
+    def process(self, records: list[CommandRecord]) -> SettlementBatch:
+        """Apply the records in offset order; a bad record becomes a dead letter, never a stop."""
+        partition = self.partition
+        batch = SettlementBatch(partition, records[0].offset, records[-1].offset + 1)
+        apply = self.market.apply
+        deal_rows, event_rows = batch.deal_rows, batch.event_rows
+        deals_out, executions_out = batch.deals_out, batch.executions_out
+        for record in records:
+            offset = record.offset
+            try:
+                command = decode_command(record.value)
+                if record.key is None or record.key.decode("utf-8", "replace") != (
+                    command.technology_id
+                ):
+                    raise DecodeError(
+                        f"record key {record.key!r} must equal technology_id "
+                        f"{command.technology_id!r}: the key routes a technology to one partition"
+                    )
+            except DecodeError as e:
+                _dead_letter(batch, record, str(e))
+                continue
+            key = command.technology_id.encode()
+            for position, event in enumerate(apply(command, record.timestamp)):
+                value = encode(event)
+                if type(event) is Deal:
+                    deals_out.append((key, value, []))
+                    deal_rows.append(_deal_row(event, partition, offset))
+                else:
+                    executions_out.append((key, value, []))
+                    event_rows.append(
+                        (
+                            partition,
+                            offset,
+                            position,
+                            event.technology_id,
+                            event.seq,
+                            _EVENT_TAGS[type(event)],
+                            getattr(event, "participant_id", ""),
+                            getattr(event, "client_order_id", ""),
+                            value.decode(),
+                        )
+                    )
+        batch.commands = len(records)
+        return batch
+
+
+def _deal_row(deal: Deal, partition: int, offset: int) -> tuple[object, ...]:
+    return (
+        deal.deal_id,
+        deal.technology_id,
+        deal.deal_number,
+        deal.seq,
+        deal.price,
+        deal.quantity,
+        deal.buyer_id,
+        deal.seller_id,
+        deal.bid_order_id,
+        deal.offer_order_id,
+        deal.aggressor_side.value,
+        deal.timestamp_ms,
+        partition,
+        offset,
+    )
+
+
+DEAL_COLUMNS = (
+    "deal_id",
+    "technology_id",
+    "deal_number",
+    "seq",
+    "price",
+    "quantity",
+    "buyer_id",
+    "seller_id",
+    "bid_order_id",
+    "offer_order_id",
+    "aggressor_side",
+    "traded_at_ms",
+    "source_partition",
+    "source_offset",
+)
+EVENT_COLUMNS = (
+    "source_partition",
+    "source_offset",
+    "position",
+    "technology_id",
+    "seq",
+    "event_type",
+    "participant_id",
+    "client_order_id",
+    "body",
+)
+DEAD_LETTER_COLUMNS = (
+    "source_partition",
+    "source_offset",
+    "reason",
+    "record_key",
+    "record_value",
+    "timestamp_ms",
+)
+
+
+def _dead_letter(batch: SettlementBatch, record: CommandRecord, reason: str) -> None:
+    batch.dead_letter_rows.append(
+        (batch.partition, record.offset, reason, record.key, record.value, record.timestamp)
+    )
+    headers = [
+        (DLQ_REASON_HEADER, reason.encode()),
+        (DLQ_PARTITION_HEADER, str(batch.partition).encode()),
+        (DLQ_OFFSET_HEADER, str(record.offset).encode()),
+    ]
+    batch.dead_letters_out.append((record.key, record.value, headers))

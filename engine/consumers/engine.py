@@ -1,0 +1,276 @@
+"""The live engine: consume commands, match, settle in PostgreSQL, publish, repeat.
+
+One consumer group member per process; each assigned partition gets its own market, rebuilt
+from the command log when the partition is assigned. The loop never holds a batch across a
+rebalance: the listener waits for the batch in flight before a partition is let go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from engine.batch import CommandRecord, PartitionProcessor, SettlementBatch
+from engine.consumers.replay import read_partition
+from engine.errors import DeterminismError, FencedError, TechXError
+from engine.producers.publisher import EventPublisher
+from engine.settings import Settings
+from engine.store.settlement import PartitionClaim, SettlementStore
+
+log = structlog.get_logger()
+
+_RETRY_FIRST_S = 0.1
+_RETRY_MAX_S = 5.0
+_OFFSET_COMMIT_INTERVAL_S = 1.0
+_PROGRESS_INTERVAL_S = 10.0
+_REPLAY_PROGRESS_EVERY = 100_000
+
+
+@dataclass(slots=True)
+class PartitionWorker:
+    """A partition this process owns: its market and how far it has settled and published."""
+
+    processor: PartitionProcessor
+    claim: PartitionClaim
+    next_offset: int
+    published_offset: int
+
+
+class MatchingEngine:
+    def __init__(
+        self, settings: Settings, store: SettlementStore, publisher: EventPublisher
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._publisher = publisher
+        self._workers: dict[int, PartitionWorker] = {}
+        self._batch_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self.commands_processed = 0
+        self.deals_settled = 0
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in flight and close; safe from a signal handler."""
+        self._stopping.set()
+
+    @property
+    def owned_partitions(self) -> list[int]:
+        return sorted(self._workers)
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        settings = self._settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.group_id,
+            client_id="techx-engine",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+        )
+        self._consumer = consumer
+        consumer.subscribe([settings.topics.commands], listener=_Rebalance(self, consumer))
+        await consumer.start()
+        log.info("engine_started", group=settings.group_id, topic=settings.topics.commands)
+        last_commit = last_progress = time.monotonic()
+        progress_mark = 0
+        try:
+            while not self._stopping.is_set():
+                fetched = await consumer.getmany(
+                    timeout_ms=100, max_records=settings.batch_max_records
+                )
+                if ready is not None and self._workers:
+                    ready.set()
+                now = time.monotonic()
+                async with self._batch_lock:
+                    if fetched:
+                        await self._handle(fetched)
+                    else:
+                        await self._flush_published_marks()
+                    if now - last_commit >= _OFFSET_COMMIT_INTERVAL_S:
+                        await self._commit_group_offsets(consumer)
+                        last_commit = now
+                if now - last_progress >= _PROGRESS_INTERVAL_S:
+                    done = self.commands_processed - progress_mark
+                    log.info(
+                        "engine_progress",
+                        partitions=self.owned_partitions,
+                        commands=self.commands_processed,
+                        deals=self.deals_settled,
+                        commands_per_s=round(done / (now - last_progress)),
+                    )
+                    last_progress, progress_mark = now, self.commands_processed
+        finally:
+            async with self._batch_lock:
+                await self._commit_group_offsets(consumer)
+            await consumer.stop()
+            log.info("engine_stopped", commands=self.commands_processed, deals=self.deals_settled)
+
+    async def _handle(self, fetched: dict[TopicPartition, list[CommandRecord]]) -> None:
+        settled: list[SettlementBatch] = []
+        for tp, records in fetched.items():
+            worker = self._workers.get(tp.partition)
+            if worker is None:
+                continue  # revoked while the fetch was in flight
+            fresh = [r for r in records if r.offset >= worker.next_offset]
+            if not fresh:
+                continue
+            batch = worker.processor.process(fresh)
+            try:
+                await self._retrying(
+                    f"settle partition {tp.partition}",
+                    partial(
+                        self._store.settle,
+                        batch,
+                        worker.claim,
+                        worker.next_offset,
+                        worker.published_offset,
+                    ),
+                )
+            except FencedError as e:
+                log.error("partition_fenced", partition=tp.partition, reason=str(e))
+                del self._workers[tp.partition]
+                continue
+            worker.next_offset = batch.next_offset
+            settled.append(batch)
+            self.commands_processed += batch.commands
+            self.deals_settled += batch.deal_count
+        if settled:
+            await self._retrying("publish", lambda: self._publisher.publish(settled))
+            for batch in settled:
+                worker = self._workers.get(batch.partition)
+                if worker is not None:
+                    worker.published_offset = batch.next_offset
+
+    async def _flush_published_marks(self) -> None:
+        """When idle, record what is published so a restart re-publishes nothing."""
+        for worker in self._workers.values():
+            if worker.published_offset > worker.claim.published_offset:
+                await self._store.mark_published(worker.claim, worker.published_offset)
+                worker.claim = PartitionClaim(
+                    worker.claim.partition,
+                    worker.claim.owner_epoch,
+                    worker.next_offset,
+                    worker.published_offset,
+                )
+
+    async def _commit_group_offsets(self, consumer: AIOKafkaConsumer) -> None:
+        """Kafka's group offsets are for lag monitoring only: PostgreSQL is the commit point."""
+        offsets = {
+            TopicPartition(self._settings.topics.commands, p): w.next_offset
+            for p, w in self._workers.items()
+            if w.next_offset > 0
+        }
+        if offsets:
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as e:  # lag reporting must never stop matching
+                log.warning("group_offset_commit_failed", error=str(e))
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                await attempt()
+                return
+            except TechXError as e:
+                if not e.retriable:
+                    raise
+                log.warning("retrying", what=what, error=str(e), delay_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_S)
+
+    async def recover(self, tp: TopicPartition) -> PartitionWorker:
+        """Rebuild a partition's market from its command log, then own it.
+
+        Events of commands that were settled but perhaps not published are published again
+        (consumers dedupe on ``(technology_id, seq)``); the recomputed deals must match the
+        settled ones, or the engine refuses to go on.
+        """
+        started = time.monotonic()
+        claim = await self._store.claim(tp.partition)
+        processor = PartitionProcessor(tp.partition)
+        unpublished: list[SettlementBatch] = []
+        replayed = deals = 0
+        async for records in read_partition(
+            self._settings, tp.topic, tp.partition, 0, claim.next_offset
+        ):
+            silent = [r for r in records if r.offset < claim.published_offset]
+            loud = [r for r in records if r.offset >= claim.published_offset]
+            for part in (silent, loud):
+                if part:
+                    batch = processor.process(part)
+                    deals += batch.deal_count
+                    if part is loud:
+                        unpublished.append(batch)
+            previous = replayed
+            replayed += len(records)
+            if replayed // _REPLAY_PROGRESS_EVERY != previous // _REPLAY_PROGRESS_EVERY:
+                log.info(
+                    "replay_progress",
+                    partition=tp.partition,
+                    replayed=replayed,
+                    of=claim.next_offset,
+                )
+        settled_deals = await self._store.settled_deal_count(tp.partition, claim.next_offset)
+        if settled_deals != deals:
+            raise DeterminismError(
+                f"partition {tp.partition}: replay of offsets 0..{claim.next_offset - 1} "
+                f"made {deals} deals but PostgreSQL holds {settled_deals}"
+            )
+        if unpublished:
+            await self._retrying("republish", lambda: self._publisher.publish(unpublished))
+        if claim.next_offset > claim.published_offset:
+            await self._store.mark_published(claim, claim.next_offset)
+        worker = PartitionWorker(processor, claim, claim.next_offset, claim.next_offset)
+        log.info(
+            "partition_recovered",
+            partition=tp.partition,
+            epoch=claim.owner_epoch,
+            next_offset=claim.next_offset,
+            replayed=replayed,
+            deals=deals,
+            republished_from=claim.published_offset,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return worker
+
+    async def adopt(self, tp: TopicPartition, consumer: AIOKafkaConsumer) -> None:
+        worker = await self.recover(tp)
+        self._workers[tp.partition] = worker
+        consumer.seek(tp, worker.next_offset)
+
+    async def release(self, partitions: list[int]) -> None:
+        async with self._batch_lock:
+            for partition in partitions:
+                worker = self._workers.pop(partition, None)
+                if worker is not None:
+                    if worker.published_offset > worker.claim.published_offset:
+                        await self._store.mark_published(worker.claim, worker.published_offset)
+                    log.info(
+                        "partition_released", partition=partition, next_offset=worker.next_offset
+                    )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Recovery on assignment, a clean hand-over on revocation."""
+
+    def __init__(self, engine: MatchingEngine, consumer: AIOKafkaConsumer) -> None:
+        self._engine = engine
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._engine.release([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        for tp in sorted(assigned, key=lambda t: t.partition):
+            await self._engine.adopt(tp, self._consumer)

@@ -1,0 +1,63 @@
+"""Reads one command partition between two offsets, outside any consumer group.
+
+Recovery uses it to rebuild a market before going live; operators use it through
+``techx replay`` to audit or rebuild. Reading never commits anything anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from engine.errors import LogTruncatedError
+from engine.settings import Settings
+
+
+async def read_partition(
+    settings: Settings,
+    topic: str,
+    partition: int,
+    start: int,
+    end: int | None = None,
+    chunk: int = 10_000,
+) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """Yield record lists of ``partition`` from ``start`` up to ``end`` (exclusive).
+
+    ``end=None`` reads to the partition's end as it was when reading began.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        if end is None:
+            end = (await consumer.end_offsets([tp]))[tp]
+        if start >= end:
+            return
+        first_kept = (await consumer.beginning_offsets([tp]))[tp]
+        if start < first_kept:
+            raise LogTruncatedError(
+                f"{topic}[{partition}] starts at offset {first_kept}; offsets {start}.."
+                f"{first_kept - 1} were deleted, so the market cannot be rebuilt from them"
+            )
+        consumer.seek(tp, start)
+        while True:
+            fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=chunk)
+            records = [r for r in fetched.get(tp, []) if r.offset < end]
+            if records:
+                yield records
+                if records[-1].offset + 1 >= end:
+                    return
+            elif await consumer.position(tp) >= end:
+                return
+    finally:
+        await consumer.stop()

@@ -1,0 +1,157 @@
+"""The front-end client: place bids and offers, cancel, list technologies.
+
+Commands are keyed by ``technology_id`` and partitioned with Kafka's default murmur2 rule,
+so this client and a front-end in any other language send a technology to the same
+partition. ``send_many`` is the batched path for simulators, benchmarks and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from types import TracebackType
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+
+from engine.codec import encode
+from engine.errors import BrokerUnavailableError
+from engine.settings import Settings
+from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
+
+
+def partition_for(technology_id: str, partitions: int) -> int:
+    """Kafka's default partitioner for a key, as the Java client and librdkafka compute it."""
+    return int(murmur2(technology_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+class TradingClient:
+    def __init__(self, settings: Settings, client_id: str = "techx-frontend") -> None:
+        self._settings = settings
+        self._topic = settings.topics.commands
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=client_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            max_batch_size=1024 * 1024,
+        )
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()
+        except KafkaError as e:
+            raise BrokerUnavailableError(
+                f"cannot reach Kafka at {self._settings.kafka_bootstrap}: {e!r}"
+            ) from e
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> TradingClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def send(self, command: Command) -> int:
+        """Publish one command and wait for the broker; returns its offset."""
+        try:
+            metadata = await self._producer.send_and_wait(
+                self._topic, encode(command), key=command.technology_id.encode()
+            )
+        except KafkaError as e:
+            raise BrokerUnavailableError(f"publishing {command!r} failed: {e!r}") from e
+        return int(metadata.offset)
+
+    async def send_raw(self, technology_id: str, value: bytes) -> int:
+        """Publish bytes as they are: for testing how the engine answers malformed input."""
+        metadata = await self._producer.send_and_wait(
+            self._topic, value, key=technology_id.encode()
+        )
+        return int(metadata.offset)
+
+    async def send_many(self, commands: Iterable[Command]) -> int:
+        """Publish many commands in per-partition batches, in order; returns how many."""
+        partitions = sorted(await self._producer.partitions_for(self._topic))
+        by_partition: dict[int, list[Command]] = {}
+        for command in commands:
+            partition = partition_for(command.technology_id, len(partitions))
+            by_partition.setdefault(partition, []).append(command)
+        futures: list[asyncio.Future[object]] = []
+        producer = self._producer
+        try:
+            for partition, batch_commands in by_partition.items():
+                builder = producer.create_batch()
+                for command in batch_commands:
+                    key, value = command.technology_id.encode(), encode(command)
+                    if builder.append(key=key, value=value, timestamp=None) is None:
+                        futures.append(
+                            await producer.send_batch(builder, self._topic, partition=partition)
+                        )
+                        builder = producer.create_batch()
+                        builder.append(key=key, value=value, timestamp=None)
+                futures.append(await producer.send_batch(builder, self._topic, partition=partition))
+            await asyncio.gather(*futures)
+        except KafkaError as e:
+            raise BrokerUnavailableError(f"publishing a batch of commands failed: {e!r}") from e
+        return sum(len(c) for c in by_partition.values())
+
+    async def place(
+        self,
+        technology_id: str,
+        participant_id: str,
+        client_order_id: str,
+        side: str,
+        quantity: int,
+        price: int | None = None,
+        order_type: str = "limit",
+    ) -> int:
+        return await self.send(
+            PlaceOrder(
+                technology_id=technology_id,
+                participant_id=participant_id,
+                client_order_id=client_order_id,
+                side=side,
+                quantity=quantity,
+                price=price,
+                order_type=order_type,
+            )
+        )
+
+    async def cancel(self, technology_id: str, participant_id: str, client_order_id: str) -> int:
+        return await self.send(
+            CancelOrder(
+                technology_id=technology_id,
+                participant_id=participant_id,
+                client_order_id=client_order_id,
+            )
+        )
+
+    async def list_technology(
+        self,
+        technology_id: str,
+        participant_id: str,
+        name: str,
+        tick_size: int,
+        lot_size: int,
+        reserve_price: int | None = None,
+    ) -> int:
+        return await self.send(
+            ListTechnology(
+                technology_id=technology_id,
+                participant_id=participant_id,
+                name=name,
+                tick_size=tick_size,
+                lot_size=lot_size,
+                reserve_price=reserve_price,
+            )
+        )

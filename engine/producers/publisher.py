@@ -1,0 +1,70 @@
+"""Publishes settled batches to the output topics, in batches, on the input's partition.
+
+Outputs go to the same partition number as the command they came from, so one technology's
+events stay in order on every topic (all TechX topics have the same partition count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from engine.batch import KafkaMessage, SettlementBatch
+from engine.errors import BrokerUnavailableError
+from engine.settings import Settings, Topics
+
+
+def make_producer(settings: Settings, client_id: str = "techx-engine") -> AIOKafkaProducer:
+    """An idempotent producer: broker-side dedupe of our own retries, acks from all replicas."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=1024 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
+
+
+class EventPublisher:
+    def __init__(self, producer: AIOKafkaProducer, topics: Topics) -> None:
+        self._producer = producer
+        self._topics = topics
+
+    async def publish(self, batches: list[SettlementBatch]) -> None:
+        """Send every message of the batches and wait until the broker has them all."""
+        pending: list[asyncio.Future[object]] = []
+        try:
+            for batch in batches:
+                for topic, messages in (
+                    (self._topics.deals, batch.deals_out),
+                    (self._topics.executions, batch.executions_out),
+                    (self._topics.dead_letters, batch.dead_letters_out),
+                ):
+                    if messages:
+                        pending.extend(await self._send(topic, batch.partition, messages))
+            if pending:
+                await asyncio.gather(*pending)
+        except KafkaError as e:
+            raise BrokerUnavailableError(f"publishing events failed: {e}") from e
+
+    async def _send(
+        self, topic: str, partition: int, messages: list[KafkaMessage]
+    ) -> list[asyncio.Future[object]]:
+        producer = self._producer
+        futures: list[asyncio.Future[object]] = []
+        builder = producer.create_batch()
+        for key, value, headers in messages:
+            if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                futures.append(await producer.send_batch(builder, topic, partition=partition))
+                builder = producer.create_batch()
+                if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    raise BrokerUnavailableError(
+                        f"a message of {len(value or b'')} bytes "
+                        f"does not fit an empty batch for {topic}"
+                    )
+        futures.append(await producer.send_batch(builder, topic, partition=partition))
+        return futures

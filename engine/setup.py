@@ -1,0 +1,96 @@
+"""``techx setup``: the topics and tables the engine needs, created idempotently."""
+
+from __future__ import annotations
+
+import contextlib
+
+import asyncpg
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from engine.errors import BrokerUnavailableError, ConfigError, StoreUnavailableError
+from engine.settings import Settings
+from engine.store.migrate import migrate
+
+log = structlog.get_logger()
+
+_KEEP_FOREVER = "-1"
+_THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Per-topic settings that matter for correctness, not only for tuning.
+
+    Commands keep the broker's append time (the engine's only clock) and are never deleted:
+    they are the memory image every market is rebuilt from. Deals are the settlement
+    record downstream systems may replay from the start.
+    """
+    topics = settings.topics
+    return {
+        topics.commands: {"message.timestamp.type": "LogAppendTime", "retention.ms": _KEEP_FOREVER},
+        topics.deals: {"retention.ms": _KEEP_FOREVER},
+        topics.executions: {"retention.ms": _THIRTY_DAYS_MS},
+        topics.dead_letters: {"retention.ms": _THIRTY_DAYS_MS},
+    }
+
+
+async def create_topics(settings: Settings) -> list[str]:
+    """Create the missing topics; returns the names created now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="techx-setup")
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        wanted = topic_configs(settings)
+        missing = [
+            NewTopic(name, settings.partitions, settings.replication_factor, configs)
+            for name, configs in wanted.items()
+            if name not in existing
+        ]
+        if missing:
+            # Another process may create them in between: that is what we wanted anyway.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        present = [name for name in wanted if name in existing]
+        if present:
+            await _check_partition_counts(admin, settings, present)
+    except KafkaError as e:
+        raise BrokerUnavailableError(
+            f"cannot create topics on {settings.kafka_bootstrap}: {e!r}"
+        ) from e
+    finally:
+        await admin.close()
+    created = [topic.name for topic in missing]
+    for name in created:
+        log.info("topic_created", topic=name, partitions=settings.partitions)
+    return created
+
+
+async def _check_partition_counts(
+    admin: AIOKafkaAdminClient, settings: Settings, names: list[str]
+) -> None:
+    """Outputs go to the input's partition number, so every topic needs the same count."""
+    for description in await admin.describe_topics(names):
+        count = len(description["partitions"])
+        if count != settings.partitions:
+            raise ConfigError(
+                f"topic {description['topic']} has {count} partitions but TECHX_PARTITIONS is "
+                f"{settings.partitions}; every TechX topic must have the same count"
+            )
+
+
+async def setup_database(settings: Settings) -> list[int]:
+    try:
+        connection = await asyncpg.connect(settings.database_url)
+    except (OSError, asyncpg.PostgresError) as e:
+        raise StoreUnavailableError(f"cannot reach PostgreSQL: {e}") from e
+    try:
+        return await migrate(connection)
+    finally:
+        await connection.close()
+
+
+async def setup(settings: Settings) -> None:
+    created = await create_topics(settings)
+    applied = await setup_database(settings)
+    log.info("setup_done", topics_created=created, migrations_applied=applied)

@@ -1,0 +1,168 @@
+"""PostgreSQL as the engine's commit point: deals, order history and the partition offset
+are written in one transaction, guarded by the partition's owner epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+
+import asyncpg
+
+from engine.batch import DEAD_LETTER_COLUMNS, DEAL_COLUMNS, EVENT_COLUMNS, SettlementBatch
+from engine.errors import DeterminismError, FencedError, StoreUnavailableError
+
+_TRANSIENT = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionClaim:
+    """What an engine learns when it takes a partition over."""
+
+    partition: int
+    owner_epoch: int
+    next_offset: int
+    published_offset: int
+
+
+class SettlementStore:
+    """The engine's only door to PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool, commands_topic: str) -> None:
+        self._pool = pool
+        self._topic = commands_topic
+
+    @classmethod
+    async def connect(cls, dsn: str, commands_topic: str, max_size: int = 4) -> SettlementStore:
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
+        except _TRANSIENT as e:
+            raise StoreUnavailableError(f"cannot reach PostgreSQL at {_redact(dsn)}: {e}") from e
+        return cls(pool, commands_topic)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> SettlementStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    async def claim(self, partition: int) -> PartitionClaim:
+        """Take ownership of a partition: bump its epoch so any previous owner is fenced."""
+        try:
+            row = await self._pool.fetchrow(
+                "INSERT INTO partition_state (topic, partition, owner_epoch) VALUES ($1, $2, 1)"
+                " ON CONFLICT (topic, partition) DO UPDATE"
+                " SET owner_epoch = partition_state.owner_epoch + 1, updated_at = now()"
+                " RETURNING owner_epoch, next_offset, published_offset",
+                self._topic,
+                partition,
+            )
+        except _TRANSIENT as e:
+            raise StoreUnavailableError(f"claiming partition {partition} failed: {e}") from e
+        assert row is not None
+        return PartitionClaim(
+            partition, row["owner_epoch"], row["next_offset"], row["published_offset"]
+        )
+
+    async def settle(
+        self,
+        batch: SettlementBatch,
+        claim: PartitionClaim,
+        expected_next_offset: int,
+        published_offset: int,
+    ) -> None:
+        """Write one partition batch and move its offset, or nothing at all.
+
+        Raises FencedError when another engine owns the partition now (or the offset moved
+        under us), StoreUnavailableError when the write may be retried as it is.
+        """
+        try:
+            async with self._pool.acquire() as connection, connection.transaction():
+                status = await connection.execute(
+                    "UPDATE partition_state SET next_offset = $1, published_offset = $2,"
+                    " updated_at = now() WHERE topic = $3 AND partition = $4"
+                    " AND owner_epoch = $5 AND next_offset = $6",
+                    batch.next_offset,
+                    published_offset,
+                    self._topic,
+                    batch.partition,
+                    claim.owner_epoch,
+                    expected_next_offset,
+                )
+                if status != "UPDATE 1":
+                    raise FencedError(
+                        f"partition {batch.partition}: epoch {claim.owner_epoch} at offset "
+                        f"{expected_next_offset} is no longer the owner's position"
+                    )
+                if batch.deal_rows:
+                    await connection.copy_records_to_table(
+                        "deals", records=batch.deal_rows, columns=DEAL_COLUMNS
+                    )
+                if batch.event_rows:
+                    await connection.copy_records_to_table(
+                        "order_events", records=batch.event_rows, columns=EVENT_COLUMNS
+                    )
+                if batch.dead_letter_rows:
+                    await connection.copy_records_to_table(
+                        "dead_letters", records=batch.dead_letter_rows, columns=DEAD_LETTER_COLUMNS
+                    )
+        except asyncpg.UniqueViolationError as e:
+            raise DeterminismError(
+                f"partition {batch.partition}: offsets {batch.first_offset}.."
+                f"{batch.next_offset - 1} were settled already: {e}"
+            ) from e
+        except _TRANSIENT as e:
+            raise StoreUnavailableError(f"settling partition {batch.partition} failed: {e}") from e
+
+    async def mark_published(self, claim: PartitionClaim, published_offset: int) -> None:
+        """Record that every event below ``published_offset`` is on the output topics."""
+        try:
+            await self._pool.execute(
+                "UPDATE partition_state SET published_offset = $1"
+                " WHERE topic = $2 AND partition = $3 AND owner_epoch = $4",
+                published_offset,
+                self._topic,
+                claim.partition,
+                claim.owner_epoch,
+            )
+        except _TRANSIENT as e:
+            raise StoreUnavailableError(f"marking partition {claim.partition} failed: {e}") from e
+
+    async def settled_deal_count(self, partition: int, below_offset: int) -> int:
+        """Deals settled from commands of one partition below an offset: recovery's check."""
+        count = await self._pool.fetchval(
+            "SELECT count(*) FROM deals WHERE source_partition = $1 AND source_offset < $2",
+            partition,
+            below_offset,
+        )
+        return int(count)
+
+
+def _redact(dsn: str) -> str:
+    """Keep passwords out of logs and error messages."""
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"
