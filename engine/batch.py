@@ -69,29 +69,35 @@ class PartitionProcessor:
         self.partition = partition
         self.market = market if market is not None else Market()
 
+    def apply(self, record: CommandRecord) -> list[Event] | str:
+        """The events one record causes, or why it is a dead letter."""
+        try:
+            command = decode_command(record.value)
+        except DecodeError as e:
+            return str(e)
+        if record.key is None or record.key.decode("utf-8", "replace") != command.technology_id:
+            return (
+                f"record key {record.key!r} must equal technology_id "
+                f"{command.technology_id!r}: the key routes a technology to one partition"
+            )
+        return self.market.apply(command, record.timestamp)
+
     def process(self, records: list[CommandRecord]) -> SettlementBatch:
         """Apply the records in offset order; a bad record becomes a dead letter, never a stop."""
         partition = self.partition
         batch = SettlementBatch(partition, records[0].offset, records[-1].offset + 1)
-        apply = self.market.apply
+        apply = self.apply
         deal_rows, event_rows = batch.deal_rows, batch.event_rows
         deals_out, executions_out = batch.deals_out, batch.executions_out
         for record in records:
-            offset = record.offset
-            try:
-                command = decode_command(record.value)
-                if record.key is None or record.key.decode("utf-8", "replace") != (
-                    command.technology_id
-                ):
-                    raise DecodeError(
-                        f"record key {record.key!r} must equal technology_id "
-                        f"{command.technology_id!r}: the key routes a technology to one partition"
-                    )
-            except DecodeError as e:
-                _dead_letter(batch, record, str(e))
+            outcome = apply(record)
+            if type(outcome) is str:
+                _dead_letter(batch, record, outcome)
                 continue
-            key = command.technology_id.encode()
-            for position, event in enumerate(apply(command, record.timestamp)):
+            assert not isinstance(outcome, str)
+            offset = record.offset
+            key = record.key
+            for position, event in enumerate(outcome):
                 value = encode(event)
                 if type(event) is Deal:
                     deals_out.append((key, value, []))

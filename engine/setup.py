@@ -43,7 +43,12 @@ async def create_topics(settings: Settings) -> list[str]:
         existing = set(await admin.list_topics())
         wanted = topic_configs(settings)
         missing = [
-            NewTopic(name, settings.partitions, settings.replication_factor, configs)
+            NewTopic(
+                name=name,
+                num_partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs=configs,
+            )
             for name, configs in wanted.items()
             if name not in existing
         ]

@@ -196,19 +196,21 @@ def redact(dsn: str) -> str:
 def up(settings: Settings) -> None:
     """Start whatever of Kafka and PostgreSQL is not running yet, and wait until both serve.
 
-    Kafka is launched first and awaited last, so its JVM start overlaps PostgreSQL's.
+    Every tool and port is checked before anything starts, so a missing program leaves
+    nothing half-up. Kafka is launched first and awaited last: its JVM start overlaps
+    PostgreSQL's.
     """
     started = time.monotonic()
     with _stack_lock(settings):
-        pending: _PendingKafka | None = None
+        java = None if settings.external_kafka else _find_java()
+        pg_bin = None if settings.external_database else _postgres_preflight(settings)
         if settings.external_kafka:
             _check_external_kafka(settings)
-        else:
-            pending = _launch_kafka(settings)
         if settings.external_database:
             _check_external_database(settings)
-        else:
-            _start_postgres(settings)
+        pending = None if java is None else _launch_kafka(settings, java)
+        if pg_bin is not None:
+            _start_postgres(settings, pg_bin)
         if pending is not None:
             _await_kafka(settings, pending)
     log.info("stack_up", duration_s=_since(started), state_dir=str(settings.state_dir))
@@ -239,10 +241,10 @@ def status(settings: Settings) -> list[ServiceStatus]:
 
 @dataclass(frozen=True, slots=True)
 class _PendingKafka:
-    """A broker launched by this call, not yet known to serve."""
+    """A broker not yet known to serve; ``log_offset`` is None when an earlier ``up`` started it."""
 
     pid: int
-    log_offset: int
+    log_offset: int | None
     started: float
 
 
@@ -257,14 +259,14 @@ def _running_kafka_pid(paths: KafkaPaths) -> int | None:
     return None
 
 
-def _launch_kafka(settings: Settings) -> _PendingKafka | None:
-    """Fetch jars, format storage and start the broker detached; None if it already runs."""
+def _launch_kafka(settings: Settings, java: str) -> _PendingKafka:
+    """Fetch jars, format storage and start the broker detached, unless it already runs."""
     paths = KafkaPaths.of(settings)
     address = f"127.0.0.1:{settings.kafka_port}"
     pid = _running_kafka_pid(paths)
     if pid is not None:
         log.info("kafka_already_running", address=address, pid=pid)
-        return None
+        return _PendingKafka(pid=pid, log_offset=None, started=time.monotonic())
     _forget_stale_pid(paths.pid_file, "kafka")
     for port in (settings.kafka_port, controller_port(settings)):
         if _port_open(port):
@@ -272,7 +274,6 @@ def _launch_kafka(settings: Settings) -> _PendingKafka | None:
                 f"port {port} on 127.0.0.1 is taken by a process techx did not start; "
                 "stop it or choose another TECHX_KAFKA_PORT (the controller uses port + 1)"
             )
-    java = _find_java()
     _ensure_kafka_jars(paths)
     paths.logs.mkdir(parents=True, exist_ok=True)
     _write_atomic(paths.config, render_server_properties(settings))
@@ -316,9 +317,10 @@ def _await_kafka(settings: Settings, pending: _PendingKafka) -> None:
                 + _tail(paths.server_log)
                 + _tail(paths.console_log)
             )
-        if _log_contains(paths.server_log, pending.log_offset, KAFKA_STARTED_LINE) and _port_open(
-            settings.kafka_port
-        ):
+        logged = pending.log_offset is None or _log_contains(
+            paths.server_log, pending.log_offset, KAFKA_STARTED_LINE
+        )
+        if logged and _port_open(settings.kafka_port):
             answer = _probe_kafka(bootstrap, timeout_s=5.0)
             if answer is None:
                 break
@@ -329,6 +331,8 @@ def _await_kafka(settings: Settings, pending: _PendingKafka) -> None:
                 f"{KAFKA_READY_TIMEOUT_S:.0f} s ({problem}); read {paths.server_log}"
             )
         time.sleep(0.25)
+    if pending.log_offset is None:
+        return
     log.info(
         "kafka_started",
         address=bootstrap,
@@ -562,19 +566,26 @@ def _as_cluster_owner(command: list[str]) -> list[str]:
     return [runuser, "-u", "postgres", "--", *command]
 
 
-def _prepare_postgres_home(paths: PostgresPaths) -> None:
-    """Create the cluster's folder; as root, hand it to ``postgres`` (and refuse a squatter)."""
-    paths.pid_file.parent.mkdir(parents=True, exist_ok=True)
+def _cluster_owner() -> pwd.struct_passwd | None:
+    """The ``postgres`` system user when running as root, else None (we own the cluster)."""
     if not _running_as_root():
-        paths.home.mkdir(parents=True, exist_ok=True)
-        return
+        return None
     try:
-        owner = pwd.getpwnam("postgres")
+        return pwd.getpwnam("postgres")
     except KeyError as e:
         raise MissingToolError(
             "there is no 'postgres' system user to run PostgreSQL as root: "
             "apt-get install postgresql-15 creates it"
         ) from e
+
+
+def _prepare_postgres_home(paths: PostgresPaths) -> None:
+    """Create the cluster's folder; as root, hand it to ``postgres`` (and refuse a squatter)."""
+    paths.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    owner = _cluster_owner()
+    if owner is None:
+        paths.home.mkdir(parents=True, exist_ok=True)
+        return
     paths.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     found = paths.home.stat().st_uid
     if found not in (0, owner.pw_uid):
@@ -585,24 +596,31 @@ def _prepare_postgres_home(paths: PostgresPaths) -> None:
             os.chown(Path(folder) / name, owner.pw_uid, owner.pw_gid)
 
 
-def _start_postgres(settings: Settings) -> None:
+def _postgres_preflight(settings: Settings) -> Path:
+    """Check binaries, the ``postgres`` user (as root) and the port before anything starts."""
+    bin_dir = _pg_bin()
+    _cluster_owner()
+    _as_cluster_owner([])
+    paths = PostgresPaths.of(settings, as_root=_running_as_root())
+    if _running_postgres_pid(paths) is None and _port_open(settings.postgres_port):
+        raise StackError(
+            f"port {settings.postgres_port} on 127.0.0.1 is taken by a process techx did not "
+            "start; stop it or choose another TECHX_POSTGRES_PORT"
+        )
+    return bin_dir
+
+
+def _start_postgres(settings: Settings, bin_dir: Path) -> None:
     """initdb on first use, pg_ctl start, then make sure the techx role and database exist."""
-    root = _running_as_root()
-    paths = PostgresPaths.of(settings, as_root=root)
+    paths = PostgresPaths.of(settings, as_root=_running_as_root())
     address = f"127.0.0.1:{settings.postgres_port}"
     pid = _running_postgres_pid(paths)
     if pid is not None:
         _write_atomic(paths.pid_file, f"{pid}\n")
         log.info("postgres_already_running", address=address, pid=pid, data=str(paths.data))
-        _ensure_role_and_database(settings, _pg_bin())
+        _ensure_role_and_database(settings, bin_dir)
         return
     _forget_stale_pid(paths.pid_file, "postgres")
-    if _port_open(settings.postgres_port):
-        raise StackError(
-            f"port {settings.postgres_port} on 127.0.0.1 is taken by a process techx did not "
-            "start; stop it or choose another TECHX_POSTGRES_PORT"
-        )
-    bin_dir = _pg_bin()
     _prepare_postgres_home(paths)
     if not (paths.data / "PG_VERSION").exists():
         started = time.monotonic()

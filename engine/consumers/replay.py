@@ -6,6 +6,7 @@ Recovery uses it to rebuild a market before going live; operators use it through
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -60,4 +61,7 @@ async def read_partition(
             elif await consumer.position(tp) >= end:
                 return
     finally:
+        # Let the consumer's background tasks start before stopping it: aiokafka awaits a
+        # task it has just cancelled, which raises CancelledError if the task never ran.
+        await asyncio.sleep(0)
         await consumer.stop()

@@ -1,0 +1,123 @@
+"""``techx``: the operator's and the front-end developer's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from engine import stack
+from engine.errors import TechXError
+from engine.logs import configure_logging
+from engine.settings import Settings
+
+log = structlog.get_logger()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="techx", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack_parser = commands.add_parser("stack", help="local Kafka + PostgreSQL, no Docker")
+    stack_parser.add_argument("action", choices=["up", "down", "status"])
+
+    commands.add_parser("setup", help="create topics and tables (idempotent)")
+    commands.add_parser("run", help="run one engine process (a consumer group member)")
+
+    demo = commands.add_parser("demo", help="stack up, engine and a simulated front-end")
+    demo.add_argument("--seconds", type=float, default=20.0)
+    demo.add_argument("--rate", type=int, default=200, help="orders per second")
+    demo.add_argument("--seed", type=int, default=2026)
+
+    order = commands.add_parser("order", help="publish one command as a front-end would")
+    order_kinds = order.add_subparsers(dest="order_kind", required=True)
+    for kind in ("bid", "offer"):
+        place = order_kinds.add_parser(kind, help=f"place a {kind}")
+        place.add_argument("technology_id")
+        place.add_argument("quantity", type=int)
+        place.add_argument("price", type=int, nargs="?", help="omit for a market order")
+        place.add_argument("--participant", required=True)
+        place.add_argument("--client-order-id", required=True)
+    cancel = order_kinds.add_parser("cancel", help="cancel a live order")
+    cancel.add_argument("technology_id")
+    cancel.add_argument("--participant", required=True)
+    cancel.add_argument("--client-order-id", required=True)
+    listing = order_kinds.add_parser("list", help="list a technology for trading")
+    listing.add_argument("technology_id")
+    listing.add_argument("--participant", required=True)
+    listing.add_argument("--name", required=True)
+    listing.add_argument("--tick", type=int, default=1)
+    listing.add_argument("--lot", type=int, default=1)
+    listing.add_argument("--reserve", type=int)
+
+    replay = commands.add_parser("replay", help="rebuild a partition's events from the log")
+    replay.add_argument("--partition", type=int, required=True)
+    replay.add_argument("--from-offset", type=int, default=0)
+    replay.add_argument("--to-offset", type=int, help="exclusive; default: the log's end")
+    replay.add_argument("--out", help="write events as JSON lines to this file")
+    replay.add_argument(
+        "--compare",
+        action="store_true",
+        help="compare the replayed deals with those settled in PostgreSQL",
+    )
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        configure_logging(settings.log_format, settings.log_level)
+        return _dispatch(args, settings)
+    except TechXError as e:
+        log.error("command_failed", command=args.command, error=str(e), error_type=type(e).__name__)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "stack":
+        return _stack(args.action, settings)
+    if args.command == "setup":
+        from engine.setup import setup  # noqa: PLC0415 - keep `techx stack` free of aiokafka
+
+        asyncio.run(setup(settings))
+        return 0
+    if args.command == "run":
+        from engine.runner import run_engine  # noqa: PLC0415 - same reason
+
+        asyncio.run(run_engine(settings))
+        return 0
+    if args.command == "demo":
+        from engine.demo import run_demo  # noqa: PLC0415
+
+        return asyncio.run(run_demo(settings, args.seconds, args.rate, args.seed))
+    if args.command == "order":
+        from engine.order_cli import send_order  # noqa: PLC0415
+
+        return asyncio.run(send_order(settings, args))
+    if args.command == "replay":
+        from engine.consumers.audit import run_replay  # noqa: PLC0415
+
+        return asyncio.run(
+            run_replay(
+                settings, args.partition, args.from_offset, args.to_offset, args.out, args.compare
+            )
+        )
+    raise AssertionError(args.command)
+
+
+def _stack(action: str, settings: Settings) -> int:
+    if action == "up":
+        stack.up(settings)
+    elif action == "down":
+        stack.down(settings)
+    for service in stack.status(settings):
+        state = "running" if service.running else "stopped"
+        print(f"{service.name:<12} {state:<8} {service.address}  {service.detail}", file=sys.stdout)
+    return 0

@@ -1,0 +1,54 @@
+"""``techx run``: wire the engine to its store and producer and run until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+
+from engine.consumers.engine import MatchingEngine
+from engine.producers.publisher import EventPublisher, make_producer
+from engine.settings import Settings
+from engine.store.settlement import SettlementStore
+
+log = structlog.get_logger()
+
+
+async def run_engine(
+    settings: Settings, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> MatchingEngine:
+    """Run one engine process until SIGTERM/SIGINT or ``stop`` is set; then drain and close.
+
+    The batch in flight is settled and published before the process lets go, so a stop
+    never leaves work that the next owner would have to redo.
+    """
+    store = await SettlementStore.connect(settings.database_url, settings.topics.commands)
+    producer = make_producer(settings)
+    await producer.start()
+    engine = MatchingEngine(settings, store, EventPublisher(producer, settings.topics))
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    if stop is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, engine.stop)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                break
+    watcher = asyncio.create_task(_stop_when_set(stop, engine)) if stop is not None else None
+    try:
+        await engine.run(ready)
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await producer.stop()
+        await store.close()
+    return engine
+
+
+async def _stop_when_set(stop: asyncio.Event, engine: MatchingEngine) -> None:
+    await stop.wait()
+    engine.stop()
