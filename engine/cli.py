@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="stack up, engine and a simulated front-end")
     demo.add_argument("--seconds", type=float, default=20.0)
-    demo.add_argument("--rate", type=int, default=200, help="orders per second")
+    demo.add_argument("--rate", type=int, default=50, help="orders per second")
     demo.add_argument("--seed", type=int, default=2026)
 
     order = commands.add_parser("order", help="publish one command as a front-end would")

@@ -18,6 +18,7 @@ import hashlib
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -510,7 +511,7 @@ async def _kafka_answers(bootstrap: str, timeout_s: float) -> str | None:
         await asyncio.wait_for(admin.start(), timeout_s)
         await asyncio.wait_for(admin.list_topics(), timeout_s)
     except Exception as e:
-        return f"{type(e).__name__}: {e}"
+        return _describe(e)
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
@@ -646,7 +647,11 @@ def _start_postgres(settings: Settings, bin_dir: Path) -> None:
         )
         log.info("postgres_initialised", data=str(paths.data), duration_s=_since(started))
     started = time.monotonic()
-    options = f"-p {settings.postgres_port} -k {paths.socket_dir} -c listen_addresses=127.0.0.1"
+    # pg_ctl hands these to a shell, hence the quoting.
+    options = (
+        f"-p {settings.postgres_port} -k {shlex.quote(str(paths.socket_dir))} "
+        "-c listen_addresses=127.0.0.1"
+    )
     _run(
         _as_cluster_owner(
             [
@@ -763,11 +768,11 @@ async def _database_answers(dsn: str, timeout_s: float) -> str | None:
     try:
         connection = await asyncpg.connect(dsn, timeout=timeout_s)
     except Exception as e:
-        return f"{type(e).__name__}: {e}"
+        return _describe(e)
     try:
         await connection.fetchval("SELECT 1", timeout=timeout_s)
     except Exception as e:
-        return f"{type(e).__name__}: {e}"
+        return _describe(e)
     finally:
         await connection.close()
     return None
@@ -839,6 +844,13 @@ def _run_async(coroutine: Coroutine[Any, Any, _T]) -> _T:
     """Run a probe on a private event loop, so callers inside a running loop work too."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="techx-stack") as pool:
         return pool.submit(asyncio.run, coroutine).result()
+
+
+def _describe(error: BaseException) -> str:
+    """``Class: message`` once (aiokafka's messages already start with their class name)."""
+    text = str(error)
+    name = type(error).__name__
+    return text if text.startswith(name) else f"{name}: {text}"
 
 
 def _port_open(port: int) -> bool:

@@ -205,16 +205,19 @@ def test_cancel_one_of_several_orders_keeps_the_level() -> None:
     assert book.best_bid() == 100
 
 
-def test_cancel_of_a_non_best_level_keeps_the_best() -> None:
-    """Cancelling the only order of a worse level removes that level and keeps the best."""
+def test_cancel_of_a_non_best_level_removes_exactly_that_level() -> None:
+    """Cancelling the only order of a middle or worst level removes that price and no other."""
     book = OrderBook()
-    book.place(bid(100, 5))
-    worse = bid(98, 5)
-    book.place(worse)
-    book.place(bid(99, 5))
-    assert book.cancel(worse) == 5
-    assert [level.price for level in book.depth(Side.BID)] == [100, 99]
+    middle, worst = bid(99, 5), bid(97, 5)
+    for order in (bid(100, 5), bid(98, 5), middle, worst):
+        book.place(order)
+    assert book.cancel(middle) == 5
+    assert [level.price for level in book.depth(Side.BID)] == [100, 98, 97]
+    assert book.cancel(worst) == 5
+    assert [level.price for level in book.depth(Side.BID)] == [100, 98]
     assert book.best_bid() == 100
+    fills = book.place(offer(97, 10))
+    assert [price for _, _, price in fills] == [100, 98]
 
 
 def test_cancel_of_filled_or_cancelled_order_returns_zero() -> None:
@@ -256,6 +259,21 @@ def test_cancelled_order_is_skipped_by_later_matching() -> None:
     assert book.best_offer() is None
     assert book.depth(Side.BID) == [DepthLevel(100, 3, 1)]
     assert book.resting_orders(Side.BID) == [incoming]
+
+
+def test_level_with_only_cancelled_orders_left_disappears_after_matching() -> None:
+    """A level whose live orders all fill leaves the book even if cancelled orders remain queued."""
+    book = OrderBook()
+    live, dead = offer(100, 5, "live"), offer(100, 5, "dead")
+    book.place(live)
+    book.place(dead)
+    book.place(offer(101, 5, "next"))
+    book.cancel(dead)
+    assert trades(book.place(bid(100, 5))) == [("live", 5, 100)]
+    assert book.best_offer() == 101
+    assert book.depth(Side.OFFER) == [DepthLevel(101, 5, 1)]
+    assert ids(book.resting_orders(Side.OFFER)) == ["next"]
+    assert trades(book.place(bid(101, 1))) == [("next", 1, 101)]
 
 
 def test_depth_aggregates_per_price_bids_descending_offers_ascending() -> None:

@@ -1,0 +1,200 @@
+"""``techx demo``: the whole exchange on this machine, watched live.
+
+Brings the local stack up, runs one engine in-process, lets a simulated front-end trade a
+few technologies for a while, prints each deal as it is settled and published, then reads
+a summary back from PostgreSQL. The simulator may use a seeded RNG and the wall clock; the
+engine never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from engine import stack
+from engine.codec import decode_event
+from engine.errors import StackError
+from engine.producers.client import TradingClient
+from engine.runner import run_engine
+from engine.settings import Settings
+from engine.setup import setup
+from schemas.commands import Command, ListTechnology, PlaceOrder
+from schemas.events import Deal
+
+#: (technology id, name, tick in đồng, lot, fair price in đồng)
+TECHNOLOGIES = (
+    ("HCMUT-BATT-0001", "Solid-state battery electrolyte patent", 100_000, 1, 52_000_000),
+    ("VAST-RICE-0042", "Salt-tolerant rice cultivar licence", 50_000, 5, 8_500_000),
+    ("HUST-AI-0007", "Vietnamese speech recognition know-how", 100_000, 1, 120_000_000),
+    ("UEH-FIN-0003", "Credit scoring model transfer package", 10_000, 10, 2_300_000),
+)
+
+
+def _vnd(amount: int) -> str:
+    return f"{amount:,}".replace(",", ".") + " đ"
+
+
+class MarketSimulator:
+    """Buyers and sellers quoting around a slowly drifting fair price per technology."""
+
+    def __init__(self, seed: int, run_tag: str) -> None:
+        self._rng = random.Random(seed)
+        self._run_tag = run_tag
+        self._fair = {tech: fair for tech, _, _, _, fair in TECHNOLOGIES}
+        self._count = 0
+
+    def listings(self) -> list[Command]:
+        return [
+            ListTechnology(
+                technology_id=tech,
+                participant_id="exchange-ops",
+                name=name,
+                tick_size=tick,
+                lot_size=lot,
+            )
+            for tech, name, tick, lot, _ in TECHNOLOGIES
+        ]
+
+    def next_orders(self, count: int) -> list[Command]:
+        rng = self._rng
+        orders: list[Command] = []
+        for _ in range(count):
+            tech, _, tick, lot, _ = rng.choice(TECHNOLOGIES)
+            self._fair[tech] = max(tick * 10, self._fair[tech] + rng.randint(-2, 2) * tick)
+            fair = self._fair[tech]
+            side = rng.choice(("bid", "offer"))
+            self._count += 1
+            participant = f"{'buyer' if side == 'bid' else 'seller'}-{rng.randint(1, 12):02d}"
+            quantity = lot * rng.randint(1, 5)
+            if rng.random() < 0.1:
+                orders.append(
+                    PlaceOrder(
+                        technology_id=tech,
+                        participant_id=participant,
+                        client_order_id=f"{self._run_tag}-{self._count}",
+                        side=side,
+                        quantity=quantity,
+                        order_type="market",
+                    )
+                )
+                continue
+            offset_ticks = rng.randint(-6, 3) if side == "bid" else rng.randint(-3, 6)
+            price = max(tick, (fair // tick + offset_ticks) * tick)
+            orders.append(
+                PlaceOrder(
+                    technology_id=tech,
+                    participant_id=participant,
+                    client_order_id=f"{self._run_tag}-{self._count}",
+                    side=side,
+                    quantity=quantity,
+                    price=price,
+                )
+            )
+        return orders
+
+
+async def _print_deals(settings: Settings, started: asyncio.Event, stop: asyncio.Event) -> int:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    printed = 0
+    try:
+        tps = [TopicPartition(settings.topics.deals, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        started.set()
+        while not stop.is_set():
+            fetched = await consumer.getmany(timeout_ms=200)
+            for records in fetched.values():
+                for record in records:
+                    deal = decode_event(record.value)
+                    if not isinstance(deal, Deal):
+                        continue
+                    printed += 1
+                    print(
+                        f"  DEAL {deal.deal_id:<22} {deal.quantity:>3} x {_vnd(deal.price):>17}"
+                        f"  {deal.buyer_id} <- {deal.seller_id}",
+                        flush=True,
+                    )
+    finally:
+        await consumer.stop()
+    return printed
+
+
+async def _summary(settings: Settings, since_ms: int) -> None:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT technology_id, count(*) AS deals, sum(quantity) AS units,"
+            " sum(price * quantity) AS turnover, min(price) AS low, max(price) AS high"
+            " FROM deals WHERE traded_at_ms >= $1 GROUP BY technology_id ORDER BY 1",
+            since_ms,
+        )
+        dead = await connection.fetchval(
+            "SELECT count(*) FROM dead_letters WHERE timestamp_ms >= $1", since_ms
+        )
+    finally:
+        await connection.close()
+    print("\nSettled in PostgreSQL during this demo:")
+    print(f"  {'technology':<18}{'deals':>7}{'units':>8}{'turnover':>24}{'low':>17}{'high':>17}")
+    for row in rows:
+        print(
+            f"  {row['technology_id']:<18}{row['deals']:>7}{row['units']:>8}"
+            f"{_vnd(int(row['turnover'])):>24}{_vnd(row['low']):>17}{_vnd(row['high']):>17}"
+        )
+    print(f"  dead letters: {dead}")
+
+
+async def _ready(ready: asyncio.Event, task: asyncio.Task[object], timeout_s: float = 60) -> None:
+    """Wait for a background task to say it is ready, or surface why it died first."""
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait(
+        {waiter, task}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+    )
+    if task in done:
+        waiter.cancel()
+        task.result()  # raises what killed it
+        raise StackError("a demo task ended before it was ready")
+    if waiter not in done:
+        waiter.cancel()
+        raise StackError(f"a demo task was not ready within {timeout_s:.0f} s")
+
+
+async def run_demo(settings: Settings, seconds: float, rate: int, seed: int) -> int:
+    await asyncio.to_thread(stack.up, settings)
+    await setup(settings)
+    stop_engine, stop_printer = asyncio.Event(), asyncio.Event()
+    engine_ready, printer_ready = asyncio.Event(), asyncio.Event()
+    engine_task = asyncio.create_task(run_engine(settings, engine_ready, stop_engine))
+    printer = asyncio.create_task(_print_deals(settings, printer_ready, stop_printer))
+    await _ready(engine_ready, engine_task)
+    await _ready(printer_ready, printer)
+    since_ms = int(time.time() * 1000)
+    simulator = MarketSimulator(seed, run_tag=f"demo{since_ms}")
+    sent = 0
+    print(f"TechX demo: {len(TECHNOLOGIES)} technologies, ~{rate} orders/s for {seconds:.0f} s")
+    async with TradingClient(settings, client_id="techx-demo") as client:
+        await client.send_many(simulator.listings())
+        deadline = time.monotonic() + seconds
+        tick_s = 0.1
+        while time.monotonic() < deadline:
+            sent += await client.send_many(simulator.next_orders(max(1, int(rate * tick_s))))
+            await asyncio.sleep(tick_s)
+    await asyncio.sleep(2.0)  # let the last batch settle and print
+    stop_engine.set()
+    stop_printer.set()
+    engine = await engine_task
+    printed = await printer
+    print(
+        f"\n{sent} orders sent, {engine.commands_processed} commands matched, "
+        f"{engine.deals_settled} deals settled, {printed} deals seen on {settings.topics.deals}"
+    )
+    await _summary(settings, since_ms)
+    return 0
