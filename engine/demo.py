@@ -9,7 +9,6 @@ engine never does.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 
 import asyncpg
@@ -22,79 +21,12 @@ from engine.producers.client import TradingClient
 from engine.runner import run_engine
 from engine.settings import Settings
 from engine.setup import setup
-from schemas.commands import Command, ListTechnology, PlaceOrder
+from engine.simulation import DEMO_LISTINGS, OrderFlow
 from schemas.events import Deal
-
-#: (technology id, name, tick in đồng, lot, fair price in đồng)
-TECHNOLOGIES = (
-    ("HCMUT-BATT-0001", "Solid-state battery electrolyte patent", 100_000, 1, 52_000_000),
-    ("VAST-RICE-0042", "Salt-tolerant rice cultivar licence", 50_000, 5, 8_500_000),
-    ("HUST-AI-0007", "Vietnamese speech recognition know-how", 100_000, 1, 120_000_000),
-    ("UEH-FIN-0003", "Credit scoring model transfer package", 10_000, 10, 2_300_000),
-)
 
 
 def _vnd(amount: int) -> str:
     return f"{amount:,}".replace(",", ".") + " đ"
-
-
-class MarketSimulator:
-    """Buyers and sellers quoting around a slowly drifting fair price per technology."""
-
-    def __init__(self, seed: int, run_tag: str) -> None:
-        self._rng = random.Random(seed)
-        self._run_tag = run_tag
-        self._fair = {tech: fair for tech, _, _, _, fair in TECHNOLOGIES}
-        self._count = 0
-
-    def listings(self) -> list[Command]:
-        return [
-            ListTechnology(
-                technology_id=tech,
-                participant_id="exchange-ops",
-                name=name,
-                tick_size=tick,
-                lot_size=lot,
-            )
-            for tech, name, tick, lot, _ in TECHNOLOGIES
-        ]
-
-    def next_orders(self, count: int) -> list[Command]:
-        rng = self._rng
-        orders: list[Command] = []
-        for _ in range(count):
-            tech, _, tick, lot, _ = rng.choice(TECHNOLOGIES)
-            self._fair[tech] = max(tick * 10, self._fair[tech] + rng.randint(-2, 2) * tick)
-            fair = self._fair[tech]
-            side = rng.choice(("bid", "offer"))
-            self._count += 1
-            participant = f"{'buyer' if side == 'bid' else 'seller'}-{rng.randint(1, 12):02d}"
-            quantity = lot * rng.randint(1, 5)
-            if rng.random() < 0.1:
-                orders.append(
-                    PlaceOrder(
-                        technology_id=tech,
-                        participant_id=participant,
-                        client_order_id=f"{self._run_tag}-{self._count}",
-                        side=side,
-                        quantity=quantity,
-                        order_type="market",
-                    )
-                )
-                continue
-            offset_ticks = rng.randint(-6, 3) if side == "bid" else rng.randint(-3, 6)
-            price = max(tick, (fair // tick + offset_ticks) * tick)
-            orders.append(
-                PlaceOrder(
-                    technology_id=tech,
-                    participant_id=participant,
-                    client_order_id=f"{self._run_tag}-{self._count}",
-                    side=side,
-                    quantity=quantity,
-                    price=price,
-                )
-            )
-        return orders
 
 
 async def _print_deals(settings: Settings, started: asyncio.Event, stop: asyncio.Event) -> int:
@@ -177,15 +109,15 @@ async def run_demo(settings: Settings, seconds: float, rate: int, seed: int) -> 
     await _ready(engine_ready, engine_task)
     await _ready(printer_ready, printer)
     since_ms = int(time.time() * 1000)
-    simulator = MarketSimulator(seed, run_tag=f"demo{since_ms}")
+    flow = OrderFlow(seed, run_tag=f"demo{since_ms}")
     sent = 0
-    print(f"TechX demo: {len(TECHNOLOGIES)} technologies, ~{rate} orders/s for {seconds:.0f} s")
+    print(f"TechX demo: {len(DEMO_LISTINGS)} technologies, ~{rate} orders/s for {seconds:.0f} s")
     async with TradingClient(settings, client_id="techx-demo") as client:
-        await client.send_many(simulator.listings())
+        await client.send_many(flow.listing_commands())
         deadline = time.monotonic() + seconds
         tick_s = 0.1
         while time.monotonic() < deadline:
-            sent += await client.send_many(simulator.next_orders(max(1, int(rate * tick_s))))
+            sent += await client.send_many(flow.next_commands(max(1, int(rate * tick_s))))
             await asyncio.sleep(tick_s)
     await asyncio.sleep(2.0)  # let the last batch settle and print
     stop_engine.set()

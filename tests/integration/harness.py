@@ -1,0 +1,122 @@
+"""Helpers shared by the integration tests: run an engine, read topics, compute expectations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from engine.batch import PartitionProcessor
+from engine.consumers.engine import MatchingEngine
+from engine.runner import run_engine
+from engine.settings import Settings
+from tests.integration.conftest import eventually
+
+
+@asynccontextmanager
+async def running_engine(settings: Settings) -> AsyncIterator[asyncio.Task[MatchingEngine]]:
+    """One engine process's worth of work, in this event loop, stopped gracefully on exit."""
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_engine(settings, ready, stop))
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({task, waiter}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        waiter.cancel()
+        if task.done():
+            task.result()
+        raise AssertionError("engine was not ready within 60 s")
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def read_topic(
+    settings: Settings, topic: str
+) -> dict[int, list[ConsumerRecord[bytes, bytes]]]:
+    """Everything on a topic now, per partition, in offset order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        records: dict[int, list[ConsumerRecord[bytes, bytes]]] = {
+            p: [] for p in range(settings.partitions)
+        }
+        for tp in tps:
+            consumer.seek(tp, 0)
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            fetched = await consumer.getmany(timeout_ms=500)
+            for tp, batch in fetched.items():
+                records[tp.partition].extend(r for r in batch if r.offset < ends[tp])
+        return records
+    finally:
+        await asyncio.sleep(0)
+        await consumer.stop()
+
+
+async def command_end_offsets(settings: Settings) -> dict[int, int]:
+    records = await read_topic(settings, settings.topics.commands)
+    return {p: (rs[-1].offset + 1 if rs else 0) for p, rs in records.items()}
+
+
+async def settled_offsets(settings: Settings) -> dict[int, int]:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT partition, next_offset FROM partition_state WHERE topic = $1",
+            settings.topics.commands,
+        )
+    finally:
+        await connection.close()
+    return {row["partition"]: row["next_offset"] for row in rows}
+
+
+async def wait_until_settled(settings: Settings, timeout_s: float = 120) -> dict[int, int]:
+    """Wait until PostgreSQL's offsets reach the end of every command partition."""
+    ends = await command_end_offsets(settings)
+
+    async def caught_up() -> bool:
+        settled = await settled_offsets(settings)
+        return all(settled.get(p, 0) >= end for p, end in ends.items())
+
+    await eventually(caught_up, timeout_s, what=f"settling up to {ends}")
+    return ends
+
+
+async def expected_outputs(
+    settings: Settings,
+) -> dict[int, tuple[list[bytes], list[bytes], list[bytes]]]:
+    """What the pure engine makes of the command log, per partition: (deals, executions, dlq)."""
+    commands = await read_topic(settings, settings.topics.commands)
+    expected = {}
+    for partition, records in commands.items():
+        if not records:
+            expected[partition] = ([], [], [])
+            continue
+        batch = PartitionProcessor(partition).process(records)
+        expected[partition] = (
+            [value for _, value, _ in batch.deals_out if value is not None],
+            [value for _, value, _ in batch.executions_out if value is not None],
+            [value for _, value, _ in batch.dead_letters_out if value is not None],
+        )
+    return expected
+
+
+async def fetch_all(settings: Settings, query: str) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        return list(await connection.fetch(query))
+    finally:
+        await connection.close()
