@@ -55,6 +55,7 @@ class MatchingEngine:
         self._batch_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+        self._ready = asyncio.Event()
         self.commands_processed = 0
         self.deals_settled = 0
 
@@ -67,6 +68,8 @@ class MatchingEngine:
         return sorted(self._workers)
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Consume until stopped; ``ready`` is set once the first assignment is recovered."""
+        self._ready = ready if ready is not None else asyncio.Event()
         settings = self._settings
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -88,8 +91,6 @@ class MatchingEngine:
                 fetched = await consumer.getmany(
                     timeout_ms=100, max_records=settings.batch_max_records
                 )
-                if ready is not None and self._workers:
-                    ready.set()
                 now = time.monotonic()
                 async with self._batch_lock:
                     if fetched:
@@ -111,6 +112,7 @@ class MatchingEngine:
                     last_progress, progress_mark = now, self.commands_processed
         finally:
             async with self._batch_lock:
+                await self._flush_published_marks()
                 await self._commit_group_offsets(consumer)
             await consumer.stop()
             log.info("engine_stopped", commands=self.commands_processed, deals=self.deals_settled)
@@ -153,7 +155,7 @@ class MatchingEngine:
 
     async def _flush_published_marks(self) -> None:
         """When idle, record what is published so a restart re-publishes nothing."""
-        for worker in self._workers.values():
+        for worker in list(self._workers.values()):
             if worker.published_offset > worker.claim.published_offset:
                 await self._store.mark_published(worker.claim, worker.published_offset)
                 worker.claim = PartitionClaim(
@@ -244,10 +246,14 @@ class MatchingEngine:
         )
         return worker
 
-    async def adopt(self, tp: TopicPartition, consumer: AIOKafkaConsumer) -> None:
-        worker = await self.recover(tp)
-        self._workers[tp.partition] = worker
-        consumer.seek(tp, worker.next_offset)
+    async def adopt(self, assigned: list[TopicPartition], consumer: AIOKafkaConsumer) -> None:
+        """Recover every newly assigned partition before the loop may touch any of them."""
+        async with self._batch_lock:
+            for tp in sorted(assigned, key=lambda t: t.partition):
+                worker = await self.recover(tp)
+                self._workers[tp.partition] = worker
+                consumer.seek(tp, worker.next_offset)
+        self._ready.set()
 
     async def release(self, partitions: list[int]) -> None:
         async with self._batch_lock:
@@ -272,5 +278,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._engine.release([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        for tp in sorted(assigned, key=lambda t: t.partition):
-            await self._engine.adopt(tp, self._consumer)
+        await self._engine.adopt(assigned, self._consumer)

@@ -1,0 +1,50 @@
+# TechX: the two commands a newcomer needs are `make demo` and `make test`.
+BIN := .venv/bin
+
+.PHONY: bootstrap demo test check lint typecheck unit integration stack-up stack-down stack-status schemas bench clean
+
+bootstrap:
+	@bash deploy/local/bootstrap.sh
+
+## Bring the local Kafka + PostgreSQL up and trade for ~20 s, printing deals as they settle.
+demo: bootstrap
+	$(BIN)/techx demo --seconds 20
+
+## The whole suite: lint, types, unit and integration tests on the real broker and server.
+test: bootstrap check stack-up
+	$(BIN)/pytest
+
+check: lint typecheck
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy
+
+unit: bootstrap
+	$(BIN)/pytest tests/unit
+
+integration: bootstrap stack-up
+	$(BIN)/pytest tests/integration
+
+stack-up: bootstrap
+	$(BIN)/techx stack up
+
+stack-down:
+	$(BIN)/techx stack down
+
+stack-status:
+	$(BIN)/techx stack status
+
+schemas: bootstrap
+	$(BIN)/python -m schemas.generate
+
+## Benchmarks print numbers; they are not part of `make test`.
+bench: bootstrap stack-up
+	$(BIN)/python -m bench.matching
+	$(BIN)/python -m bench.end_to_end
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache

@@ -1,0 +1,147 @@
+"""Render the wire contract as JSON Schema files: ``python -m schemas.generate [--check]``.
+
+Front-ends are written in any language, but they all publish the same commands and read
+the same events. The msgspec structs in :mod:`schemas.commands` and :mod:`schemas.events`
+are the one source of truth; this module turns them into ``schemas/json/*.schema.json`` so
+a TypeScript, Go or Java front-end can validate and generate code against the same
+contract the engine decodes with, instead of a hand-copied description that drifts.
+
+The output is deterministic (sorted keys, fixed indentation, docstrings normalised), so
+the committed files change only when the contract does. ``--check`` writes nothing and
+exits 1 naming the files that are stale, for CI; a unit test does the same comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from schemas.commands import Command
+from schemas.events import Event
+
+#: Where the committed schema files live (shipped in the wheel, see pyproject.toml).
+SCHEMA_DIR = Path(__file__).resolve().parent / "json"
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+#: file name -> (root type, $id, title, description)
+_FAMILIES: dict[str, tuple[object, str, str, str]] = {
+    "commands.schema.json": (
+        Command,
+        "urn:techx:schema:commands.v1",
+        "TechX commands (techx.commands.v1)",
+        "Commands a front-end publishes to techx.commands.v1 as JSON, keyed by "
+        "technology_id; a tagged union on `type`.",
+    ),
+    "events.schema.json": (
+        Event,
+        "urn:techx:schema:events.v1",
+        "TechX events (techx.deals.v1, techx.executions.v1)",
+        "Events the engine publishes: deals to techx.deals.v1, everything else to "
+        "techx.executions.v1; a tagged union on `type`, ordered per technology by `seq`.",
+    ),
+}
+
+
+def _normalise_descriptions(node: object) -> object:
+    """Dedent every ``description`` the way Python 3.13+ already does for docstrings.
+
+    msgspec copies class docstrings verbatim, and whether their continuation lines keep
+    their indentation depends on the Python version that compiled them; cleaning them
+    here keeps the rendered files identical on every supported Python.
+    """
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else _normalise_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_normalise_descriptions(item) for item in node]
+    return node
+
+
+def _render(root: object, schema_id: str, title: str, description: str) -> str:
+    schema = msgspec.json.schema(root)
+    document: dict[str, object] = {
+        **schema,
+        "$schema": JSON_SCHEMA_DIALECT,
+        "$id": schema_id,
+        "title": title,
+        "description": description,
+    }
+    normalised = _normalise_descriptions(document)
+    return json.dumps(normalised, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_schemas() -> dict[str, str]:
+    """The text of every schema file, by file name: what ``schemas/json/`` must contain."""
+    return {
+        name: _render(root, schema_id, title, description)
+        for name, (root, schema_id, title, description) in _FAMILIES.items()
+    }
+
+
+def stale_files(directory: Path = SCHEMA_DIR) -> list[str]:
+    """Names of the schema files in ``directory`` that are missing or differ from the render."""
+    stale = []
+    for name, text in render_schemas().items():
+        path = directory / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            stale.append(name)
+    return stale
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[str]:
+    """Write every schema file into ``directory``; returns the names that changed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    changed = stale_files(directory)
+    for name, text in render_schemas().items():
+        if name in changed:
+            (directory / name).write_text(text, encoding="utf-8", newline="\n")
+    return changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m schemas.generate",
+        description="Write the JSON Schema files of the TechX wire contract.",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 and name the stale files if any file is out of date",
+    )
+    parser.add_argument(
+        "--directory",
+        type=Path,
+        default=SCHEMA_DIR,
+        help=f"where the schema files live (default: {SCHEMA_DIR})",
+    )
+    args = parser.parse_args(argv)
+    directory: Path = args.directory
+    if args.check:
+        stale = stale_files(directory)
+        if stale:
+            for name in stale:
+                print(f"stale: {directory / name}", file=sys.stderr)
+            print("run `python -m schemas.generate` and commit the result", file=sys.stderr)
+            return 1
+        print(f"schemas in {directory} are up to date")
+        return 0
+    changed = write_schemas(directory)
+    for name in render_schemas():
+        state = "written" if name in changed else "unchanged"
+        print(f"{state}: {directory / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
