@@ -50,10 +50,6 @@ class Order:
         self.quantity = quantity
         self.remaining = quantity
 
-    @property
-    def filled(self) -> int:
-        return self.quantity - self.remaining
-
     def __repr__(self) -> str:
         return (
             f"Order({self.order_id!r}, {self.side.value}, price={self.price}, "
@@ -72,12 +68,20 @@ class PriceLevel:
         self.live_quantity = 0
         self.live_count = 0
 
+    def compact(self) -> None:
+        """Drop cancelled orders once they outnumber live ones, so memory stays bounded
+        when a participant keeps replacing an order behind a long-lived one."""
+        if len(self.orders) > _COMPACT_MIN and len(self.orders) > 2 * self.live_count:
+            self.orders = deque(o for o in self.orders if o.remaining)
+
 
 #: One execution against a resting order: (resting order, quantity, the resting order's price).
 #: A plain tuple rather than a NamedTuple: it is built once per fill on the hot path.
 Fill = tuple[Order, int, int]
 
 _BID = Side.BID
+#: Levels shorter than this are never compacted: scanning them costs more than it saves.
+_COMPACT_MIN = 64
 #: Below every signed key: a market order crosses any price.
 _NO_LIMIT = -(1 << 62)
 
@@ -161,7 +165,11 @@ class OrderBook:
         return fills
 
     def cancel(self, order: Order) -> int:
-        """Take a resting order out in O(1); returns the quantity that was still open."""
+        """Take a resting order out in O(1); returns the quantity that was still open.
+
+        The order must be one this book accepted (the venue's live-order index is the only
+        caller); a filled, cancelled or market order returns 0 and changes nothing.
+        """
         remaining = order.remaining
         price = order.price
         if not remaining or price is None:
@@ -170,11 +178,15 @@ class OrderBook:
             keys, levels, key = self._bid_prices, self._bid_levels, price
         else:
             keys, levels, key = self._offer_keys, self._offer_levels, -price
-        level = levels[key]
+        level = levels.get(key)
+        if level is None:
+            return 0
         order.remaining = 0
         level.live_quantity -= remaining
         level.live_count -= 1
-        if not level.live_count:
+        if level.live_count:
+            level.compact()
+        else:
             del levels[key]
             if keys[-1] == key:
                 keys.pop()

@@ -23,15 +23,18 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Per-topic settings that matter for correctness, not only for tuning.
 
     Commands keep the broker's append time (the engine's only clock) and are never deleted:
-    they are the memory image every market is rebuilt from. Deals are the settlement
-    record downstream systems may replay from the start.
+    they are the memory image every market is rebuilt from. Outputs keep the broker's
+    append time too, so an output record's timestamp minus its event's ``timestamp_ms`` is
+    the command-to-publish latency on one clock. Deals are the settlement record downstream
+    systems may replay from the start.
     """
     topics = settings.topics
+    broker_time = {"message.timestamp.type": "LogAppendTime"}
     return {
-        topics.commands: {"message.timestamp.type": "LogAppendTime", "retention.ms": _KEEP_FOREVER},
-        topics.deals: {"retention.ms": _KEEP_FOREVER},
-        topics.executions: {"retention.ms": _THIRTY_DAYS_MS},
-        topics.dead_letters: {"retention.ms": _THIRTY_DAYS_MS},
+        topics.commands: {**broker_time, "retention.ms": _KEEP_FOREVER},
+        topics.deals: {**broker_time, "retention.ms": _KEEP_FOREVER},
+        topics.executions: {**broker_time, "retention.ms": _THIRTY_DAYS_MS},
+        topics.dead_letters: {**broker_time, "retention.ms": _THIRTY_DAYS_MS},
     }
 
 

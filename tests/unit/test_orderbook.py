@@ -89,7 +89,7 @@ def test_partial_fill_of_resting_order_keeps_it_at_the_front() -> None:
     book.place(young)
     incoming = bid(100, 4)
     assert trades(book.place(incoming)) == [("old", 4, 100)]
-    assert (old.remaining, old.filled) == (6, 4)
+    assert (old.remaining, old.quantity - old.remaining) == (6, 4)
     assert incoming.remaining == 0
     assert book.depth(Side.OFFER) == [DepthLevel(100, 16, 2)]
     assert trades(book.place(bid(100, 7))) == [("old", 6, 100), ("young", 1, 100)]
@@ -105,7 +105,7 @@ def test_partial_fill_of_incoming_limit_order_rests_remainder() -> None:
     incoming = bid(101, 10)
     assert trades(book.place(incoming)) == [(resting.order_id, 3, 100)]
     assert resting.remaining == 0
-    assert (incoming.remaining, incoming.filled) == (7, 3)
+    assert (incoming.remaining, incoming.quantity - incoming.remaining) == (7, 3)
     assert book.best_bid() == 101
     assert book.best_offer() is None
     assert book.depth(Side.BID) == [DepthLevel(101, 7, 1)]
@@ -349,3 +349,24 @@ def test_best_bid_and_best_offer_follow_placements_fills_and_cancels() -> None:
     book.place(offer(96, 7))  # eats the 97 bid and rests 2 at 96
     assert book.best_bid() is None
     assert book.best_offer() == 96
+
+
+def test_cancelled_orders_behind_a_live_one_do_not_pile_up() -> None:
+    """Replacing an order many times behind a long-lived one keeps the level's queue short."""
+    book = OrderBook()
+    book.place(Order("first", "p", "c0", Side.BID, 100, 5))
+    for i in range(10_000):
+        order = Order(f"o{i}", "q", f"c{i}", Side.BID, 100, 1)
+        book.place(order)
+        assert book.cancel(order) == 1
+    level = book._bid_levels[100]
+    assert len(level.orders) < 200
+    assert book.depth(Side.BID) == [DepthLevel(100, 5, 1)]
+
+
+def test_cancel_of_an_order_this_book_never_rested_changes_nothing() -> None:
+    """A cancel for an unknown price level returns 0 instead of corrupting the book."""
+    book = OrderBook()
+    book.place(Order("a", "p", "c", Side.BID, 100, 5))
+    assert book.cancel(Order("x", "p", "x", Side.BID, 101, 3)) == 0
+    assert book.depth(Side.BID) == [DepthLevel(100, 5, 1)]
