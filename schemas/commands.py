@@ -18,7 +18,7 @@ from schemas.common import (
 
 
 class PlaceOrder(
-    Struct, frozen=True, tag="place_order", tag_field="type", forbid_unknown_fields=True
+    Struct, frozen=True, gc=False, tag="place_order", tag_field="type", forbid_unknown_fields=True
 ):
     """A bid (buy) or offer (sell) for one technology.
 
@@ -37,7 +37,7 @@ class PlaceOrder(
 
 
 class CancelOrder(
-    Struct, frozen=True, tag="cancel_order", tag_field="type", forbid_unknown_fields=True
+    Struct, frozen=True, gc=False, tag="cancel_order", tag_field="type", forbid_unknown_fields=True
 ):
     """Withdraw the rest of a live order; only the participant that placed it may."""
 
@@ -47,7 +47,12 @@ class CancelOrder(
 
 
 class ListTechnology(
-    Struct, frozen=True, tag="list_technology", tag_field="type", forbid_unknown_fields=True
+    Struct,
+    frozen=True,
+    gc=False,
+    tag="list_technology",
+    tag_field="type",
+    forbid_unknown_fields=True,
 ):
     """Open a technology for trading with its price grid and optional reserve price."""
 

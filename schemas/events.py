@@ -21,7 +21,7 @@ from schemas.common import (
 )
 
 
-class _Event(Struct, frozen=True, tag_field="type", forbid_unknown_fields=True):
+class _Event(Struct, frozen=True, gc=False, tag_field="type", forbid_unknown_fields=True):
     technology_id: str
     seq: Sequence
     timestamp_ms: TimestampMs

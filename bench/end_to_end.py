@@ -1,0 +1,220 @@
+"""End-to-end throughput and latency through Kafka and PostgreSQL: ``python -m bench.end_to_end``.
+
+The engine runs as its own process (``python -m engine run``), as in production; this process
+plays the front-ends and the downstream reader, and the broker and PostgreSQL share the same
+machine. Two phases on fresh topics and a fresh database:
+
+1. backlog: N orders are published first, then the engine is started; orders settled per
+   second is the engine's sustained rate with Kafka and PostgreSQL in the loop;
+2. offered load: with the engine caught up, orders arrive at a fixed rate; each deal's
+   latency is its record timestamp on the deals topic (broker append time, after the
+   PostgreSQL commit) minus the command's append time carried in the deal's ``timestamp_ms``.
+
+Prints numbers; asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from engine import stack
+from engine.codec import decode_event
+from engine.producers.client import TradingClient
+from engine.settings import Settings, Topics
+from engine.setup import setup
+from engine.simulation import OrderFlow, generated_listings
+from schemas.events import Deal
+
+
+async def _fresh(settings: Settings, tag: str) -> Settings:
+    base, _, _ = settings.database_url.rpartition("/")
+    database = f"techx_bench_{tag}"
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await connection.close()
+    fresh = replace(
+        settings,
+        topics=Topics(f"bench.{tag}"),
+        group_id=f"bench-{tag}",
+        database_url=f"{base}/{database}",
+    )
+    await setup(fresh)
+    return fresh
+
+
+async def _settled(settings: Settings) -> int:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT coalesce(sum(next_offset), 0) FROM partition_state WHERE topic = $1",
+                settings.topics.commands,
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def _wait_settled(
+    settings: Settings, target: int, engine: subprocess.Popen[bytes], label: str
+) -> tuple[float, float]:
+    """Poll PostgreSQL until ``target`` commands are settled; (first progress, done) times."""
+    first = None
+    last_print = time.monotonic()
+    while True:
+        if engine.poll() is not None:
+            raise SystemExit(f"engine exited with {engine.returncode} during {label}")
+        settled = await _settled(settings)
+        now = time.monotonic()
+        if settled and first is None:
+            first = now
+        if settled >= target:
+            return first or now, now
+        if now - last_print >= 2:
+            print(f"    {label}: {settled:,}/{target:,} settled", flush=True)
+            last_print = now
+        await asyncio.sleep(0.05)
+
+
+def _start_engine(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TECHX_TOPIC_PREFIX": settings.topics.prefix,
+        "TECHX_DATABASE_URL": settings.database_url,
+        "TECHX_GROUP_ID": settings.group_id,
+        "TECHX_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TECHX_LOG_FORMAT": "json",
+        "TECHX_LOG_LEVEL": "warning",
+        "TECHX_PARTITIONS": str(settings.partitions),
+    }
+    return subprocess.Popen([sys.executable, "-m", "engine", "run"], env=env)
+
+
+async def _deal_latencies(settings: Settings, since: dict[int, int]) -> list[int]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    latencies: list[int] = []
+    try:
+        tps = [TopicPartition(settings.topics.deals, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, since.get(tp.partition, 0))
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    deal = decode_event(record.value)
+                    assert isinstance(deal, Deal)
+                    latencies.append(record.timestamp - deal.timestamp_ms)
+    finally:
+        await asyncio.sleep(0)
+        await consumer.stop()
+    return latencies
+
+
+async def _deal_ends(settings: Settings) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.topics.deals, p) for p in range(settings.partitions)]
+        return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await asyncio.sleep(0)
+        await consumer.stop()
+
+
+def _percentile(values: list[int], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
+
+
+async def run(orders: int, rate: int, seconds: float, technologies: int, seed: int) -> None:
+    base = Settings.from_env()
+    await asyncio.to_thread(stack.up, base)
+    settings = await _fresh(base, str(int(time.time())))
+    flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
+    backlog = flow.listing_commands() + flow.next_commands(orders)
+    print(
+        f"end-to-end benchmark: {technologies} technologies, {settings.partitions} partitions, "
+        f"engine batch <= {settings.batch_max_records} records"
+    )
+
+    async with TradingClient(settings, client_id="bench-frontend") as client:
+        started = time.monotonic()
+        await client.send_many(backlog)
+        published_s = time.monotonic() - started
+        print(
+            f"  publish      {len(backlog):>9,} commands in {published_s:6.2f} s = "
+            f"{len(backlog) / published_s:>9,.0f} commands/s (front-end send_many)"
+        )
+
+        engine = _start_engine(settings)
+        try:
+            first, done = await _wait_settled(settings, len(backlog), engine, "backlog")
+            print(
+                f"  backlog      {len(backlog):>9,} commands settled in {done - first:6.2f} s "
+                f"= {len(backlog) / (done - first):>9,.0f} commands/s "
+                f"(Kafka in -> PostgreSQL -> Kafka out)"
+            )
+
+            since = await _deal_ends(settings)
+            total = len(backlog)
+            slice_s = 0.01
+            per_slice = max(1, int(rate * slice_s))
+            deadline = time.monotonic() + seconds
+            next_at = time.monotonic()
+            while time.monotonic() < deadline:
+                total += await client.send_many(flow.next_commands(per_slice))
+                next_at += slice_s
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            offered = total - len(backlog)
+            await _wait_settled(settings, total, engine, "offered load")
+            latencies = await _deal_latencies(settings, since)
+            if latencies:
+                print(
+                    f"  latency      {offered:>9,} commands offered at {rate:,}/s for "
+                    f"{seconds:.0f} s, {len(latencies):,} deals, command-in to deal-published:"
+                )
+                print(
+                    f"               p50 {_percentile(latencies, 50):.0f} ms   "
+                    f"p90 {_percentile(latencies, 90):.0f} ms   "
+                    f"p99 {_percentile(latencies, 99):.0f} ms   max {max(latencies)} ms"
+                )
+        finally:
+            stopping = time.monotonic()
+            engine.send_signal(signal.SIGTERM)
+            code = engine.wait(timeout=60)
+            print(
+                f"  shutdown     engine exited {code} {time.monotonic() - stopping:.2f} s "
+                f"after SIGTERM"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=200_000, help="backlog size")
+    parser.add_argument("--rate", type=int, default=5_000, help="offered orders per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="offered load duration")
+    parser.add_argument("--technologies", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    asyncio.run(run(args.orders, args.rate, args.seconds, args.technologies, args.seed))
+
+
+if __name__ == "__main__":
+    main()
