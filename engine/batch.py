@@ -178,6 +178,8 @@ DEAD_LETTER_COLUMNS = (
 
 
 def _dead_letter(batch: SettlementBatch, record: CommandRecord, reason: str) -> None:
+    # The reason may quote the bad input; PostgreSQL text cannot hold NUL.
+    reason = reason.replace("\x00", "\\u0000")
     batch.dead_letter_rows.append(
         (batch.partition, record.offset, reason, record.key, record.value, record.timestamp)
     )

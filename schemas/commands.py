@@ -8,6 +8,7 @@ from __future__ import annotations
 from msgspec import Struct
 
 from schemas.common import (
+    DisplayText,
     Identifier,
     MechanismText,
     OrderTypeText,
@@ -58,7 +59,7 @@ class ListTechnology(
 
     technology_id: Identifier
     participant_id: Identifier
-    name: str
+    name: DisplayText
     tick_size: Price
     lot_size: Quantity
     mechanism: MechanismText = "continuous"

@@ -24,8 +24,20 @@ Identifier = Annotated[
     Meta(
         min_length=1,
         max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*(?!\n)$",
         description="Letters, digits and . _ : - (1 to 64 characters).",
+    ),
+]
+
+#: Free text shown to people (a technology's name): printable, no control characters, since
+#: PostgreSQL cannot store NUL and downstream screens should not receive escape sequences.
+DisplayText = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]*(?!\n)$",
+        description="1 to 200 printable characters.",
     ),
 ]
 

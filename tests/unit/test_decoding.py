@@ -320,23 +320,12 @@ def test_a_batch_of_only_bad_records_still_advances() -> None:
     assert batch.deals_out == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: msgspec checks the Identifier pattern with re.search, where `$` also "
-    "matches before a trailing newline, so 'T1\\n' is accepted (the JSON Schema refuses it)",
-)
 def test_identifier_with_trailing_newline_is_refused() -> None:
     """An identifier is letters, digits and . _ : - only; a trailing newline is not one."""
     with pytest.raises(DecodeError, match="technology_id"):
         decode_command(place(technology_id="T1\n"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: NUL reaches PostgreSQL text/jsonb columns (ListTechnology.name is echoed "
-    "in TechnologyListed.body; msgspec echoes an unknown tag in the dead-letter reason), "
-    "which PostgreSQL refuses, failing the whole settlement transaction",
-)
 def test_nothing_settled_contains_a_nul_character() -> None:
     """Event bodies and dead-letter reasons are storable in PostgreSQL text and jsonb."""
     listing = ListTechnology("T1", "admin", "Coating\x00", 10, 5)

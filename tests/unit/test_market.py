@@ -48,10 +48,10 @@ def listing(
     reserve_price: int | None = RESERVE,
     mechanism: str = "continuous",
 ) -> ListTechnology:
+    name = f"Technology {technology_id}"
     return ListTechnology(
-        technology_id, "admin", f"Technology {technology_id}", tick_size, lot_size, mechanism,
-        reserve_price,
-    )  # fmt: skip
+        technology_id, "admin", name, tick_size, lot_size, mechanism, reserve_price
+    )
 
 
 def bid(
