@@ -1,8 +1,16 @@
 """The live engine: consume commands, match, settle in PostgreSQL, publish, repeat.
 
 One consumer group member per process; each assigned partition gets its own market, rebuilt
-from the command log when the partition is assigned. The loop never holds a batch across a
-rebalance: the listener waits for the batch in flight before a partition is let go.
+from the command log when the partition is assigned.
+
+Three stages run at once, joined by small bounded queues, so the CPU matches batch k+1
+while PostgreSQL commits batch k and the broker acknowledges batch k-1:
+
+    match (consumer, markets) -> settle (one transaction per partition batch)
+        -> publish (hand to the producer) -> confirm (await delivery, advance published)
+
+Order is kept because each stage is one task that takes batches first-in first-out. A
+partition is only let go after both queues are drained, so a rebalance never strands work.
 """
 
 from __future__ import annotations
@@ -32,16 +40,35 @@ _RETRY_MAX_S = 5.0
 _OFFSET_COMMIT_INTERVAL_S = 1.0
 _PROGRESS_INTERVAL_S = 10.0
 _REPLAY_PROGRESS_EVERY = 100_000
+#: Batches allowed between two stages: enough to overlap, few enough to bound memory.
+_PIPELINE_DEPTH = 2
 
 
 @dataclass(slots=True)
 class PartitionWorker:
-    """A partition this process owns: its market and how far it has settled and published."""
+    """A partition this process owns: its market and how far each stage has got."""
 
     processor: PartitionProcessor
     claim: PartitionClaim
-    next_offset: int
+    #: Next offset to match (in memory only).
+    matched_offset: int
+    #: Next offset PostgreSQL holds: the commit point.
+    settled_offset: int
+    #: Every event of commands below this offset is on the output topics.
     published_offset: int
+    #: Another engine took the partition over; this one must stop touching it.
+    fenced: bool = False
+
+
+@dataclass(slots=True)
+class _InFlight:
+    worker: PartitionWorker
+    batch: SettlementBatch
+    #: The settled offset this batch continues from: the fencing check in PostgreSQL.
+    expected_offset: int
+
+
+_Delivery = tuple[list[_InFlight], list["asyncio.Future[object]"]]
 
 
 class MatchingEngine:
@@ -54,13 +81,14 @@ class MatchingEngine:
         self._workers: dict[int, PartitionWorker] = {}
         self._batch_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
         self._ready = asyncio.Event()
+        self._to_settle: asyncio.Queue[list[_InFlight] | None] = asyncio.Queue(_PIPELINE_DEPTH)
+        self._to_confirm: asyncio.Queue[_Delivery | None] = asyncio.Queue(_PIPELINE_DEPTH)
         self.commands_processed = 0
         self.deals_settled = 0
 
     def stop(self) -> None:
-        """Ask the loop to finish the batch in flight and close; safe from a signal handler."""
+        """Ask the loop to finish the batches in flight and close; safe from a signal handler."""
         self._stopping.set()
 
     @property
@@ -80,97 +108,143 @@ class MatchingEngine:
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
         )
-        self._consumer = consumer
         consumer.subscribe([settings.topics.commands], listener=_Rebalance(self, consumer))
         await consumer.start()
         log.info("engine_started", group=settings.group_id, topic=settings.topics.commands)
-        last_commit = last_progress = time.monotonic()
-        progress_mark = 0
         try:
-            while not self._stopping.is_set():
-                fetched = await consumer.getmany(
-                    timeout_ms=100, max_records=settings.batch_max_records
-                )
-                now = time.monotonic()
-                async with self._batch_lock:
-                    if fetched:
-                        await self._handle(fetched)
-                    else:
-                        await self._flush_published_marks()
-                    if now - last_commit >= _OFFSET_COMMIT_INTERVAL_S:
-                        await self._commit_group_offsets(consumer)
-                        last_commit = now
-                if now - last_progress >= _PROGRESS_INTERVAL_S:
-                    done = self.commands_processed - progress_mark
-                    log.info(
-                        "engine_progress",
-                        partitions=self.owned_partitions,
-                        commands=self.commands_processed,
-                        deals=self.deals_settled,
-                        commands_per_s=round(done / (now - last_progress)),
-                    )
-                    last_progress, progress_mark = now, self.commands_processed
+            async with asyncio.TaskGroup() as stages:
+                stages.create_task(self._settle_stage())
+                stages.create_task(self._confirm_stage())
+                await self._match_stage(consumer)
+                await self._to_settle.put(None)  # drain: each stage passes the end along
         finally:
-            async with self._batch_lock:
-                await self._flush_published_marks()
-                await self._commit_group_offsets(consumer)
+            try:
+                async with self._batch_lock:
+                    await self._flush_published_marks()
+                    await self._commit_group_offsets(consumer)
+            except TechXError as e:
+                log.warning("final_bookkeeping_failed", error=str(e))
             await consumer.stop()
             log.info("engine_stopped", commands=self.commands_processed, deals=self.deals_settled)
 
-    async def _handle(self, fetched: dict[TopicPartition, list[CommandRecord]]) -> None:
-        settled: list[SettlementBatch] = []
+    async def _match_stage(self, consumer: AIOKafkaConsumer) -> None:
+        settings = self._settings
+        last_commit = last_progress = time.monotonic()
+        progress_mark = 0
+        while not self._stopping.is_set():
+            fetched = await consumer.getmany(timeout_ms=100, max_records=settings.batch_max_records)
+            now = time.monotonic()
+            async with self._batch_lock:
+                if fetched:
+                    in_flight = self._match(fetched)
+                    if in_flight:
+                        await self._to_settle.put(in_flight)
+                else:
+                    await self._flush_published_marks()
+                if now - last_commit >= _OFFSET_COMMIT_INTERVAL_S:
+                    await self._commit_group_offsets(consumer)
+                    last_commit = now
+            if now - last_progress >= _PROGRESS_INTERVAL_S:
+                done = self.commands_processed - progress_mark
+                log.info(
+                    "engine_progress",
+                    partitions=self.owned_partitions,
+                    commands=self.commands_processed,
+                    deals=self.deals_settled,
+                    commands_per_s=round(done / (now - last_progress)),
+                )
+                last_progress, progress_mark = now, self.commands_processed
+
+    def _match(self, fetched: dict[TopicPartition, list[CommandRecord]]) -> list[_InFlight]:
+        in_flight: list[_InFlight] = []
         for tp, records in fetched.items():
             worker = self._workers.get(tp.partition)
             if worker is None:
                 continue  # revoked while the fetch was in flight
-            fresh = [r for r in records if r.offset >= worker.next_offset]
-            if not fresh:
-                continue
-            batch = worker.processor.process(fresh)
-            try:
-                await self._retrying(
-                    f"settle partition {tp.partition}",
-                    partial(
-                        self._store.settle,
-                        batch,
-                        worker.claim,
-                        worker.next_offset,
-                        worker.published_offset,
-                    ),
-                )
-            except FencedError as e:
-                log.error("partition_fenced", partition=tp.partition, reason=str(e))
+            if worker.fenced:
                 del self._workers[tp.partition]
                 continue
-            worker.next_offset = batch.next_offset
-            settled.append(batch)
-            self.commands_processed += batch.commands
-            self.deals_settled += batch.deal_count
-        if settled:
-            await self._retrying("publish", lambda: self._publisher.publish(settled))
-            for batch in settled:
-                worker = self._workers.get(batch.partition)
-                if worker is not None:
-                    worker.published_offset = batch.next_offset
+            fresh = records
+            if records[0].offset < worker.matched_offset:
+                fresh = [r for r in records if r.offset >= worker.matched_offset]
+                if not fresh:
+                    continue
+            batch = worker.processor.process(fresh)
+            in_flight.append(_InFlight(worker, batch, worker.matched_offset))
+            worker.matched_offset = batch.next_offset
+        return in_flight
+
+    async def _settle_stage(self) -> None:
+        while (in_flight := await self._to_settle.get()) is not None:
+            settled: list[_InFlight] = []
+            for item in in_flight:
+                worker = item.worker
+                if worker.fenced:
+                    continue
+                try:
+                    await self._retrying(
+                        f"settle partition {item.batch.partition}",
+                        partial(
+                            self._store.settle,
+                            item.batch,
+                            worker.claim,
+                            item.expected_offset,
+                            worker.published_offset,
+                        ),
+                    )
+                except FencedError as e:
+                    log.error("partition_fenced", partition=item.batch.partition, reason=str(e))
+                    worker.fenced = True
+                    continue
+                worker.settled_offset = item.batch.next_offset
+                self.commands_processed += item.batch.commands
+                self.deals_settled += item.batch.deal_count
+                settled.append(item)
+            if settled:
+                futures = await self._publisher.send([item.batch for item in settled])
+                await self._to_confirm.put((settled, futures))
+            self._to_settle.task_done()
+        self._to_settle.task_done()
+        await self._to_confirm.put(None)
+
+    async def _confirm_stage(self) -> None:
+        while (delivery := await self._to_confirm.get()) is not None:
+            settled, futures = delivery
+            try:
+                await asyncio.gather(*futures)
+            except KafkaError as e:
+                # Deliveries of this batch may be partial: send it all again (consumers
+                # dedupe on (technology_id, seq)) until the broker takes it.
+                log.warning("publish_failed", error=str(e))
+                batches = [item.batch for item in settled]
+                await self._retrying("republish", partial(self._publisher.publish, batches))
+            for item in settled:
+                item.worker.published_offset = item.batch.next_offset
+            self._to_confirm.task_done()
+        self._to_confirm.task_done()
+
+    async def _drain(self) -> None:
+        """Wait until every matched batch is settled and confirmed."""
+        await self._to_settle.join()
+        await self._to_confirm.join()
 
     async def _flush_published_marks(self) -> None:
         """When idle, record what is published so a restart re-publishes nothing."""
         for worker in list(self._workers.values()):
-            if worker.published_offset > worker.claim.published_offset:
-                await self._store.mark_published(worker.claim, worker.published_offset)
-                worker.claim = PartitionClaim(
-                    worker.claim.partition,
-                    worker.claim.owner_epoch,
-                    worker.next_offset,
-                    worker.published_offset,
-                )
+            if worker.fenced or worker.published_offset <= worker.claim.published_offset:
+                continue
+            await self._store.mark_published(worker.claim, worker.published_offset)
+            claim = worker.claim
+            worker.claim = PartitionClaim(
+                claim.partition, claim.owner_epoch, worker.settled_offset, worker.published_offset
+            )
 
     async def _commit_group_offsets(self, consumer: AIOKafkaConsumer) -> None:
         """Kafka's group offsets are for lag monitoring only: PostgreSQL is the commit point."""
         offsets = {
-            TopicPartition(self._settings.topics.commands, p): w.next_offset
+            TopicPartition(self._settings.topics.commands, p): w.settled_offset
             for p, w in self._workers.items()
-            if w.next_offset > 0
+            if w.settled_offset > 0 and not w.fenced
         }
         if offsets:
             try:
@@ -233,7 +307,9 @@ class MatchingEngine:
             await self._retrying("republish", lambda: self._publisher.publish(unpublished))
         if claim.next_offset > claim.published_offset:
             await self._store.mark_published(claim, claim.next_offset)
-        worker = PartitionWorker(processor, claim, claim.next_offset, claim.next_offset)
+        worker = PartitionWorker(
+            processor, claim, claim.next_offset, claim.next_offset, claim.next_offset
+        )
         log.info(
             "partition_recovered",
             partition=tp.partition,
@@ -252,18 +328,21 @@ class MatchingEngine:
             for tp in sorted(assigned, key=lambda t: t.partition):
                 worker = await self.recover(tp)
                 self._workers[tp.partition] = worker
-                consumer.seek(tp, worker.next_offset)
+                consumer.seek(tp, worker.matched_offset)
         self._ready.set()
 
     async def release(self, partitions: list[int]) -> None:
+        """Hand partitions back only once their batches are settled and published."""
         async with self._batch_lock:
+            await self._drain()
+            await self._flush_published_marks()
             for partition in partitions:
                 worker = self._workers.pop(partition, None)
                 if worker is not None:
-                    if worker.published_offset > worker.claim.published_offset:
-                        await self._store.mark_published(worker.claim, worker.published_offset)
                     log.info(
-                        "partition_released", partition=partition, next_offset=worker.next_offset
+                        "partition_released",
+                        partition=partition,
+                        settled_offset=worker.settled_offset,
                     )
 
 

@@ -36,6 +36,18 @@ class EventPublisher:
 
     async def publish(self, batches: list[SettlementBatch]) -> None:
         """Send every message of the batches and wait until the broker has them all."""
+        pending = await self.send(batches)
+        try:
+            if pending:
+                await asyncio.gather(*pending)
+        except KafkaError as e:
+            raise BrokerUnavailableError(f"publishing events failed: {e}") from e
+
+    async def send(self, batches: list[SettlementBatch]) -> list[asyncio.Future[object]]:
+        """Hand the batches' messages to the producer; the futures resolve on delivery.
+
+        Returning before delivery lets the engine settle the next batch meanwhile.
+        """
         pending: list[asyncio.Future[object]] = []
         try:
             for batch in batches:
@@ -46,10 +58,9 @@ class EventPublisher:
                 ):
                     if messages:
                         pending.extend(await self._send(topic, batch.partition, messages))
-            if pending:
-                await asyncio.gather(*pending)
         except KafkaError as e:
             raise BrokerUnavailableError(f"publishing events failed: {e}") from e
+        return pending
 
     async def _send(
         self, topic: str, partition: int, messages: list[KafkaMessage]

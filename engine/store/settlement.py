@@ -99,7 +99,8 @@ class SettlementStore:
         try:
             async with self._pool.acquire() as connection, connection.transaction():
                 status = await connection.execute(
-                    "UPDATE partition_state SET next_offset = $1, published_offset = $2,"
+                    "UPDATE partition_state SET next_offset = $1,"
+                    " published_offset = GREATEST(published_offset, $2),"
                     " updated_at = now() WHERE topic = $3 AND partition = $4"
                     " AND owner_epoch = $5 AND next_offset = $6",
                     batch.next_offset,
@@ -135,10 +136,13 @@ class SettlementStore:
             raise StoreUnavailableError(f"settling partition {batch.partition} failed: {e}") from e
 
     async def mark_published(self, claim: PartitionClaim, published_offset: int) -> None:
-        """Record that every event below ``published_offset`` is on the output topics."""
+        """Record that every event below ``published_offset`` is on the output topics.
+
+        GREATEST because the settle stage may carry an older mark: the mark never goes back.
+        """
         try:
             await self._pool.execute(
-                "UPDATE partition_state SET published_offset = $1"
+                "UPDATE partition_state SET published_offset = GREATEST(published_offset, $1)"
                 " WHERE topic = $2 AND partition = $3 AND owner_epoch = $4",
                 published_offset,
                 self._topic,
