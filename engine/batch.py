@@ -114,7 +114,7 @@ class PartitionProcessor:
                             _EVENT_TAGS[type(event)],
                             getattr(event, "participant_id", ""),
                             getattr(event, "client_order_id", ""),
-                            value.decode(),
+                            value,
                         )
                     )
         batch.commands = len(records)

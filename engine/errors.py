@@ -32,6 +32,10 @@ class DecodeError(TechXError):
 class FencedError(TechXError):
     """Another engine process took over a partition (its owner_epoch moved on): stop it."""
 
+    def __init__(self, message: str, partition: int) -> None:
+        super().__init__(message)
+        self.partition = partition
+
 
 class StoreUnavailableError(TechXError):
     """PostgreSQL could not be reached or the transaction failed transiently; retry the batch."""

@@ -31,7 +31,7 @@ from engine.consumers.replay import read_partition
 from engine.errors import DeterminismError, FencedError, TechXError
 from engine.producers.publisher import EventPublisher
 from engine.settings import Settings
-from engine.store.settlement import PartitionClaim, SettlementStore
+from engine.store.settlement import PartitionClaim, Settlement, SettlementStore
 
 log = structlog.get_logger()
 
@@ -176,36 +176,36 @@ class MatchingEngine:
 
     async def _settle_stage(self) -> None:
         while (in_flight := await self._to_settle.get()) is not None:
-            settled: list[_InFlight] = []
-            for item in in_flight:
-                worker = item.worker
-                if worker.fenced:
-                    continue
-                try:
-                    await self._retrying(
-                        f"settle partition {item.batch.partition}",
-                        partial(
-                            self._store.settle,
-                            item.batch,
-                            worker.claim,
-                            item.expected_offset,
-                            worker.published_offset,
-                        ),
-                    )
-                except FencedError as e:
-                    log.error("partition_fenced", partition=item.batch.partition, reason=str(e))
-                    worker.fenced = True
-                    continue
-                worker.settled_offset = item.batch.next_offset
-                self.commands_processed += item.batch.commands
-                self.deals_settled += item.batch.deal_count
-                settled.append(item)
+            settled = await self._settle(in_flight)
             if settled:
                 futures = await self._publisher.send([item.batch for item in settled])
                 await self._to_confirm.put((settled, futures))
             self._to_settle.task_done()
         self._to_settle.task_done()
         await self._to_confirm.put(None)
+
+    async def _settle(self, in_flight: list[_InFlight]) -> list[_InFlight]:
+        """Settle a fetch's batches in one transaction, leaving out fenced partitions."""
+        pending = [item for item in in_flight if not item.worker.fenced]
+        while pending:
+            items = [
+                Settlement(i.batch, i.worker.claim, i.expected_offset, i.worker.published_offset)
+                for i in pending
+            ]
+            try:
+                await self._retrying("settle", partial(self._store.settle, items))
+                break
+            except FencedError as e:
+                log.error("partition_fenced", partition=e.partition, reason=str(e))
+                for item in pending:
+                    if item.batch.partition == e.partition:
+                        item.worker.fenced = True
+                pending = [item for item in pending if not item.worker.fenced]
+        for item in pending:
+            item.worker.settled_offset = item.batch.next_offset
+            self.commands_processed += item.batch.commands
+            self.deals_settled += item.batch.deal_count
+        return pending
 
     async def _confirm_stage(self) -> None:
         while (delivery := await self._to_confirm.get()) is not None:

@@ -33,6 +33,17 @@ class PartitionClaim:
     published_offset: int
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One partition's batch with the fencing facts its transaction checks."""
+
+    batch: SettlementBatch
+    claim: PartitionClaim
+    #: The offset PostgreSQL must still hold for this partition, else we were fenced.
+    expected_offset: int
+    published_offset: int
+
+
 class SettlementStore:
     """The engine's only door to PostgreSQL."""
 
@@ -43,7 +54,9 @@ class SettlementStore:
     @classmethod
     async def connect(cls, dsn: str, commands_topic: str, max_size: int = 4) -> SettlementStore:
         try:
-            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=max_size, init=_accept_json_bytes
+            )
         except _TRANSIENT as e:
             raise StoreUnavailableError(f"cannot reach PostgreSQL at {_redact(dsn)}: {e}") from e
         return cls(pool, commands_topic)
@@ -84,56 +97,59 @@ class SettlementStore:
             partition, row["owner_epoch"], row["next_offset"], row["published_offset"]
         )
 
-    async def settle(
-        self,
-        batch: SettlementBatch,
-        claim: PartitionClaim,
-        expected_next_offset: int,
-        published_offset: int,
-    ) -> None:
-        """Write one partition batch and move its offset, or nothing at all.
+    async def settle(self, items: list[Settlement]) -> None:
+        """Write the batches of several partitions and move their offsets, or nothing at all.
 
-        Raises FencedError when another engine owns the partition now (or the offset moved
-        under us), StoreUnavailableError when the write may be retried as it is.
+        One transaction (one WAL flush) for everything a consumer fetch brought in. Raises
+        FencedError naming the first partition another engine owns now (or whose offset moved
+        under us): the caller drops it and settles the rest again. StoreUnavailableError
+        means the same call may be retried as it is.
         """
+        deal_rows = [row for item in items for row in item.batch.deal_rows]
+        event_rows = [row for item in items for row in item.batch.event_rows]
+        dead_rows = [row for item in items for row in item.batch.dead_letter_rows]
         try:
             async with self._pool.acquire() as connection, connection.transaction():
-                status = await connection.execute(
-                    "UPDATE partition_state SET next_offset = $1,"
-                    " published_offset = GREATEST(published_offset, $2),"
-                    " updated_at = now() WHERE topic = $3 AND partition = $4"
-                    " AND owner_epoch = $5 AND next_offset = $6",
-                    batch.next_offset,
-                    published_offset,
-                    self._topic,
-                    batch.partition,
-                    claim.owner_epoch,
-                    expected_next_offset,
-                )
-                if status != "UPDATE 1":
-                    raise FencedError(
-                        f"partition {batch.partition}: epoch {claim.owner_epoch} at offset "
-                        f"{expected_next_offset} is no longer the owner's position"
+                for item in items:
+                    status = await connection.execute(
+                        "UPDATE partition_state SET next_offset = $1,"
+                        " published_offset = GREATEST(published_offset, $2),"
+                        " updated_at = now() WHERE topic = $3 AND partition = $4"
+                        " AND owner_epoch = $5 AND next_offset = $6",
+                        item.batch.next_offset,
+                        item.published_offset,
+                        self._topic,
+                        item.batch.partition,
+                        item.claim.owner_epoch,
+                        item.expected_offset,
                     )
-                if batch.deal_rows:
+                    if status != "UPDATE 1":
+                        raise FencedError(
+                            f"partition {item.batch.partition}: epoch {item.claim.owner_epoch} "
+                            f"at offset {item.expected_offset} is no longer the owner's position",
+                            partition=item.batch.partition,
+                        )
+                if deal_rows:
                     await connection.copy_records_to_table(
-                        "deals", records=batch.deal_rows, columns=DEAL_COLUMNS
+                        "deals", records=deal_rows, columns=DEAL_COLUMNS
                     )
-                if batch.event_rows:
+                if event_rows:
                     await connection.copy_records_to_table(
-                        "order_events", records=batch.event_rows, columns=EVENT_COLUMNS
+                        "order_events", records=event_rows, columns=EVENT_COLUMNS
                     )
-                if batch.dead_letter_rows:
+                if dead_rows:
                     await connection.copy_records_to_table(
-                        "dead_letters", records=batch.dead_letter_rows, columns=DEAD_LETTER_COLUMNS
+                        "dead_letters", records=dead_rows, columns=DEAD_LETTER_COLUMNS
                     )
         except asyncpg.UniqueViolationError as e:
-            raise DeterminismError(
-                f"partition {batch.partition}: offsets {batch.first_offset}.."
-                f"{batch.next_offset - 1} were settled already: {e}"
-            ) from e
+            ranges = ", ".join(
+                f"{i.batch.partition}:{i.batch.first_offset}..{i.batch.next_offset - 1}"
+                for i in items
+            )
+            raise DeterminismError(f"offsets {ranges} were settled already: {e}") from e
         except _TRANSIENT as e:
-            raise StoreUnavailableError(f"settling partition {batch.partition} failed: {e}") from e
+            partitions = sorted(item.batch.partition for item in items)
+            raise StoreUnavailableError(f"settling partitions {partitions} failed: {e}") from e
 
     async def mark_published(self, claim: PartitionClaim, published_offset: int) -> None:
         """Record that every event below ``published_offset`` is on the output topics.
@@ -160,6 +176,26 @@ class SettlementStore:
             below_offset,
         )
         return int(count)
+
+
+async def _accept_json_bytes(connection: asyncpg.Connection) -> None:
+    """Let jsonb columns take the event's JSON bytes as they are, instead of a decoded str
+    that asyncpg would encode straight back to the same bytes."""
+    await connection.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        format="binary",
+        encoder=_jsonb_from_bytes,
+        decoder=_jsonb_to_bytes,
+    )
+
+
+def _jsonb_from_bytes(value: bytes) -> bytes:
+    return b"\x01" + value  # jsonb binary format: version 1, then the JSON text
+
+
+def _jsonb_to_bytes(data: bytes) -> bytes:
+    return data[1:]
 
 
 def _redact(dsn: str) -> str:

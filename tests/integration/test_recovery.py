@@ -13,7 +13,7 @@ from engine.market import Market
 from engine.producers.client import TradingClient
 from engine.settings import Settings
 from engine.simulation import OrderFlow, generated_listings
-from engine.store.settlement import SettlementStore
+from engine.store.settlement import Settlement, SettlementStore
 from schemas.events import Deal
 from tests.integration.harness import fetch_all, read_topic, running_engine, wait_until_settled
 
@@ -92,7 +92,7 @@ async def test_a_stale_owner_is_fenced(settings: Settings) -> None:
         processor = PartitionProcessor(0)
         batch = processor.process([_Record(0, b"not json")])
         with pytest.raises(FencedError):
-            await store.settle(batch, stale, 0, 0)
+            await store.settle([Settlement(batch, stale, 0, 0)])
         rows = await fetch_all(settings, "SELECT count(*) FROM dead_letters")
         assert rows[0][0] == 0
     finally:
