@@ -12,15 +12,18 @@ from typing import Protocol
 from engine.codec import decode_command, encode
 from engine.errors import DecodeError
 from engine.market import Market
+from schemas.commands import Command
 from schemas.events import Deal, Event
 
 DLQ_REASON_HEADER = "techx.dlq.reason"
 DLQ_PARTITION_HEADER = "techx.dlq.source.partition"
 DLQ_OFFSET_HEADER = "techx.dlq.source.offset"
 
-_EVENT_TAGS: dict[type[Event], str] = {
-    event_type: event_type.__struct_config__.tag for event_type in Event.__args__
+_COMMAND_TAGS: dict[type[Command], str] = {
+    command_type: str(command_type.__struct_config__.tag) for command_type in Command.__args__
 }
+#: Outputs carry no headers; one shared empty list instead of one per message.
+_NO_HEADERS: list[tuple[str, bytes]] = []
 
 KafkaMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
@@ -49,7 +52,7 @@ class SettlementBatch:
     first_offset: int
     next_offset: int
     deal_rows: list[tuple[object, ...]] = field(default_factory=list)
-    event_rows: list[tuple[object, ...]] = field(default_factory=list)
+    outcome_rows: list[tuple[object, ...]] = field(default_factory=list)
     dead_letter_rows: list[tuple[object, ...]] = field(default_factory=list)
     #: Messages for the output topics: (key, value, headers).
     deals_out: list[KafkaMessage] = field(default_factory=list)
@@ -69,8 +72,8 @@ class PartitionProcessor:
         self.partition = partition
         self.market = market if market is not None else Market()
 
-    def apply(self, record: CommandRecord) -> list[Event] | str:
-        """The events one record causes, or why it is a dead letter."""
+    def apply(self, record: CommandRecord) -> tuple[Command, list[Event]] | str:
+        """The command in a record and the events it causes, or why it is a dead letter."""
         try:
             command = decode_command(record.value)
         except DecodeError as e:
@@ -80,14 +83,20 @@ class PartitionProcessor:
                 f"record key {record.key!r} must equal technology_id "
                 f"{command.technology_id!r}: the key routes a technology to one partition"
             )
-        return self.market.apply(command, record.timestamp)
+        return command, self.market.apply(command, record.timestamp)
 
     def process(self, records: list[CommandRecord]) -> SettlementBatch:
         """Apply the records in offset order; a bad record becomes a dead letter, never a stop."""
+        batch = SettlementBatch(self.partition, records[0].offset, records[-1].offset + 1)
+        self.process_into(batch, records)
+        return batch
+
+    def process_into(self, batch: SettlementBatch, records: list[CommandRecord]) -> None:
+        """Add the outcomes of the next records (which follow the batch's) to ``batch``."""
+        batch.next_offset = records[-1].offset + 1
         partition = self.partition
-        batch = SettlementBatch(partition, records[0].offset, records[-1].offset + 1)
         apply = self.apply
-        deal_rows, event_rows = batch.deal_rows, batch.event_rows
+        deal_rows, outcome_rows = batch.deal_rows, batch.outcome_rows
         deals_out, executions_out = batch.deals_out, batch.executions_out
         for record in records:
             outcome = apply(record)
@@ -95,30 +104,30 @@ class PartitionProcessor:
                 _dead_letter(batch, record, outcome)
                 continue
             assert not isinstance(outcome, str)
+            command, events = outcome
             offset = record.offset
             key = record.key
-            for position, event in enumerate(outcome):
+            values = []
+            for event in events:
                 value = encode(event)
+                values.append(value)
                 if type(event) is Deal:
-                    deals_out.append((key, value, []))
+                    deals_out.append((key, value, _NO_HEADERS))
                     deal_rows.append(_deal_row(event, partition, offset))
                 else:
-                    executions_out.append((key, value, []))
-                    event_rows.append(
-                        (
-                            partition,
-                            offset,
-                            position,
-                            event.technology_id,
-                            event.seq,
-                            _EVENT_TAGS[type(event)],
-                            getattr(event, "participant_id", ""),
-                            getattr(event, "client_order_id", ""),
-                            value,
-                        )
-                    )
-        batch.commands = len(records)
-        return batch
+                    executions_out.append((key, value, _NO_HEADERS))
+            outcome_rows.append(
+                (
+                    partition,
+                    offset,
+                    command.technology_id,
+                    _COMMAND_TAGS[type(command)],
+                    command.participant_id,
+                    getattr(command, "client_order_id", ""),
+                    b"[" + b",".join(values) + b"]",
+                )
+            )
+        batch.commands += len(records)
 
 
 def _deal_row(deal: Deal, partition: int, offset: int) -> tuple[object, ...]:
@@ -156,16 +165,14 @@ DEAL_COLUMNS = (
     "source_partition",
     "source_offset",
 )
-EVENT_COLUMNS = (
+OUTCOME_COLUMNS = (
     "source_partition",
     "source_offset",
-    "position",
     "technology_id",
-    "seq",
-    "event_type",
+    "command_type",
     "participant_id",
     "client_order_id",
-    "body",
+    "events",
 )
 DEAD_LETTER_COLUMNS = (
     "source_partition",

@@ -58,10 +58,11 @@ async def replay_partition(
                 if isinstance(outcome, str):
                     result.dead_letters += 1
                     continue
-                result.events += len(outcome)
-                result.deals.extend(e for e in outcome if isinstance(e, Deal))
+                _, events = outcome
+                result.events += len(events)
+                result.deals.extend(e for e in events if isinstance(e, Deal))
                 if sink is not None:
-                    sink.writelines(encode(event) + b"\n" for event in outcome)
+                    sink.writelines(encode(event) + b"\n" for event in events)
             now = time.monotonic()
             if now - last_report >= _PROGRESS_INTERVAL_S:
                 log.info(

@@ -9,7 +9,7 @@ from types import TracebackType
 
 import asyncpg
 
-from engine.batch import DEAD_LETTER_COLUMNS, DEAL_COLUMNS, EVENT_COLUMNS, SettlementBatch
+from engine.batch import DEAD_LETTER_COLUMNS, DEAL_COLUMNS, OUTCOME_COLUMNS, SettlementBatch
 from engine.errors import DeterminismError, FencedError, StoreUnavailableError
 
 _TRANSIENT = (
@@ -106,7 +106,7 @@ class SettlementStore:
         means the same call may be retried as it is.
         """
         deal_rows = [row for item in items for row in item.batch.deal_rows]
-        event_rows = [row for item in items for row in item.batch.event_rows]
+        outcome_rows = [row for item in items for row in item.batch.outcome_rows]
         dead_rows = [row for item in items for row in item.batch.dead_letter_rows]
         try:
             async with self._pool.acquire() as connection, connection.transaction():
@@ -133,9 +133,9 @@ class SettlementStore:
                     await connection.copy_records_to_table(
                         "deals", records=deal_rows, columns=DEAL_COLUMNS
                     )
-                if event_rows:
+                if outcome_rows:
                     await connection.copy_records_to_table(
-                        "order_events", records=event_rows, columns=EVENT_COLUMNS
+                        "command_outcomes", records=outcome_rows, columns=OUTCOME_COLUMNS
                     )
                 if dead_rows:
                     await connection.copy_records_to_table(
@@ -179,23 +179,15 @@ class SettlementStore:
 
 
 async def _accept_json_bytes(connection: asyncpg.Connection) -> None:
-    """Let jsonb columns take the event's JSON bytes as they are, instead of a decoded str
+    """Let json columns take the event's JSON bytes as they are, instead of a decoded str
     that asyncpg would encode straight back to the same bytes."""
     await connection.set_type_codec(
-        "jsonb",
-        schema="pg_catalog",
-        format="binary",
-        encoder=_jsonb_from_bytes,
-        decoder=_jsonb_to_bytes,
+        "json", schema="pg_catalog", format="binary", encoder=_same_bytes, decoder=_same_bytes
     )
 
 
-def _jsonb_from_bytes(value: bytes) -> bytes:
-    return b"\x01" + value  # jsonb binary format: version 1, then the JSON text
-
-
-def _jsonb_to_bytes(data: bytes) -> bytes:
-    return data[1:]
+def _same_bytes(data: bytes) -> bytes:
+    return data
 
 
 def _redact(dsn: str) -> str:

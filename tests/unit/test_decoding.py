@@ -217,14 +217,14 @@ def test_bad_record_becomes_a_dead_letter_and_the_batch_goes_on(
     assert (deal.buyer_id, deal.seller_id, deal.quantity, deal.price) == ("p1", "p2", 10, 100)
     # The dead letter took no sequence number: the stream stays contiguous.
     assert sorted([e.seq for e in events] + [deal.seq]) == [1, 2, 3, 4, 5, 6]
-    assert [(r[0], r[1]) for r in batch.event_rows] == [
+    # One outcome row per applied command, holding all its events (the deal too), in order.
+    assert [(r[0], r[1]) for r in batch.outcome_rows] == [
         (PARTITION, 100),
         (PARTITION, 101),
         (PARTITION, 103),
-        (PARTITION, 103),
-        (PARTITION, 103),
     ]
-    assert [r[2] for r in batch.event_rows] == [0, 0, 0, 2, 3]  # position 1 is the deal
+    crossing = json.loads(bytes(batch.outcome_rows[2][-1]))  # type: ignore[arg-type]
+    assert [e["type"] for e in crossing] == ["order_accepted", "deal", "order_done", "order_done"]
     assert batch.deal_rows[0][-2:] == (PARTITION, 103)
 
 
@@ -332,8 +332,8 @@ def test_nothing_settled_contains_a_nul_character() -> None:
     batch = PartitionProcessor(PARTITION).process(
         records(encode(listing), place(type="\x00"), first=0)
     )
-    assert batch.event_rows or batch.dead_letter_rows
-    bodies = [str(row[-1]) for row in batch.event_rows]
+    assert batch.outcome_rows or batch.dead_letter_rows
+    bodies = [str(row[-1]) for row in batch.outcome_rows]
     reasons = [str(row[2]) for row in batch.dead_letter_rows]
     assert not any("\\u0000" in body or "\x00" in body for body in bodies)
     assert not any("\x00" in reason for reason in reasons)
