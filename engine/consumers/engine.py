@@ -58,6 +58,8 @@ class PartitionWorker:
     settled_offset: int
     #: Every event of commands below this offset is on the output topics.
     published_offset: int
+    #: The published offset PostgreSQL has recorded (what a restart would resume from).
+    marked_offset: int
     #: Another engine took the partition over; this one must stop touching it.
     fenced: bool = False
 
@@ -238,13 +240,11 @@ class MatchingEngine:
     async def _flush_published_marks(self) -> None:
         """When idle, record what is published so a restart re-publishes nothing."""
         for worker in list(self._workers.values()):
-            if worker.fenced or worker.published_offset <= worker.claim.published_offset:
+            published = worker.published_offset  # the confirm stage may move it meanwhile
+            if worker.fenced or published <= worker.marked_offset:
                 continue
-            await self._store.mark_published(worker.claim, worker.published_offset)
-            claim = worker.claim
-            worker.claim = PartitionClaim(
-                claim.partition, claim.owner_epoch, worker.settled_offset, worker.published_offset
-            )
+            await self._store.mark_published(worker.claim, published)
+            worker.marked_offset = published
 
     async def _commit_group_offsets(self, consumer: AIOKafkaConsumer) -> None:
         """Kafka's group offsets are for lag monitoring only: PostgreSQL is the commit point."""
@@ -315,7 +315,12 @@ class MatchingEngine:
         if claim.next_offset > claim.published_offset:
             await self._store.mark_published(claim, claim.next_offset)
         worker = PartitionWorker(
-            processor, claim, claim.next_offset, claim.next_offset, claim.next_offset
+            processor,
+            claim,
+            matched_offset=claim.next_offset,
+            settled_offset=claim.next_offset,
+            published_offset=claim.next_offset,
+            marked_offset=claim.next_offset,
         )
         log.info(
             "partition_recovered",
