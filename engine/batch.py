@@ -9,15 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.codec import decode_command, encode
+from engine.codec import MAX_COMMAND_BYTES, decode_command, encode
 from engine.errors import DecodeError
 from engine.market import Market
+from engine.partitioning import partition_for
 from schemas.commands import Command
 from schemas.events import Deal, Event
 
 DLQ_REASON_HEADER = "techx.dlq.reason"
 DLQ_PARTITION_HEADER = "techx.dlq.source.partition"
 DLQ_OFFSET_HEADER = "techx.dlq.source.offset"
+#: Present when the value was cut to MAX_COMMAND_BYTES; holds the original length.
+DLQ_TRUNCATED_HEADER = "techx.dlq.truncated.from"
 
 _COMMAND_TAGS: dict[type[Command], str] = {
     command_type: str(command_type.__struct_config__.tag) for command_type in Command.__args__
@@ -68,8 +71,12 @@ class SettlementBatch:
 class PartitionProcessor:
     """The market of one partition plus the bookkeeping of where it stands in the log."""
 
-    def __init__(self, partition: int, market: Market | None = None) -> None:
+    def __init__(
+        self, partition: int, partition_count: int | None = None, market: Market | None = None
+    ) -> None:
         self.partition = partition
+        #: When known, records of technologies that belong elsewhere are dead-lettered.
+        self.partition_count = partition_count
         self.market = market if market is not None else Market()
 
     def apply(self, record: CommandRecord) -> tuple[Command, list[Event]] | str:
@@ -83,6 +90,13 @@ class PartitionProcessor:
                 f"record key {record.key!r} must equal technology_id "
                 f"{command.technology_id!r}: the key routes a technology to one partition"
             )
+        if self.partition_count is not None:
+            home = partition_for(command.technology_id, self.partition_count)
+            if home != self.partition:
+                return (
+                    f"technology {command.technology_id!r} belongs to partition {home} "
+                    f"(murmur2 of the key, as Kafka's default partitioner), not {self.partition}"
+                )
         return command, self.market.apply(command, record.timestamp)
 
     def process(self, records: list[CommandRecord]) -> SettlementBatch:
@@ -195,4 +209,10 @@ def _dead_letter(batch: SettlementBatch, record: CommandRecord, reason: str) -> 
         (DLQ_PARTITION_HEADER, str(batch.partition).encode()),
         (DLQ_OFFSET_HEADER, str(record.offset).encode()),
     ]
-    batch.dead_letters_out.append((record.key, record.value, headers))
+    value = record.value
+    if value is not None and len(value) > MAX_COMMAND_BYTES:
+        # An oversized record may not fit the dead-letter topic once headers are added; the
+        # full bytes stay in PostgreSQL's dead_letters row.
+        headers.append((DLQ_TRUNCATED_HEADER, str(len(value)).encode()))
+        value = value[:MAX_COMMAND_BYTES]
+    batch.dead_letters_out.append((record.key, value, headers))

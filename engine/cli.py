@@ -74,10 +74,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_format, settings.log_level)
         return _dispatch(args, settings)
     except TechXError as e:
-        log.error("command_failed", command=args.command, error=str(e), error_type=type(e).__name__)
-        return 1
+        return _failed(args.command, [e])
+    except BaseExceptionGroup as group:
+        # The engine's stages run in a TaskGroup, so its failures arrive grouped.
+        errors = _leaves(group)
+        if all(isinstance(error, TechXError) for error in errors):
+            return _failed(args.command, errors)
+        raise
     except KeyboardInterrupt:
         return 130
+
+
+def _failed(command: str, errors: list[BaseException]) -> int:
+    for error in errors:
+        log.error(
+            "command_failed", command=command, error=str(error), error_type=type(error).__name__
+        )
+    return 1
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for error in group.exceptions:
+        leaves.extend(_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])
+    return leaves
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:

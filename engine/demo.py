@@ -65,7 +65,7 @@ async def _summary(settings: Settings, since_ms: int) -> None:
     try:
         rows = await connection.fetch(
             "SELECT technology_id, count(*) AS deals, sum(quantity) AS units,"
-            " sum(price * quantity) AS turnover, min(price) AS low, max(price) AS high"
+            " sum(price::numeric * quantity) AS turnover, min(price) AS low, max(price) AS high"
             " FROM deals WHERE traded_at_ms >= $1 GROUP BY technology_id ORDER BY 1",
             since_ms,
         )

@@ -43,6 +43,10 @@ class StoreUnavailableError(TechXError):
     retriable = True
 
 
+class StoreRefusedError(TechXError):
+    """PostgreSQL refused a write for a reason retrying cannot mend (a bug or a bad schema)."""
+
+
 class BrokerUnavailableError(TechXError):
     """Kafka could not be reached or refused a publish transiently; retry."""
 
@@ -55,3 +59,15 @@ class DeterminismError(TechXError):
 
 class LogTruncatedError(TechXError):
     """Commands needed to rebuild a market were deleted from the log (retention)."""
+
+
+class PublishFailedError(TechXError):
+    """The broker refused or lost a settled batch's events after the producer's own retries.
+
+    The engine stops rather than publish later batches first: a restart re-derives every
+    unpublished event from the command log and publishes them in order.
+    """
+
+
+class PipelineBrokenError(TechXError):
+    """A stage of the engine failed; work waiting on it (a rebalance drain) gives up."""

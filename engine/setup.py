@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import asyncpg
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from engine.errors import BrokerUnavailableError, ConfigError, StoreUnavailableError
 from engine.settings import Settings
@@ -16,6 +15,7 @@ from engine.store.migrate import migrate
 log = structlog.get_logger()
 
 _KEEP_FOREVER = "-1"
+_TOPIC_ALREADY_EXISTS = 36
 _THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
 
 
@@ -56,12 +56,15 @@ async def create_topics(settings: Settings) -> list[str]:
             if name not in existing
         ]
         if missing:
-            # Another process may create them in between: that is what we wanted anyway.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
+            response = await admin.create_topics(missing)
+            for name, code, message in response.topic_errors:
+                # 36: another process created it in between, which is what we wanted.
+                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                    raise ConfigError(f"creating topic {name} failed (error {code}): {message}")
         present = [name for name in wanted if name in existing]
         if present:
             await _check_partition_counts(admin, settings, present)
+            await _check_configs(admin, wanted, present)
     except KafkaError as e:
         raise BrokerUnavailableError(
             f"cannot create topics on {settings.kafka_bootstrap}: {e!r}"
@@ -85,6 +88,23 @@ async def _check_partition_counts(
                 f"topic {description['topic']} has {count} partitions but TECHX_PARTITIONS is "
                 f"{settings.partitions}; every TechX topic must have the same count"
             )
+
+
+async def _check_configs(
+    admin: AIOKafkaAdminClient, wanted: dict[str, dict[str, str]], names: list[str]
+) -> None:
+    """Existing topics must keep the settings correctness depends on (clock, retention)."""
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    for response in await admin.describe_configs(resources):
+        for _code, _message, _type, name, entries in response.resources:
+            actual = {entry[0]: entry[1] for entry in entries}
+            for key, value in wanted[name].items():
+                if actual.get(key) != value:
+                    raise ConfigError(
+                        f"topic {name} has {key}={actual.get(key)!r}, TechX needs {value!r}: "
+                        f"kafka-configs.sh --alter --entity-type topics --entity-name {name} "
+                        f"--add-config {key}={value}"
+                    )
 
 
 async def setup_database(settings: Settings) -> list[int]:

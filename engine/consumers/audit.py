@@ -42,7 +42,7 @@ async def replay_partition(
     out: Path | None = None,
 ) -> ReplayResult:
     """Run the partition's commands through a fresh market; keep what lies in the range."""
-    processor = PartitionProcessor(partition)
+    processor = PartitionProcessor(partition, settings.partitions)
     result = ReplayResult(partition)
     started = last_report = time.monotonic()
     sink = out.open("wb") if out is not None else None
@@ -97,7 +97,7 @@ async def settled_deals(
         rows = await connection.fetch(
             "SELECT deal_id, price, quantity, buyer_id, seller_id, traded_at_ms FROM deals"
             " WHERE source_partition = $1 AND source_offset >= $2 AND source_offset < $3"
-            " ORDER BY technology_id, deal_number",
+            ' ORDER BY technology_id COLLATE "C", deal_number',
             partition,
             from_offset,
             to_offset if to_offset is not None else 2**62,

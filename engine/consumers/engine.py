@@ -1,25 +1,27 @@
 """The live engine: consume commands, match, settle in PostgreSQL, publish, repeat.
 
-One consumer group member per process; each assigned partition gets its own market, rebuilt
-from the command log when the partition is assigned.
+One consumer group member per process. Four stages run at once, joined by small bounded
+queues, so the CPU matches batch k+1 while PostgreSQL commits batch k and the broker
+acknowledges batch k-1:
 
-Three stages run at once, joined by small bounded queues, so the CPU matches batch k+1
-while PostgreSQL commits batch k and the broker acknowledges batch k-1:
-
-    match (consumer, markets) -> settle (one transaction per partition batch)
+    recover (replay the log of newly assigned partitions, off the rebalance callback)
+    match (consumer, markets) -> settle (one transaction per fetch)
         -> publish (hand to the producer) -> confirm (await delivery, advance published)
 
-Order is kept because each stage is one task that takes batches first-in first-out. A
-partition is only let go after both queues are drained, so a rebalance never strands work.
+Order is kept because each stage is one task taking batches first-in first-out. A partition
+is handed back only after both queues are drained. Any stage failing stops the whole engine
+(and a waiting rebalance): PostgreSQL holds a consistent commit point, so a restart loses
+nothing and redoes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,21 +30,31 @@ from aiokafka.errors import KafkaError
 
 from engine.batch import CommandRecord, PartitionProcessor, SettlementBatch
 from engine.consumers.replay import read_partition
-from engine.errors import DeterminismError, FencedError, TechXError
+from engine.errors import (
+    DeterminismError,
+    PipelineBrokenError,
+    PublishFailedError,
+    StoreUnavailableError,
+    TechXError,
+)
 from engine.producers.publisher import EventPublisher
 from engine.settings import Settings
 from engine.store.settlement import PartitionClaim, Settlement, SettlementStore
 
 log = structlog.get_logger()
 
+T = TypeVar("T")
+
 _RETRY_FIRST_S = 0.1
 _RETRY_MAX_S = 5.0
 _OFFSET_COMMIT_INTERVAL_S = 1.0
+_OFFSET_COMMIT_TIMEOUT_S = 5.0
 _PROGRESS_INTERVAL_S = 10.0
 _REPLAY_PROGRESS_EVERY = 100_000
 #: Batches allowed between two stages: enough to overlap, few enough to bound memory.
 _PIPELINE_DEPTH = 2
-#: Records matched between two yields to the event loop (about 5 ms of CPU).
+#: Records matched between two yields to the event loop (about 5 ms of CPU), so settle and
+#: confirm round trips, and heartbeats during a long replay, are not held up.
 _YIELD_EVERY = 250
 
 
@@ -60,8 +72,6 @@ class PartitionWorker:
     published_offset: int
     #: The published offset PostgreSQL has recorded (what a restart would resume from).
     marked_offset: int
-    #: Another engine took the partition over; this one must stop touching it.
-    fenced: bool = False
 
 
 @dataclass(slots=True)
@@ -83,9 +93,14 @@ class MatchingEngine:
         self._store = store
         self._publisher = publisher
         self._workers: dict[int, PartitionWorker] = {}
+        #: Partitions the group gave us, each with the generation of its assignment.
+        self._assigned: dict[int, int] = {}
+        self._generation = 0
         self._batch_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
+        self._broken = asyncio.Event()
         self._ready = asyncio.Event()
+        self._to_recover: asyncio.Queue[list[TopicPartition]] = asyncio.Queue()
         self._to_settle: asyncio.Queue[list[_InFlight] | None] = asyncio.Queue(_PIPELINE_DEPTH)
         self._to_confirm: asyncio.Queue[_Delivery | None] = asyncio.Queue(_PIPELINE_DEPTH)
         self.commands_processed = 0
@@ -100,7 +115,7 @@ class MatchingEngine:
         return sorted(self._workers)
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Consume until stopped; ``ready`` is set once the first assignment is recovered."""
+        """Consume until stopped; ``ready`` is set once an assignment is fully recovered."""
         self._ready = ready if ready is not None else asyncio.Event()
         settings = self._settings
         consumer = AIOKafkaConsumer(
@@ -109,6 +124,7 @@ class MatchingEngine:
             client_id="techx-engine",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
         )
@@ -117,9 +133,11 @@ class MatchingEngine:
         log.info("engine_started", group=settings.group_id, topic=settings.topics.commands)
         try:
             async with asyncio.TaskGroup() as stages:
-                stages.create_task(self._settle_stage())
-                stages.create_task(self._confirm_stage())
+                stages.create_task(self._guard(self._settle_stage()))
+                stages.create_task(self._guard(self._confirm_stage()))
+                recovery = stages.create_task(self._guard(self._recovery_stage(consumer)))
                 await self._match_stage(consumer)
+                recovery.cancel()
                 await self._to_settle.put(None)  # drain: each stage passes the end along
         finally:
             try:
@@ -131,6 +149,132 @@ class MatchingEngine:
             await consumer.stop()
             log.info("engine_stopped", commands=self.commands_processed, deals=self.deals_settled)
 
+    async def _guard(self, stage: Coroutine[Any, Any, None]) -> None:
+        """Run a stage; if it fails, tell anyone waiting on the pipeline before re-raising."""
+        try:
+            await stage
+        except Exception:
+            self._broken.set()
+            raise
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def assign(self, assigned: list[TopicPartition], consumer: AIOKafkaConsumer) -> None:
+        """Take new partitions: paused until recovered, so the rebalance callback returns at
+        once and heartbeats go on however long the replay takes."""
+        if not assigned:
+            return
+        consumer.pause(*assigned)
+        self._generation += 1
+        for tp in assigned:
+            self._assigned[tp.partition] = self._generation
+        self._ready.clear()
+        self._to_recover.put_nowait(sorted(assigned, key=lambda t: t.partition))
+
+    async def _recovery_stage(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            assigned = await self._to_recover.get()
+            for tp in assigned:
+                generation = self._assigned.get(tp.partition)
+                if generation is None:
+                    continue  # revoked before its turn came
+                worker = await self.recover(tp)
+                async with self._batch_lock:
+                    if self._assigned.get(tp.partition) != generation:
+                        continue  # revoked (and maybe queued again) while replaying
+                    self._workers[tp.partition] = worker
+                    consumer.seek(tp, worker.matched_offset)
+                    consumer.resume(tp)
+            if self._to_recover.empty():
+                self._ready.set()
+
+    async def recover(self, tp: TopicPartition) -> PartitionWorker:
+        """Rebuild a partition's market from its command log, then own it.
+
+        Events of commands that were settled but perhaps not published are published again
+        (consumers dedupe on ``(technology_id, seq)``); the recomputed deals must match the
+        settled ones, or the engine refuses to go on.
+        """
+        started = time.monotonic()
+        claim = await self._retrying("claim partition", partial(self._store.claim, tp.partition))
+        processor = PartitionProcessor(tp.partition, self._settings.partitions)
+        unpublished: list[SettlementBatch] = []
+        replayed = deals = 0
+        async for records in read_partition(
+            self._settings, tp.topic, tp.partition, 0, claim.next_offset
+        ):
+            for start in range(0, len(records), _YIELD_EVERY):
+                chunk = records[start : start + _YIELD_EVERY]
+                silent = [r for r in chunk if r.offset < claim.published_offset]
+                loud = [r for r in chunk if r.offset >= claim.published_offset]
+                if silent:
+                    deals += processor.process(silent).deal_count
+                if loud:
+                    batch = processor.process(loud)
+                    deals += batch.deal_count
+                    unpublished.append(batch)
+                await asyncio.sleep(0)
+            previous = replayed
+            replayed += len(records)
+            if replayed // _REPLAY_PROGRESS_EVERY != previous // _REPLAY_PROGRESS_EVERY:
+                log.info(
+                    "replay_progress",
+                    partition=tp.partition,
+                    replayed=replayed,
+                    of=claim.next_offset,
+                )
+        settled_deals = await self._retrying(
+            "count settled deals",
+            partial(self._store.settled_deal_count, tp.partition, claim.next_offset),
+        )
+        if settled_deals != deals:
+            raise DeterminismError(
+                f"partition {tp.partition}: replay of offsets 0..{claim.next_offset - 1} "
+                f"made {deals} deals but PostgreSQL holds {settled_deals}"
+            )
+        if unpublished:
+            await self._retrying("republish", partial(self._publisher.publish, unpublished))
+        if claim.next_offset > claim.published_offset:
+            await self._retrying(
+                "mark published", partial(self._store.mark_published, claim, claim.next_offset)
+            )
+        log.info(
+            "partition_recovered",
+            partition=tp.partition,
+            epoch=claim.owner_epoch,
+            next_offset=claim.next_offset,
+            replayed=replayed,
+            deals=deals,
+            republished_from=claim.published_offset,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return PartitionWorker(
+            processor,
+            claim,
+            matched_offset=claim.next_offset,
+            settled_offset=claim.next_offset,
+            published_offset=claim.next_offset,
+            marked_offset=claim.next_offset,
+        )
+
+    async def release(self, partitions: list[int]) -> None:
+        """Hand partitions back only once their batches are settled and published."""
+        async with self._batch_lock:
+            for partition in partitions:
+                self._assigned.pop(partition, None)
+            await self._drain()
+            await self._flush_published_marks()
+            for partition in partitions:
+                worker = self._workers.pop(partition, None)
+                if worker is not None:
+                    log.info(
+                        "partition_released",
+                        partition=partition,
+                        settled_offset=worker.settled_offset,
+                    )
+
+    # -- the pipeline --------------------------------------------------------------------
+
     async def _match_stage(self, consumer: AIOKafkaConsumer) -> None:
         settings = self._settings
         last_commit = last_progress = time.monotonic()
@@ -140,7 +284,7 @@ class MatchingEngine:
             now = time.monotonic()
             async with self._batch_lock:
                 if fetched:
-                    in_flight = await self._match(fetched)
+                    in_flight = await self._match(fetched, consumer)
                     if in_flight:
                         await self._to_settle.put(in_flight)
                 else:
@@ -159,21 +303,29 @@ class MatchingEngine:
                 )
                 last_progress, progress_mark = now, self.commands_processed
 
-    async def _match(self, fetched: dict[TopicPartition, list[CommandRecord]]) -> list[_InFlight]:
-        """Match a fetch, yielding to the event loop every few hundred records so the settle
-        and confirm stages' round trips are not held up behind a long stretch of CPU."""
+    async def _match(
+        self, fetched: dict[TopicPartition, list[CommandRecord]], consumer: AIOKafkaConsumer
+    ) -> list[_InFlight]:
         in_flight: list[_InFlight] = []
         for tp, records in fetched.items():
             worker = self._workers.get(tp.partition)
             if worker is None:
-                continue  # revoked while the fetch was in flight
-            if worker.fenced:
-                del self._workers[tp.partition]
-                continue
+                continue  # revoked, or still recovering, while the fetch was in flight
             fresh = records
-            if records[0].offset < worker.matched_offset:
+            if records[0].offset != worker.matched_offset:
                 fresh = [r for r in records if r.offset >= worker.matched_offset]
                 if not fresh:
+                    continue
+                if fresh[0].offset > worker.matched_offset:
+                    # Fetched before a seek moved the position back: applying it would skip
+                    # commands. Drop it and read again from where the market stands.
+                    log.warning(
+                        "stale_fetch_dropped",
+                        partition=tp.partition,
+                        fetched_from=fresh[0].offset,
+                        market_at=worker.matched_offset,
+                    )
+                    consumer.seek(tp, worker.matched_offset)
                     continue
             batch = SettlementBatch(tp.partition, fresh[0].offset, fresh[0].offset)
             for start in range(0, len(fresh), _YIELD_EVERY):
@@ -185,36 +337,25 @@ class MatchingEngine:
 
     async def _settle_stage(self) -> None:
         while (in_flight := await self._to_settle.get()) is not None:
-            settled = await self._settle(in_flight)
-            if settled:
-                futures = await self._publisher.send([item.batch for item in settled])
-                await self._to_confirm.put((settled, futures))
+            items = [
+                Settlement(i.batch, i.worker.claim, i.expected_offset, i.worker.published_offset)
+                for i in in_flight
+            ]
+            # FencedError is not retriable: another engine owns a partition now, and this
+            # process stops instead of guessing what else it may have missed.
+            await self._retrying("settle", partial(self._store.settle, items))
+            for item in in_flight:
+                item.worker.settled_offset = item.batch.next_offset
+                self.commands_processed += item.batch.commands
+                self.deals_settled += item.batch.deal_count
+            try:
+                futures = await self._publisher.send([item.batch for item in in_flight])
+            except TechXError as e:
+                raise PublishFailedError(f"handing settled events to the producer: {e}") from e
+            await self._to_confirm.put((in_flight, futures))
             self._to_settle.task_done()
         self._to_settle.task_done()
         await self._to_confirm.put(None)
-
-    async def _settle(self, in_flight: list[_InFlight]) -> list[_InFlight]:
-        """Settle a fetch's batches in one transaction, leaving out fenced partitions."""
-        pending = [item for item in in_flight if not item.worker.fenced]
-        while pending:
-            items = [
-                Settlement(i.batch, i.worker.claim, i.expected_offset, i.worker.published_offset)
-                for i in pending
-            ]
-            try:
-                await self._retrying("settle", partial(self._store.settle, items))
-                break
-            except FencedError as e:
-                log.error("partition_fenced", partition=e.partition, reason=str(e))
-                for item in pending:
-                    if item.batch.partition == e.partition:
-                        item.worker.fenced = True
-                pending = [item for item in pending if not item.worker.fenced]
-        for item in pending:
-            item.worker.settled_offset = item.batch.next_offset
-            self.commands_processed += item.batch.commands
-            self.deals_settled += item.batch.deal_count
-        return pending
 
     async def _confirm_stage(self) -> None:
         while (delivery := await self._to_confirm.get()) is not None:
@@ -222,28 +363,43 @@ class MatchingEngine:
             try:
                 await asyncio.gather(*futures)
             except KafkaError as e:
-                # Deliveries of this batch may be partial: send it all again (consumers
-                # dedupe on (technology_id, seq)) until the broker takes it.
-                log.warning("publish_failed", error=str(e))
-                batches = [item.batch for item in settled]
-                await self._retrying("republish", partial(self._publisher.publish, batches))
+                raise PublishFailedError(
+                    f"the broker did not take settled events ({e!r}); stopping so that a "
+                    "restart republishes them, in order, from the command log"
+                ) from e
             for item in settled:
                 item.worker.published_offset = item.batch.next_offset
             self._to_confirm.task_done()
         self._to_confirm.task_done()
 
     async def _drain(self) -> None:
-        """Wait until every matched batch is settled and confirmed."""
-        await self._to_settle.join()
-        await self._to_confirm.join()
+        """Wait until every matched batch is settled and confirmed, or the pipeline died."""
+
+        async def drained() -> None:
+            await self._to_settle.join()
+            await self._to_confirm.join()
+
+        joined = asyncio.ensure_future(drained())
+        broken = asyncio.ensure_future(self._broken.wait())
+        done, pending = await asyncio.wait({joined, broken}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if joined not in done:
+            raise PipelineBrokenError("a stage failed while partitions were being handed back")
 
     async def _flush_published_marks(self) -> None:
-        """When idle, record what is published so a restart re-publishes nothing."""
+        """Record what is published, so a restart re-publishes as little as possible."""
         for worker in list(self._workers.values()):
             published = worker.published_offset  # the confirm stage may move it meanwhile
-            if worker.fenced or published <= worker.marked_offset:
+            if published <= worker.marked_offset:
                 continue
-            await self._store.mark_published(worker.claim, published)
+            try:
+                await self._store.mark_published(worker.claim, published)
+            except StoreUnavailableError as e:
+                log.warning(
+                    "published_mark_deferred", partition=worker.claim.partition, error=str(e)
+                )
+                return  # only bookkeeping: the next idle moment tries again
             worker.marked_offset = published
 
     async def _commit_group_offsets(self, consumer: AIOKafkaConsumer) -> None:
@@ -251,115 +407,32 @@ class MatchingEngine:
         offsets = {
             TopicPartition(self._settings.topics.commands, p): w.settled_offset
             for p, w in self._workers.items()
-            if w.settled_offset > 0 and not w.fenced
+            if w.settled_offset > 0
         }
         if offsets:
             try:
-                await consumer.commit(offsets)
-            except KafkaError as e:  # lag reporting must never stop matching
-                log.warning("group_offset_commit_failed", error=str(e))
+                async with asyncio.timeout(_OFFSET_COMMIT_TIMEOUT_S):
+                    await consumer.commit(offsets)
+            except (KafkaError, TimeoutError) as e:  # lag reporting must never stop matching
+                log.warning("group_offset_commit_failed", error=repr(e))
 
-    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Retry what may succeed later; give up on a stop request (nothing is lost: the
+        offset in PostgreSQL did not move) or on an error that retrying cannot mend."""
         delay = _RETRY_FIRST_S
         while True:
             try:
-                await attempt()
-                return
+                return await attempt()
             except TechXError as e:
-                if not e.retriable:
+                if not e.retriable or self._stopping.is_set():
                     raise
                 log.warning("retrying", what=what, error=str(e), delay_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX_S)
 
-    async def recover(self, tp: TopicPartition) -> PartitionWorker:
-        """Rebuild a partition's market from its command log, then own it.
-
-        Events of commands that were settled but perhaps not published are published again
-        (consumers dedupe on ``(technology_id, seq)``); the recomputed deals must match the
-        settled ones, or the engine refuses to go on.
-        """
-        started = time.monotonic()
-        claim = await self._store.claim(tp.partition)
-        processor = PartitionProcessor(tp.partition)
-        unpublished: list[SettlementBatch] = []
-        replayed = deals = 0
-        async for records in read_partition(
-            self._settings, tp.topic, tp.partition, 0, claim.next_offset
-        ):
-            silent = [r for r in records if r.offset < claim.published_offset]
-            loud = [r for r in records if r.offset >= claim.published_offset]
-            for part in (silent, loud):
-                if part:
-                    batch = processor.process(part)
-                    deals += batch.deal_count
-                    if part is loud:
-                        unpublished.append(batch)
-            previous = replayed
-            replayed += len(records)
-            if replayed // _REPLAY_PROGRESS_EVERY != previous // _REPLAY_PROGRESS_EVERY:
-                log.info(
-                    "replay_progress",
-                    partition=tp.partition,
-                    replayed=replayed,
-                    of=claim.next_offset,
-                )
-        settled_deals = await self._store.settled_deal_count(tp.partition, claim.next_offset)
-        if settled_deals != deals:
-            raise DeterminismError(
-                f"partition {tp.partition}: replay of offsets 0..{claim.next_offset - 1} "
-                f"made {deals} deals but PostgreSQL holds {settled_deals}"
-            )
-        if unpublished:
-            await self._retrying("republish", lambda: self._publisher.publish(unpublished))
-        if claim.next_offset > claim.published_offset:
-            await self._store.mark_published(claim, claim.next_offset)
-        worker = PartitionWorker(
-            processor,
-            claim,
-            matched_offset=claim.next_offset,
-            settled_offset=claim.next_offset,
-            published_offset=claim.next_offset,
-            marked_offset=claim.next_offset,
-        )
-        log.info(
-            "partition_recovered",
-            partition=tp.partition,
-            epoch=claim.owner_epoch,
-            next_offset=claim.next_offset,
-            replayed=replayed,
-            deals=deals,
-            republished_from=claim.published_offset,
-            seconds=round(time.monotonic() - started, 3),
-        )
-        return worker
-
-    async def adopt(self, assigned: list[TopicPartition], consumer: AIOKafkaConsumer) -> None:
-        """Recover every newly assigned partition before the loop may touch any of them."""
-        async with self._batch_lock:
-            for tp in sorted(assigned, key=lambda t: t.partition):
-                worker = await self.recover(tp)
-                self._workers[tp.partition] = worker
-                consumer.seek(tp, worker.matched_offset)
-        self._ready.set()
-
-    async def release(self, partitions: list[int]) -> None:
-        """Hand partitions back only once their batches are settled and published."""
-        async with self._batch_lock:
-            await self._drain()
-            await self._flush_published_marks()
-            for partition in partitions:
-                worker = self._workers.pop(partition, None)
-                if worker is not None:
-                    log.info(
-                        "partition_released",
-                        partition=partition,
-                        settled_offset=worker.settled_offset,
-                    )
-
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Recovery on assignment, a clean hand-over on revocation."""
+    """Quick callbacks: hand-over waits for the pipeline; recovery happens in its own stage."""
 
     def __init__(self, engine: MatchingEngine, consumer: AIOKafkaConsumer) -> None:
         self._engine = engine
@@ -369,4 +442,4 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._engine.release([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        await self._engine.adopt(assigned, self._consumer)
+        self._engine.assign(list(assigned), self._consumer)

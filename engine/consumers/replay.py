@@ -33,6 +33,7 @@ async def read_partition(
         enable_auto_commit=False,
         group_id=None,
         auto_offset_reset="earliest",
+        isolation_level="read_committed",  # as the live engine reads: replays stay identical
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
     )

@@ -1,8 +1,9 @@
 """The front-end client: place bids and offers, cancel, list technologies.
 
-Commands are keyed by ``technology_id`` and partitioned with Kafka's default murmur2 rule,
-so this client and a front-end in any other language send a technology to the same
-partition. ``send_many`` is the batched path for simulators, benchmarks and tests.
+Commands are keyed by ``technology_id`` and partitioned with Kafka's default murmur2 rule
+(the Java client's default; librdkafka-based clients must set ``partitioner=murmur2_random``),
+so every front-end sends a technology to the same partition. ``send_many`` is the batched
+path for simulators, benchmarks and tests.
 """
 
 from __future__ import annotations
@@ -13,17 +14,12 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 
 from engine.codec import encode
 from engine.errors import BrokerUnavailableError
+from engine.partitioning import partition_for
 from engine.settings import Settings
 from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
-
-
-def partition_for(technology_id: str, partitions: int) -> int:
-    """Kafka's default partitioner for a key, as the Java client and librdkafka compute it."""
-    return int(murmur2(technology_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 class TradingClient:

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from engine.batch import KafkaMessage, SettlementBatch
-from engine.errors import BrokerUnavailableError
+from engine.errors import BrokerUnavailableError, PublishFailedError, TechXError
 from engine.settings import Settings, Topics
 
 
@@ -41,7 +41,7 @@ class EventPublisher:
             if pending:
                 await asyncio.gather(*pending)
         except KafkaError as e:
-            raise BrokerUnavailableError(f"publishing events failed: {e}") from e
+            raise _publish_error(e) from e
 
     async def send(self, batches: list[SettlementBatch]) -> list[asyncio.Future[object]]:
         """Hand the batches' messages to the producer; the futures resolve on delivery.
@@ -59,7 +59,7 @@ class EventPublisher:
                     if messages:
                         pending.extend(await self._send(topic, batch.partition, messages))
         except KafkaError as e:
-            raise BrokerUnavailableError(f"publishing events failed: {e}") from e
+            raise _publish_error(e) from e
         return pending
 
     async def _send(
@@ -72,10 +72,14 @@ class EventPublisher:
             if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 futures.append(await producer.send_batch(builder, topic, partition=partition))
                 builder = producer.create_batch()
-                if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    raise BrokerUnavailableError(
-                        f"a message of {len(value or b'')} bytes "
-                        f"does not fit an empty batch for {topic}"
-                    )
+                # An empty batch always takes one message, however large.
+                builder.append(key=key, value=value, timestamp=None, headers=headers)
         futures.append(await producer.send_batch(builder, topic, partition=partition))
         return futures
+
+
+def _publish_error(error: KafkaError) -> TechXError:
+    """Retry only what the broker says may pass later (aiokafka's ``retriable`` flag)."""
+    if getattr(error, "retriable", False):
+        return BrokerUnavailableError(f"publishing events failed, will retry: {error!r}")
+    return PublishFailedError(f"the broker refused events: {error!r}")

@@ -8,19 +8,47 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import asyncpg
+import structlog
 
 from engine.batch import DEAD_LETTER_COLUMNS, DEAL_COLUMNS, OUTCOME_COLUMNS, SettlementBatch
-from engine.errors import DeterminismError, FencedError, StoreUnavailableError
-
-_TRANSIENT = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
+from engine.errors import (
+    DeterminismError,
+    FencedError,
+    StoreRefusedError,
+    StoreUnavailableError,
+    TechXError,
 )
+
+#: SQLSTATE classes and codes worth retrying: connection trouble (08), resources (53),
+#: operator intervention such as a restart or failover (57P01-57P03), serialization and
+#: deadlock (40001, 40P01), a standby that is not promoted yet (25006).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
+_TRANSIENT_SQLSTATES = {"57P01", "57P02", "57P03", "40001", "40P01", "25006"}
+
+
+_STORE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class _AlreadySettledError(Exception):
+    """Rolls back a settlement whose rows an earlier, unanswered commit already wrote."""
+
+
+def _store_error(error: BaseException, doing: str) -> TechXError:
+    if _is_transient(error):
+        return StoreUnavailableError(f"{doing} failed, will retry: {error!r}")
+    return StoreRefusedError(f"{doing}: PostgreSQL refused it: {error!r}")
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, (OSError, asyncpg.InterfaceError)):
+        return True
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(sqlstate, str) and (
+        sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES
+    )
+
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +85,8 @@ class SettlementStore:
             pool = await asyncpg.create_pool(
                 dsn, min_size=1, max_size=max_size, init=_accept_json_bytes
             )
-        except _TRANSIENT as e:
-            raise StoreUnavailableError(f"cannot reach PostgreSQL at {_redact(dsn)}: {e}") from e
+        except _STORE_ERRORS as e:
+            raise _store_error(e, f"connecting to PostgreSQL at {_redact(dsn)}") from e
         return cls(pool, commands_topic)
 
     async def close(self) -> None:
@@ -90,8 +118,8 @@ class SettlementStore:
                 self._topic,
                 partition,
             )
-        except _TRANSIENT as e:
-            raise StoreUnavailableError(f"claiming partition {partition} failed: {e}") from e
+        except _STORE_ERRORS as e:
+            raise _store_error(e, f"claiming partition {partition}") from e
         assert row is not None
         return PartitionClaim(
             partition, row["owner_epoch"], row["next_offset"], row["published_offset"]
@@ -110,7 +138,7 @@ class SettlementStore:
         dead_rows = [row for item in items for row in item.batch.dead_letter_rows]
         try:
             async with self._pool.acquire() as connection, connection.transaction():
-                for item in items:
+                for position, item in enumerate(items):
                     status = await connection.execute(
                         "UPDATE partition_state SET next_offset = $1,"
                         " published_offset = GREATEST(published_offset, $2),"
@@ -124,6 +152,19 @@ class SettlementStore:
                         item.expected_offset,
                     )
                     if status != "UPDATE 1":
+                        state = await connection.fetchrow(
+                            "SELECT owner_epoch, next_offset FROM partition_state"
+                            " WHERE topic = $1 AND partition = $2",
+                            self._topic,
+                            item.batch.partition,
+                        )
+                        if (
+                            position == 0  # one transaction wrote all items, or none
+                            and state is not None
+                            and state["owner_epoch"] == item.claim.owner_epoch
+                            and state["next_offset"] == item.batch.next_offset
+                        ):
+                            raise _AlreadySettledError
                         raise FencedError(
                             f"partition {item.batch.partition}: epoch {item.claim.owner_epoch} "
                             f"at offset {item.expected_offset} is no longer the owner's position",
@@ -147,9 +188,14 @@ class SettlementStore:
                 for i in items
             )
             raise DeterminismError(f"offsets {ranges} were settled already: {e}") from e
-        except _TRANSIENT as e:
+        except _AlreadySettledError:
+            # A retry after a commit whose answer was lost: the rows are there already.
+            log.warning(
+                "settlement_already_committed", partitions=[item.batch.partition for item in items]
+            )
+        except _STORE_ERRORS as e:
             partitions = sorted(item.batch.partition for item in items)
-            raise StoreUnavailableError(f"settling partitions {partitions} failed: {e}") from e
+            raise _store_error(e, f"settling partitions {partitions}") from e
 
     async def mark_published(self, claim: PartitionClaim, published_offset: int) -> None:
         """Record that every event below ``published_offset`` is on the output topics.
@@ -165,16 +211,19 @@ class SettlementStore:
                 claim.partition,
                 claim.owner_epoch,
             )
-        except _TRANSIENT as e:
-            raise StoreUnavailableError(f"marking partition {claim.partition} failed: {e}") from e
+        except _STORE_ERRORS as e:
+            raise _store_error(e, f"marking partition {claim.partition} published") from e
 
     async def settled_deal_count(self, partition: int, below_offset: int) -> int:
         """Deals settled from commands of one partition below an offset: recovery's check."""
-        count = await self._pool.fetchval(
-            "SELECT count(*) FROM deals WHERE source_partition = $1 AND source_offset < $2",
-            partition,
-            below_offset,
-        )
+        try:
+            count = await self._pool.fetchval(
+                "SELECT count(*) FROM deals WHERE source_partition = $1 AND source_offset < $2",
+                partition,
+                below_offset,
+            )
+        except _STORE_ERRORS as e:
+            raise _store_error(e, f"counting partition {partition}'s deals") from e
         return int(count)
 
 

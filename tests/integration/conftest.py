@@ -15,6 +15,7 @@ from dataclasses import replace
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from engine import stack
 from engine.settings import Settings, Topics
@@ -60,6 +61,12 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
         await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     finally:
         await connection.close()
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(test_settings.topics.all()))
+    finally:
+        await admin.close()
 
 
 async def eventually(

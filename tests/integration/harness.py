@@ -105,7 +105,7 @@ async def expected_outputs(
         if not records:
             expected[partition] = ([], [], [])
             continue
-        batch = PartitionProcessor(partition).process(records)
+        batch = PartitionProcessor(partition, settings.partitions).process(records)
         expected[partition] = (
             [value for _, value, _ in batch.deals_out if value is not None],
             [value for _, value, _ in batch.executions_out if value is not None],

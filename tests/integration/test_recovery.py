@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
 from engine.batch import PartitionProcessor
-from engine.codec import decode_event
+from engine.codec import decode_event, encode
 from engine.consumers.audit import run_replay
-from engine.errors import FencedError
+from engine.errors import DeterminismError, FencedError
 from engine.market import Market
+from engine.partitioning import partition_for
 from engine.producers.client import TradingClient
+from engine.runner import run_engine
 from engine.settings import Settings
 from engine.simulation import OrderFlow, generated_listings
 from engine.store.settlement import Settlement, SettlementStore
@@ -120,8 +124,55 @@ async def test_replay_compare_detects_a_tampered_deal(settings: Settings) -> Non
 
 
 class _Record:
-    def __init__(self, offset: int, value: bytes) -> None:
+    def __init__(self, offset: int, value: bytes, key: bytes = b"X") -> None:
         self.offset = offset
         self.value = value
-        self.key = b"X"
+        self.key = key
         self.timestamp = 0
+
+
+async def test_a_settlement_retried_after_a_lost_commit_answer_is_not_applied_twice(
+    settings: Settings,
+) -> None:
+    """Settling the same batch again (the commit's answer was lost) succeeds and adds nothing."""
+    commands = _stream(300)
+    records = [
+        _Record(offset, encode(command), command.technology_id.encode())
+        for offset, command in enumerate(commands)
+    ]
+    home = [
+        r
+        for r, c in zip(records, commands, strict=True)
+        if partition_for(c.technology_id, settings.partitions) == 0
+    ]
+    records = [_Record(i, r.value, r.key) for i, r in enumerate(home)]
+    batch = PartitionProcessor(0, settings.partitions).process(records)
+    assert batch.deal_rows, "the batch should settle some deals"
+    store = await SettlementStore.connect(settings.database_url, settings.topics.commands)
+    try:
+        claim = await store.claim(0)
+        await store.settle([Settlement(batch, claim, 0, 0)])
+        await store.settle([Settlement(batch, claim, 0, 0)])  # the retry
+    finally:
+        await store.close()
+    rows = await fetch_all(settings, "SELECT count(*) FROM deals")
+    assert rows[0][0] == len(batch.deal_rows)
+
+
+async def test_a_replay_that_disagrees_with_postgresql_stops_the_engine(
+    settings: Settings,
+) -> None:
+    """The determinism tripwire: a settled deal missing from the store fails recovery loudly."""
+    async with TradingClient(settings) as client, running_engine(settings):
+        await client.send_many(_stream(400))
+        await wait_until_settled(settings)
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        await connection.execute(
+            "DELETE FROM deals WHERE deal_id = (SELECT deal_id FROM deals LIMIT 1)"
+        )
+    finally:
+        await connection.close()
+    with pytest.raises(BaseExceptionGroup) as failure:
+        await asyncio.wait_for(run_engine(settings, asyncio.Event(), asyncio.Event()), 60)
+    assert failure.group_contains(DeterminismError)

@@ -25,9 +25,10 @@ async def test_a_second_engine_takes_half_the_partitions_without_loss_or_duplica
     async with TradingClient(settings) as client, running_engine(settings):
         await client.send_many(first)
         await wait_until_settled(settings)
-        async with running_engine(settings):
+        async with running_engine(settings) as joined:
             await client.send_many(second)
             await wait_until_settled(settings)
+        assert (await joined).commands_processed > 0, "the second engine did take partitions"
         await client.send_many(third)  # the first engine takes everything back
         await wait_until_settled(settings)
 
@@ -40,5 +41,3 @@ async def test_a_second_engine_takes_half_the_partitions_without_loss_or_duplica
     published = await read_topic(settings, settings.topics.deals)
     deal_ids = sorted(decode_event(r.value).deal_id for rs in published.values() for r in rs)  # type: ignore[union-attr]
     assert deal_ids == expected, "hand-overs re-publish nothing and lose nothing"
-    epochs = await fetch_all(settings, "SELECT partition, owner_epoch FROM partition_state")
-    assert all(row["owner_epoch"] >= 2 for row in epochs), "every partition changed owner"
