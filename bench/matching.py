@@ -22,6 +22,7 @@ from engine.batch import PartitionProcessor
 from engine.codec import encode
 from engine.market import Market
 from engine.orderbook import Order, OrderBook
+from engine.runner import tune_garbage_collector
 from engine.simulation import OrderFlow, generated_listings
 from schemas.commands import CancelOrder, Command
 from schemas.common import Side
