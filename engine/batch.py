@@ -62,6 +62,8 @@ class SettlementBatch:
     executions_out: list[KafkaMessage] = field(default_factory=list)
     dead_letters_out: list[KafkaMessage] = field(default_factory=list)
     commands: int = 0
+    #: The market right after this batch, when a snapshot is due; settled with the batch.
+    snapshot: bytes | None = None
 
     @property
     def deal_count(self) -> int:

@@ -7,8 +7,10 @@ Pure: the timestamp comes in with the command.
 
 from __future__ import annotations
 
+from engine.errors import SnapshotError
 from engine.orderbook import Order, OrderBook
 from engine.rules import check_price, check_quantity, rejection
+from engine.snapshot import ContinuousState, RestingOrderState
 from schemas.commands import CancelOrder, PlaceOrder
 from schemas.common import CancelReason, OrderType, RejectReason, Side
 from schemas.events import (
@@ -56,6 +58,44 @@ class ContinuousVenue:
         self.deal_count = 0
         #: Live orders by (participant, client order id): the cancel index.
         self._live: dict[tuple[str, str], Order] = {}
+
+    def to_state(self) -> ContinuousState:
+        book = self.book
+        return ContinuousState(
+            self.technology_id,
+            self.tick_size,
+            self.lot_size,
+            self.reserve_price,
+            self.seq,
+            self.order_count,
+            self.deal_count,
+            [_resting_state(o) for o in book.resting_orders(Side.BID)],
+            [_resting_state(o) for o in book.resting_orders(Side.OFFER)],
+        )
+
+    @classmethod
+    def from_state(cls, state: ContinuousState) -> ContinuousVenue:
+        venue = cls(state.technology_id, state.tick_size, state.lot_size, state.reserve_price)
+        venue.seq, venue.order_count, venue.deal_count = (
+            state.seq,
+            state.order_count,
+            state.deal_count,
+        )
+        for side, orders in ((Side.BID, state.bids), (Side.OFFER, state.offers)):
+            for resting in orders:
+                order = Order(
+                    resting.order_id,
+                    resting.participant_id,
+                    resting.client_order_id,
+                    side,
+                    resting.price,
+                    resting.quantity,
+                )
+                order.remaining = resting.remaining
+                if venue.book.place(order):
+                    raise SnapshotError(f"snapshot of {state.technology_id} has a crossed book")
+                venue._live[order.participant_id, order.client_order_id] = order
+        return venue
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -221,3 +261,15 @@ class ContinuousVenue:
             cancelled_quantity=open_quantity,
             reason=reason,
         )
+
+
+def _resting_state(order: Order) -> RestingOrderState:
+    assert order.price is not None  # only limit orders rest
+    return RestingOrderState(
+        order.order_id,
+        order.participant_id,
+        order.client_order_id,
+        order.price,
+        order.quantity,
+        order.remaining,
+    )

@@ -71,3 +71,7 @@ class PublishFailedError(TechXError):
 
 class PipelineBrokenError(TechXError):
     """A stage of the engine failed; work waiting on it (a rebalance drain) gives up."""
+
+
+class SnapshotError(TechXError):
+    """A stored market snapshot cannot be read back (unknown version, crossed book)."""

@@ -14,12 +14,18 @@ import hashlib
 from collections.abc import Callable
 from typing import Protocol
 
-import msgspec
-
 from engine.continuous import ContinuousVenue
 from engine.rules import check_listing, rejection
+from engine.snapshot import (
+    SNAPSHOT_VERSION,
+    ContinuousState,
+    MarketState,
+    VenueState,
+    decode_state,
+    encode_state,
+)
 from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
-from schemas.common import Mechanism, RejectReason, Side
+from schemas.common import Mechanism, RejectReason
 from schemas.events import CommandRejected, Event, TechnologyListed
 
 
@@ -35,6 +41,8 @@ class Venue(Protocol):
 
     def cancel(self, command: CancelOrder, timestamp_ms: int) -> list[Event]: ...
 
+    def to_state(self) -> VenueState: ...
+
 
 VenueFactory = Callable[[ListTechnology], Venue]
 
@@ -42,6 +50,11 @@ _VENUE_FACTORIES: dict[str, VenueFactory] = {
     Mechanism.CONTINUOUS.value: lambda listing: ContinuousVenue(
         listing.technology_id, listing.tick_size, listing.lot_size, listing.reserve_price
     ),
+}
+
+
+_VENUE_RESTORERS: dict[type[VenueState], Callable[[VenueState], Venue]] = {
+    ContinuousState: ContinuousVenue.from_state,
 }
 
 
@@ -78,10 +91,19 @@ class Market:
 
         Two markets that digest alike answer every future command alike.
         """
-        digest = hashlib.sha256()
-        for technology_id, venue in self._venues.items():
-            digest.update(msgspec.msgpack.encode(_venue_state(technology_id, venue)))
-        return digest.hexdigest()
+        return hashlib.sha256(self.snapshot()).hexdigest()
+
+    def snapshot(self) -> bytes:
+        return encode_state(
+            MarketState(SNAPSHOT_VERSION, [venue.to_state() for venue in self._venues.values()])
+        )
+
+    @classmethod
+    def from_snapshot(cls, data: bytes) -> Market:
+        market = cls()
+        for state in decode_state(data).venues:
+            market._venues[state.technology_id] = _VENUE_RESTORERS[type(state)](state)
+        return market
 
     def _list(
         self, command: ListTechnology, existing: Venue | None, timestamp_ms: int
@@ -138,33 +160,3 @@ def _unknown_technology(command: PlaceOrder | CancelOrder, timestamp_ms: int) ->
         f"technology {command.technology_id} is not listed",
         timestamp_ms,
     )
-
-
-def _venue_state(technology_id: str, venue: Venue) -> object:
-    if isinstance(venue, ContinuousVenue):
-        book = venue.book
-        resting = [
-            (
-                o.order_id,
-                o.participant_id,
-                o.client_order_id,
-                o.side.value,
-                o.price,
-                o.quantity,
-                o.remaining,
-            )
-            for side in (Side.BID, Side.OFFER)
-            for o in book.resting_orders(side)
-        ]
-        return (
-            technology_id,
-            venue.mechanism,
-            venue.tick_size,
-            venue.lot_size,
-            venue.reserve_price,
-            venue.seq,
-            venue.order_count,
-            venue.deal_count,
-            resting,
-        )
-    return (technology_id, venue.mechanism)

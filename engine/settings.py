@@ -56,6 +56,8 @@ class Settings:
     group_id: str = "techx-engine"
     #: Most command records taken into one batch (one PostgreSQL transaction).
     batch_max_records: int = 5000
+    #: Commands between two snapshots of a partition's market (0: never snapshot).
+    snapshot_every: int = 100_000
     state_dir: Path = PROJECT_ROOT / ".techx"
     kafka_port: int = DEFAULT_KAFKA_PORT
     postgres_port: int = DEFAULT_POSTGRES_PORT
@@ -86,6 +88,7 @@ class Settings:
             replication_factor=_int(env, "TECHX_REPLICATION_FACTOR", base.replication_factor, 1),
             group_id=env.get("TECHX_GROUP_ID", base.group_id),
             batch_max_records=_int(env, "TECHX_BATCH_MAX_RECORDS", base.batch_max_records, 1),
+            snapshot_every=_int(env, "TECHX_SNAPSHOT_EVERY", base.snapshot_every, 0),
             state_dir=state_dir,
             kafka_port=kafka_port,
             postgres_port=postgres_port,

@@ -37,6 +37,7 @@ from engine.errors import (
     StoreUnavailableError,
     TechXError,
 )
+from engine.market import Market
 from engine.producers.publisher import EventPublisher
 from engine.settings import Settings
 from engine.store.settlement import PartitionClaim, Settlement, SettlementStore
@@ -72,6 +73,8 @@ class PartitionWorker:
     published_offset: int
     #: The published offset PostgreSQL has recorded (what a restart would resume from).
     marked_offset: int
+    #: Commands matched since the last snapshot of this market.
+    since_snapshot: int = 0
 
 
 @dataclass(slots=True)
@@ -105,6 +108,8 @@ class MatchingEngine:
         self._to_confirm: asyncio.Queue[_Delivery | None] = asyncio.Queue(_PIPELINE_DEPTH)
         self.commands_processed = 0
         self.deals_settled = 0
+        #: Commands replayed by recoveries: what snapshots save.
+        self.replayed_commands = 0
 
     def stop(self) -> None:
         """Ask the loop to finish the batches in flight and close; safe from a signal handler."""
@@ -197,14 +202,23 @@ class MatchingEngine:
         """
         started = time.monotonic()
         claim = await self._retrying("claim partition", partial(self._store.claim, tp.partition))
-        processor = PartitionProcessor(tp.partition, self._settings.partitions)
+        # The newest snapshot no later than the published mark: everything after it must be
+        # replayed anyway, to re-derive events that may not have reached the broker.
+        snapshot = await self._retrying(
+            "load snapshot",
+            partial(self._store.latest_snapshot, tp.partition, claim.published_offset),
+        )
+        start, market = 0, None
+        if snapshot is not None:
+            start, market = snapshot[0], Market.from_snapshot(snapshot[1])
+        processor = PartitionProcessor(tp.partition, self._settings.partitions, market)
         unpublished: list[SettlementBatch] = []
         replayed = deals = 0
         async for records in read_partition(
-            self._settings, tp.topic, tp.partition, 0, claim.next_offset
+            self._settings, tp.topic, tp.partition, start, claim.next_offset
         ):
-            for start in range(0, len(records), _YIELD_EVERY):
-                chunk = records[start : start + _YIELD_EVERY]
+            for first in range(0, len(records), _YIELD_EVERY):
+                chunk = records[first : first + _YIELD_EVERY]
                 silent = [r for r in chunk if r.offset < claim.published_offset]
                 loud = [r for r in chunk if r.offset >= claim.published_offset]
                 if silent:
@@ -225,13 +239,14 @@ class MatchingEngine:
                 )
         settled_deals = await self._retrying(
             "count settled deals",
-            partial(self._store.settled_deal_count, tp.partition, claim.next_offset),
+            partial(self._store.settled_deal_count, tp.partition, start, claim.next_offset),
         )
         if settled_deals != deals:
             raise DeterminismError(
-                f"partition {tp.partition}: replay of offsets 0..{claim.next_offset - 1} "
+                f"partition {tp.partition}: replay of offsets {start}..{claim.next_offset - 1} "
                 f"made {deals} deals but PostgreSQL holds {settled_deals}"
             )
+        self.replayed_commands += replayed
         if unpublished:
             await self._retrying("republish", partial(self._publisher.publish, unpublished))
         if claim.next_offset > claim.published_offset:
@@ -243,6 +258,7 @@ class MatchingEngine:
             partition=tp.partition,
             epoch=claim.owner_epoch,
             next_offset=claim.next_offset,
+            snapshot_at=start if snapshot is not None else None,
             replayed=replayed,
             deals=deals,
             republished_from=claim.published_offset,
@@ -328,9 +344,14 @@ class MatchingEngine:
                     consumer.seek(tp, worker.matched_offset)
                     continue
             batch = SettlementBatch(tp.partition, fresh[0].offset, fresh[0].offset)
-            for start in range(0, len(fresh), _YIELD_EVERY):
-                worker.processor.process_into(batch, fresh[start : start + _YIELD_EVERY])
+            for first in range(0, len(fresh), _YIELD_EVERY):
+                worker.processor.process_into(batch, fresh[first : first + _YIELD_EVERY])
                 await asyncio.sleep(0)
+            worker.since_snapshot += len(fresh)
+            every = self._settings.snapshot_every
+            if every and worker.since_snapshot >= every:
+                batch.snapshot = worker.processor.market.snapshot()
+                worker.since_snapshot = 0
             in_flight.append(_InFlight(worker, batch, worker.matched_offset))
             worker.matched_offset = batch.next_offset
         return in_flight

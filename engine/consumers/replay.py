@@ -54,7 +54,8 @@ async def read_partition(
         consumer.seek(tp, start)
         while True:
             fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=chunk)
-            records = [r for r in fetched.get(tp, []) if r.offset < end]
+            # A fetch sent before the seek may still answer from the old position.
+            records = [r for r in fetched.get(tp, []) if start <= r.offset < end]
             if records:
                 yield records
                 if records[-1].offset + 1 >= end:

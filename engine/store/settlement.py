@@ -4,6 +4,7 @@ are written in one transaction, guarded by the partition's owner epoch.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -25,6 +26,9 @@ from engine.errors import (
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
 _TRANSIENT_SQLSTATES = {"57P01", "57P02", "57P03", "40001", "40P01", "25006"}
 
+
+#: Older snapshots than the newest few are deleted as new ones are written.
+_SNAPSHOTS_KEPT = 3
 
 _STORE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
@@ -182,6 +186,9 @@ class SettlementStore:
                     await connection.copy_records_to_table(
                         "dead_letters", records=dead_rows, columns=DEAD_LETTER_COLUMNS
                     )
+                for item in items:
+                    if item.batch.snapshot is not None:
+                        await self._save_snapshot(connection, item.batch)
         except asyncpg.UniqueViolationError as e:
             ranges = ", ".join(
                 f"{i.batch.partition}:{i.batch.first_offset}..{i.batch.next_offset - 1}"
@@ -196,6 +203,49 @@ class SettlementStore:
         except _STORE_ERRORS as e:
             partitions = sorted(item.batch.partition for item in items)
             raise _store_error(e, f"settling partitions {partitions}") from e
+
+    async def _save_snapshot(self, connection: asyncpg.Connection, batch: SettlementBatch) -> None:
+        """Keep the newest few snapshots of a partition: older ones are never loaded."""
+        assert batch.snapshot is not None
+        await connection.execute(
+            "INSERT INTO market_snapshots (topic, partition, next_offset, state, digest)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            self._topic,
+            batch.partition,
+            batch.next_offset,
+            batch.snapshot,
+            hashlib.sha256(batch.snapshot).hexdigest(),
+        )
+        await connection.execute(
+            "DELETE FROM market_snapshots WHERE topic = $1 AND partition = $2 AND next_offset <"
+            " (SELECT min(next_offset) FROM (SELECT next_offset FROM market_snapshots"
+            "  WHERE topic = $1 AND partition = $2 ORDER BY next_offset DESC LIMIT $3) AS kept)",
+            self._topic,
+            batch.partition,
+            _SNAPSHOTS_KEPT,
+        )
+
+    async def latest_snapshot(self, partition: int, at_most: int) -> tuple[int, bytes] | None:
+        """The newest snapshot at or below an offset, as (next_offset, state), checked."""
+        try:
+            row = await self._pool.fetchrow(
+                "SELECT next_offset, state, digest FROM market_snapshots"
+                " WHERE topic = $1 AND partition = $2 AND next_offset <= $3"
+                " ORDER BY next_offset DESC LIMIT 1",
+                self._topic,
+                partition,
+                at_most,
+            )
+        except _STORE_ERRORS as e:
+            raise _store_error(e, f"loading partition {partition}'s snapshot") from e
+        if row is None:
+            return None
+        state = bytes(row["state"])
+        if hashlib.sha256(state).hexdigest() != row["digest"]:
+            raise DeterminismError(
+                f"snapshot of partition {partition} at {row['next_offset']} fails its digest"
+            )
+        return int(row["next_offset"]), state
 
     async def mark_published(self, claim: PartitionClaim, published_offset: int) -> None:
         """Record that every event below ``published_offset`` is on the output topics.
@@ -214,12 +264,14 @@ class SettlementStore:
         except _STORE_ERRORS as e:
             raise _store_error(e, f"marking partition {claim.partition} published") from e
 
-    async def settled_deal_count(self, partition: int, below_offset: int) -> int:
-        """Deals settled from commands of one partition below an offset: recovery's check."""
+    async def settled_deal_count(self, partition: int, from_offset: int, below_offset: int) -> int:
+        """Deals settled from one partition's commands in an offset range: recovery's check."""
         try:
             count = await self._pool.fetchval(
-                "SELECT count(*) FROM deals WHERE source_partition = $1 AND source_offset < $2",
+                "SELECT count(*) FROM deals WHERE source_partition = $1"
+                " AND source_offset >= $2 AND source_offset < $3",
                 partition,
+                from_offset,
                 below_offset,
             )
         except _STORE_ERRORS as e:

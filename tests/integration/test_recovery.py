@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -176,3 +177,24 @@ async def test_a_replay_that_disagrees_with_postgresql_stops_the_engine(
     with pytest.raises(BaseExceptionGroup) as failure:
         await asyncio.wait_for(run_engine(settings, asyncio.Event(), asyncio.Event()), 60)
     assert failure.group_contains(DeterminismError)
+
+
+async def test_recovery_starts_from_the_latest_snapshot(settings: Settings) -> None:
+    """With snapshots every 200 commands, a restart replays only the log after the newest."""
+    settings = replace(settings, snapshot_every=200)
+    commands = _stream(2400)
+    first, second = commands[:1600], commands[1600:]
+    async with TradingClient(settings) as client:
+        async with running_engine(settings):
+            await client.send_many(first)
+            await wait_until_settled(settings)
+        snapshots = await fetch_all(settings, "SELECT count(*) FROM market_snapshots")
+        assert snapshots[0][0] > 0
+        await client.send_many(second)
+        async with running_engine(settings) as restarted:
+            await wait_until_settled(settings)
+    engine = await restarted
+    assert engine.replayed_commands < len(first) // 2, "most of the log was skipped"
+    expected = _pure_deal_ids(commands)
+    stored = [r[0] for r in await fetch_all(settings, "SELECT deal_id FROM deals")]
+    assert sorted(stored) == sorted(expected), "the restored books traded as the originals"
