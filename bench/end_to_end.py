@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import statistics
@@ -90,7 +91,7 @@ async def _wait_settled(
         await asyncio.sleep(0.05)
 
 
-def _start_engine(settings: Settings) -> subprocess.Popen[bytes]:
+def _start_engine(settings: Settings, log_level: str = "warning") -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "TECHX_TOPIC_PREFIX": settings.topics.prefix,
@@ -98,10 +99,36 @@ def _start_engine(settings: Settings) -> subprocess.Popen[bytes]:
         "TECHX_GROUP_ID": settings.group_id,
         "TECHX_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "TECHX_LOG_FORMAT": "json",
-        "TECHX_LOG_LEVEL": "warning",
+        "TECHX_LOG_LEVEL": log_level,
         "TECHX_PARTITIONS": str(settings.partitions),
     }
-    return subprocess.Popen([sys.executable, "-m", "engine", "run"], env=env)
+    stderr = subprocess.PIPE if log_level == "info" else None
+    return subprocess.Popen([sys.executable, "-m", "engine", "run"], env=env, stderr=stderr)
+
+
+async def _measure_recovery(settings: Settings) -> None:
+    """Restart an engine on the whole log and time until every partition is live again."""
+    started = time.monotonic()
+    engine = _start_engine(settings, log_level="info")
+    assert engine.stderr is not None
+    recovered: list[dict[str, object]] = []
+    try:
+        while len(recovered) < settings.partitions:
+            line = await asyncio.to_thread(engine.stderr.readline)
+            if not line:
+                raise SystemExit(f"engine exited with {engine.wait()} while recovering")
+            if b'"partition_recovered"' in line:
+                recovered.append(json.loads(line))
+        elapsed = time.monotonic() - started
+        replayed = sum(int(str(r["replayed"])) for r in recovered)
+        print(
+            f"  recovery     {replayed:>9,} commands replayed into {len(recovered)} markets in "
+            f"{elapsed:6.2f} s = {replayed / elapsed:>9,.0f} commands/s (process start to every "
+            f"partition live; snapshots every {settings.snapshot_every:,} commands a partition)"
+        )
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(engine.communicate)
 
 
 async def _deal_latencies(settings: Settings, since: dict[int, int]) -> list[int]:
@@ -203,6 +230,7 @@ async def run(orders: int, rate: int, seconds: float, technologies: int, seed: i
                 f"  shutdown     engine exited {code} {time.monotonic() - stopping:.2f} s "
                 f"after SIGTERM"
             )
+    await _measure_recovery(settings)
 
 
 def main() -> None:
