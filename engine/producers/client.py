@@ -12,12 +12,13 @@ import asyncio
 from collections.abc import Iterable
 from types import TracebackType
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from engine.batch import KafkaMessage
 from engine.codec import encode
 from engine.errors import BrokerUnavailableError
 from engine.partitioning import partition_for
+from engine.producers.publisher import make_producer, send_in_batches
 from engine.settings import Settings
 from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
 
@@ -26,14 +27,7 @@ class TradingClient:
     def __init__(self, settings: Settings, client_id: str = "techx-frontend") -> None:
         self._settings = settings
         self._topic = settings.topics.commands
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=client_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=2,
-            max_batch_size=1024 * 1024,
-        )
+        self._producer = make_producer(settings, client_id)
 
     async def start(self) -> None:
         try:
@@ -83,19 +77,15 @@ class TradingClient:
             partition = partition_for(command.technology_id, len(partitions))
             by_partition.setdefault(partition, []).append(command)
         futures: list[asyncio.Future[object]] = []
-        producer = self._producer
         try:
             for partition, batch_commands in by_partition.items():
-                builder = producer.create_batch()
-                for command in batch_commands:
-                    key, value = command.technology_id.encode(), encode(command)
-                    if builder.append(key=key, value=value, timestamp=None) is None:
-                        futures.append(
-                            await producer.send_batch(builder, self._topic, partition=partition)
-                        )
-                        builder = producer.create_batch()
-                        builder.append(key=key, value=value, timestamp=None)
-                futures.append(await producer.send_batch(builder, self._topic, partition=partition))
+                messages: list[KafkaMessage] = [
+                    (command.technology_id.encode(), encode(command), [])
+                    for command in batch_commands
+                ]
+                futures.extend(
+                    await send_in_batches(self._producer, self._topic, partition, messages)
+                )
             await asyncio.gather(*futures)
         except KafkaError as e:
             raise BrokerUnavailableError(f"publishing a batch of commands failed: {e!r}") from e
