@@ -27,7 +27,11 @@ async def run_engine(
     tune_garbage_collector()
     store = await SettlementStore.connect(settings.database_url, settings.topics.commands)
     producer = make_producer(settings)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await store.close()
+        raise
     engine = MatchingEngine(settings, store, EventPublisher(producer, settings.topics))
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []

@@ -36,8 +36,9 @@ DisplayText = Annotated[
     Meta(
         min_length=1,
         max_length=200,
-        pattern=r"^[^\x00-\x1f\x7f]*(?!\n)$",
-        description="1 to 200 printable characters.",
+        # Something visible; no C0/C1 controls, no bidirectional overrides or isolates.
+        pattern=r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*(?!\n)$",
+        description="1 to 200 printable characters, not all spaces.",
     ),
 ]
 

@@ -107,6 +107,19 @@ async def settled_deals(
     return [tuple(row) for row in rows]
 
 
+async def _settled_offset(settings: Settings, partition: int) -> int:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        offset = await connection.fetchval(
+            "SELECT next_offset FROM partition_state WHERE topic = $1 AND partition = $2",
+            settings.topics.commands,
+            partition,
+        )
+    finally:
+        await connection.close()
+    return int(offset or 0)
+
+
 def comparable(deals: list[Deal]) -> list[tuple[object, ...]]:
     ordered = sorted(deals, key=lambda d: (d.technology_id, d.deal_number))
     return [
@@ -122,6 +135,9 @@ async def run_replay(
     out: str | None,
     compare: bool,
 ) -> int:
+    if compare and to_offset is None:
+        # Compare only what is settled: an engine that is merely behind is not a mismatch.
+        to_offset = await _settled_offset(settings, partition)
     result = await replay_partition(
         settings, partition, from_offset, to_offset, Path(out) if out else None
     )

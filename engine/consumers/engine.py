@@ -40,7 +40,7 @@ from engine.errors import (
 from engine.market import Market
 from engine.producers.publisher import EventPublisher
 from engine.settings import Settings
-from engine.store.settlement import PartitionClaim, Settlement, SettlementStore
+from engine.store.settlement import DealTotals, PartitionClaim, Settlement, SettlementStore
 
 log = structlog.get_logger()
 
@@ -213,7 +213,8 @@ class MatchingEngine:
             start, market = snapshot[0], Market.from_snapshot(snapshot[1])
         processor = PartitionProcessor(tp.partition, self._settings.partitions, market)
         unpublished: list[SettlementBatch] = []
-        replayed = deals = 0
+        replayed = 0
+        totals = DealTotals()
         async for records in read_partition(
             self._settings, tp.topic, tp.partition, start, claim.next_offset
         ):
@@ -222,10 +223,10 @@ class MatchingEngine:
                 silent = [r for r in chunk if r.offset < claim.published_offset]
                 loud = [r for r in chunk if r.offset >= claim.published_offset]
                 if silent:
-                    deals += processor.process(silent).deal_count
+                    totals = totals.add(processor.process(silent))
                 if loud:
                     batch = processor.process(loud)
-                    deals += batch.deal_count
+                    totals = totals.add(batch)
                     unpublished.append(batch)
                 await asyncio.sleep(0)
             previous = replayed
@@ -237,14 +238,14 @@ class MatchingEngine:
                     replayed=replayed,
                     of=claim.next_offset,
                 )
-        settled_deals = await self._retrying(
-            "count settled deals",
-            partial(self._store.settled_deal_count, tp.partition, start, claim.next_offset),
+        settled = await self._retrying(
+            "total settled deals",
+            partial(self._store.settled_deal_totals, tp.partition, start, claim.next_offset),
         )
-        if settled_deals != deals:
+        if settled != totals:
             raise DeterminismError(
                 f"partition {tp.partition}: replay of offsets {start}..{claim.next_offset - 1} "
-                f"made {deals} deals but PostgreSQL holds {settled_deals}"
+                f"made {totals} but PostgreSQL holds {settled}"
             )
         self.replayed_commands += replayed
         if unpublished:
@@ -260,7 +261,7 @@ class MatchingEngine:
             next_offset=claim.next_offset,
             snapshot_at=start if snapshot is not None else None,
             replayed=replayed,
-            deals=deals,
+            deals=totals.deals,
             republished_from=claim.published_offset,
             seconds=round(time.monotonic() - started, 3),
         )

@@ -66,6 +66,23 @@ class PartitionClaim:
 
 
 @dataclass(frozen=True, slots=True)
+class DealTotals:
+    """Enough of a set of deals to notice that a replay disagrees with what was settled."""
+
+    deals: int = 0
+    quantity: int = 0
+    notional: int = 0
+
+    def add(self, batch: SettlementBatch) -> DealTotals:
+        rows = batch.deal_rows
+        return DealTotals(
+            self.deals + len(rows),
+            self.quantity + sum(int(row[5]) for row in rows),  # type: ignore[call-overload]
+            self.notional + sum(int(row[4]) * int(row[5]) for row in rows),  # type: ignore[call-overload]
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Settlement:
     """One partition's batch with the fencing facts its transaction checks."""
 
@@ -264,19 +281,23 @@ class SettlementStore:
         except _STORE_ERRORS as e:
             raise _store_error(e, f"marking partition {claim.partition} published") from e
 
-    async def settled_deal_count(self, partition: int, from_offset: int, below_offset: int) -> int:
+    async def settled_deal_totals(
+        self, partition: int, from_offset: int, below_offset: int
+    ) -> DealTotals:
         """Deals settled from one partition's commands in an offset range: recovery's check."""
         try:
-            count = await self._pool.fetchval(
-                "SELECT count(*) FROM deals WHERE source_partition = $1"
-                " AND source_offset >= $2 AND source_offset < $3",
+            row = await self._pool.fetchrow(
+                "SELECT count(*) AS deals, coalesce(sum(quantity), 0) AS quantity,"
+                " coalesce(sum(price::numeric * quantity), 0) AS notional FROM deals"
+                " WHERE source_partition = $1 AND source_offset >= $2 AND source_offset < $3",
                 partition,
                 from_offset,
                 below_offset,
             )
         except _STORE_ERRORS as e:
-            raise _store_error(e, f"counting partition {partition}'s deals") from e
-        return int(count)
+            raise _store_error(e, f"totalling partition {partition}'s deals") from e
+        assert row is not None
+        return DealTotals(int(row["deals"]), int(row["quantity"]), int(row["notional"]))
 
 
 async def _accept_json_bytes(connection: asyncpg.Connection) -> None:
