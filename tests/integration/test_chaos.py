@@ -1,0 +1,86 @@
+"""Servers going away under the engine: it waits, or it stops; it never loses or doubles."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine import stack
+from engine.codec import decode_event
+from engine.errors import FencedError
+from engine.market import Market
+from engine.producers.client import TradingClient
+from engine.runner import run_engine
+from engine.settings import Settings
+from engine.simulation import OrderFlow, generated_listings
+from engine.store.settlement import SettlementStore
+from schemas.commands import Command
+from schemas.events import Deal
+from tests.integration.harness import fetch_all, read_topic, running_engine, wait_until_settled
+
+pytestmark = pytest.mark.integration
+
+
+def _stream(orders: int) -> list[Command]:
+    flow = OrderFlow(41, generated_listings(6), invalid_ratio=0.02)
+    return flow.listing_commands() + flow.next_commands(orders)
+
+
+async def test_a_postgresql_restart_mid_stream_loses_and_doubles_nothing(
+    settings: Settings, stack_settings: Settings
+) -> None:
+    """While PostgreSQL is down the engine retries; afterwards every deal is settled once."""
+    if stack_settings.external_database:
+        pytest.skip("restarts the local PostgreSQL that `techx stack` started")
+    commands = _stream(3000)
+    async with TradingClient(settings) as client, running_engine(settings):
+        await client.send_many(commands[:1500])
+        await wait_until_settled(settings)
+        await asyncio.to_thread(stack._stop_postgres, stack_settings)
+        try:
+            await client.send_many(commands[1500:])
+            await asyncio.sleep(2.0)  # the engine matches, fails to settle, retries
+        finally:
+            await asyncio.to_thread(stack.up, stack_settings)
+        await wait_until_settled(settings)
+
+    market = Market()
+    expected = sorted(
+        e.deal_id for c in commands for e in market.apply(c, 0) if isinstance(e, Deal)
+    )
+    stored = sorted(r[0] for r in await fetch_all(settings, "SELECT deal_id FROM deals"))
+    assert stored == expected
+    published = await read_topic(settings, settings.topics.deals)
+    ids = sorted(
+        d.deal_id
+        for rs in published.values()
+        for d in (decode_event(r.value) for r in rs)
+        if isinstance(d, Deal)
+    )
+    assert ids == expected, "every settled deal was published exactly once"
+
+
+async def test_an_engine_fenced_by_a_new_owner_stops(settings: Settings) -> None:
+    """When another engine claims its partitions, the old one's next commit fails and it exits."""
+    ready, stop = asyncio.Event(), asyncio.Event()
+    engine = asyncio.create_task(run_engine(settings, ready, stop))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        store = await SettlementStore.connect(settings.database_url, settings.topics.commands)
+        try:
+            for partition in range(settings.partitions):
+                await store.claim(partition)  # what a new owner does first
+        finally:
+            await store.close()
+        async with TradingClient(settings) as client:
+            await client.send_many(_stream(300))
+        with pytest.raises(BaseExceptionGroup) as failure:
+            await asyncio.wait_for(engine, 60)
+        assert failure.group_contains(FencedError)
+    finally:
+        stop.set()
+        if not engine.done():
+            await asyncio.wait_for(engine, 30)
+    deals = await fetch_all(settings, "SELECT count(*) FROM deals")
+    assert deals[0][0] == 0, "the fenced engine settled nothing"
