@@ -52,7 +52,7 @@ class ContinuousVenue:
         self.tick_size = tick_size
         self.lot_size = lot_size
         self.reserve_price = reserve_price
-        self.book = OrderBook()
+        self.book = OrderBook(self_trade_prevention=True)
         self.seq = 0
         self.order_count = 0
         self.deal_count = 0
@@ -141,6 +141,12 @@ class ContinuousVenue:
         ]
         live = self._live
         for resting, quantity, price in self.book.place(order):
+            if not quantity:  # self-trade prevented: ``price`` holds the open quantity
+                del live[resting.participant_id, resting.client_order_id]
+                events.append(
+                    self._cancelled(resting, price, timestamp_ms, CancelReason.SELF_TRADE_PREVENTED)
+                )
+                continue
             self.deal_count += 1
             self.seq += 1
             bid, offer = (order, resting) if side is _BID else (resting, order)

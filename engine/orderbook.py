@@ -76,6 +76,8 @@ class PriceLevel:
 
 
 #: One execution against a resting order: (resting order, quantity, the resting order's price).
+#: With self-trade prevention, (resting order, 0, open quantity) reports instead that the
+#: resting order was the incoming order's own participant's and was cancelled, untraded.
 #: A plain tuple rather than a NamedTuple: it is built once per fill on the hot path.
 Fill = tuple[Order, int, int]
 
@@ -95,15 +97,24 @@ class DepthLevel(NamedTuple):
 class OrderBook:
     """One technology's continuous book. Validation (tick, lot, reserve) is the caller's job."""
 
-    __slots__ = ("_bid_levels", "_bid_prices", "_offer_keys", "_offer_levels")
+    __slots__ = (
+        "_bid_levels",
+        "_bid_prices",
+        "_offer_keys",
+        "_offer_levels",
+        "self_trade_prevention",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, self_trade_prevention: bool = False) -> None:
+        #: Cancel a resting order instead of trading it against its own participant's
+        #: incoming order (no wash trades); the incoming order goes on matching.
+        self.self_trade_prevention = self_trade_prevention
         self._bid_levels: dict[int, PriceLevel] = {}  # keyed by price
         self._bid_prices: list[int] = []  # ascending: best bid last
         self._offer_levels: dict[int, PriceLevel] = {}  # keyed by minus price
         self._offer_keys: list[int] = []  # minus prices ascending: best (lowest) offer last
 
-    def place(self, order: Order) -> list[Fill]:
+    def place(self, order: Order) -> list[Fill]:  # noqa: PLR0915 - one flat hot path on purpose
         """Match ``order`` against the other side; a limit remainder rests, a market one never.
 
         ``order.price is None`` means a market order. The caller reads ``order.remaining``
@@ -126,6 +137,7 @@ class OrderBook:
             own_key = None if limit is None else -limit
         fills: list[Fill] = []
         wanted = order.remaining
+        own_participant = order.participant_id if self.self_trade_prevention else None
         while wanted and opposite_keys:
             best_key = opposite_keys[-1]
             if best_key < threshold:
@@ -138,6 +150,13 @@ class OrderBook:
                 available = resting.remaining
                 if not available:  # cancelled earlier: drop it now
                     queue.popleft()
+                    continue
+                if resting.participant_id == own_participant:
+                    queue.popleft()
+                    resting.remaining = 0
+                    level.live_quantity -= available
+                    level.live_count -= 1
+                    fills.append((resting, 0, available))
                     continue
                 traded = wanted if wanted < available else available
                 resting.remaining = available - traded

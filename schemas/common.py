@@ -123,3 +123,5 @@ class CancelReason(StrEnum):
 
     CANCELLED_BY_PARTICIPANT = "cancelled_by_participant"
     MARKET_ORDER_UNFILLED = "market_order_unfilled"
+    #: The participant's own incoming order would have traded with it (no wash trades).
+    SELF_TRADE_PREVENTED = "self_trade_prevented"

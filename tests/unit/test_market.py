@@ -649,3 +649,24 @@ def test_events_do_not_depend_on_the_hash_seed() -> None:
         assert result.returncode == 0, result.stderr
         outputs.append(result.stdout.strip())
     assert outputs == [expected, expected]
+
+
+def test_an_order_never_trades_with_its_own_participant() -> None:
+    """Self-trade prevention: the resting order is cancelled with a reason, no deal is made."""
+    market = Market()
+    market.apply(ListTechnology("T9", "ops", "Patent", 1, 1), 0)
+    market.apply(PlaceOrder("T9", "p", "mine", "offer", 4, "limit", 100), 1)
+    market.apply(PlaceOrder("T9", "q", "theirs", "offer", 5, "limit", 100), 2)
+    events = market.apply(PlaceOrder("T9", "p", "buy", "bid", 3, "limit", 100), 3)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["OrderAccepted", "OrderCancelled", "Deal", "OrderDone"]
+    cancelled = events[1]
+    assert isinstance(cancelled, OrderCancelled)
+    assert (cancelled.client_order_id, cancelled.reason, cancelled.cancelled_quantity) == (
+        "mine", CancelReason.SELF_TRADE_PREVENTED, 4)
+    deal = events[2]
+    assert isinstance(deal, Deal)
+    assert (deal.buyer_id, deal.seller_id, deal.quantity) == ("p", "q", 3)
+    # The cancelled order is gone from the cancel index too.
+    rejected = market.apply(CancelOrder("T9", "p", "mine"), 4)
+    assert isinstance(rejected[0], CommandRejected)

@@ -370,3 +370,25 @@ def test_cancel_of_an_order_this_book_never_rested_changes_nothing() -> None:
     book.place(Order("a", "p", "c", Side.BID, 100, 5))
     assert book.cancel(Order("x", "p", "x", Side.BID, 101, 3)) == 0
     assert book.depth(Side.BID) == [DepthLevel(100, 5, 1)]
+
+
+def test_self_trade_prevention_cancels_the_resting_order_and_matching_goes_on() -> None:
+    """With prevention on, an order skips (and cancels) its own participant's resting order."""
+    book = OrderBook(self_trade_prevention=True)
+    own = Order("own", "p", "c1", Side.OFFER, 100, 4)
+    other = Order("other", "q", "c2", Side.OFFER, 100, 5)
+    book.place(own)
+    book.place(other)
+    incoming = Order("in", "p", "c3", Side.BID, 100, 3)
+    fills = book.place(incoming)
+    assert fills == [(own, 0, 4), (other, 3, 100)]
+    assert own.remaining == 0
+    assert book.depth(Side.OFFER) == [DepthLevel(100, 2, 1)]
+
+
+def test_without_self_trade_prevention_a_participant_trades_with_itself() -> None:
+    """The plain book (the default) matches by price and time only."""
+    book = OrderBook()
+    own = Order("own", "p", "c1", Side.OFFER, 100, 4)
+    book.place(own)
+    assert book.place(Order("in", "p", "c2", Side.BID, 100, 3)) == [(own, 3, 100)]
