@@ -663,7 +663,10 @@ def test_an_order_never_trades_with_its_own_participant() -> None:
     cancelled = events[1]
     assert isinstance(cancelled, OrderCancelled)
     assert (cancelled.client_order_id, cancelled.reason, cancelled.cancelled_quantity) == (
-        "mine", CancelReason.SELF_TRADE_PREVENTED, 4)
+        "mine",
+        CancelReason.SELF_TRADE_PREVENTED,
+        4,
+    )
     deal = events[2]
     assert isinstance(deal, Deal)
     assert (deal.buyer_id, deal.seller_id, deal.quantity) == ("p", "q", 3)
