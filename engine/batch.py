@@ -19,6 +19,10 @@ from schemas.events import Deal, Event
 DLQ_REASON_HEADER = "techx.dlq.reason"
 DLQ_PARTITION_HEADER = "techx.dlq.source.partition"
 DLQ_OFFSET_HEADER = "techx.dlq.source.offset"
+#: Present when the key was cut; holds the original length.
+DLQ_KEY_TRUNCATED_HEADER = "techx.dlq.key.truncated.from"
+#: Keys are technology ids (64 characters at most); a longer one is cut in the dead letter.
+_MAX_DLQ_KEY_BYTES = 256
 #: Present when the value was cut to MAX_COMMAND_BYTES; holds the original length.
 DLQ_TRUNCATED_HEADER = "techx.dlq.truncated.from"
 
@@ -89,7 +93,7 @@ class PartitionProcessor:
             return str(e)
         if record.key is None or record.key.decode("utf-8", "replace") != command.technology_id:
             return (
-                f"record key {record.key!r} must equal technology_id "
+                f"record key {_quote(record.key)} must equal technology_id "
                 f"{command.technology_id!r}: the key routes a technology to one partition"
             )
         if self.partition_count is not None:
@@ -211,10 +215,21 @@ def _dead_letter(batch: SettlementBatch, record: CommandRecord, reason: str) -> 
         (DLQ_PARTITION_HEADER, str(batch.partition).encode()),
         (DLQ_OFFSET_HEADER, str(record.offset).encode()),
     ]
+    key = record.key
+    if key is not None and len(key) > _MAX_DLQ_KEY_BYTES:
+        headers.append((DLQ_KEY_TRUNCATED_HEADER, str(len(key)).encode()))
+        key = key[:_MAX_DLQ_KEY_BYTES]
     value = record.value
     if value is not None and len(value) > MAX_COMMAND_BYTES:
         # An oversized record may not fit the dead-letter topic once headers are added; the
         # full bytes stay in PostgreSQL's dead_letters row.
         headers.append((DLQ_TRUNCATED_HEADER, str(len(value)).encode()))
         value = value[:MAX_COMMAND_BYTES]
-    batch.dead_letters_out.append((record.key, value, headers))
+    batch.dead_letters_out.append((key, value, headers))
+
+
+def _quote(key: bytes | None, limit: int = 80) -> str:
+    """A key as it may appear in a reason: short, whatever the sender put there."""
+    if key is None or len(key) <= limit:
+        return repr(key)
+    return f"{key[:limit]!r}... ({len(key)} bytes)"

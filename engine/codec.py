@@ -28,6 +28,8 @@ def decode_command(raw: bytes | None) -> Command:
         raise DecodeError(f"invalid command: {e}") from e
     except msgspec.DecodeError as e:
         raise DecodeError(f"not valid JSON: {e}") from e
+    except UnicodeDecodeError as e:
+        raise DecodeError(f"not valid UTF-8: {e.reason} at byte {e.start}") from e
 
 
 def encode(message: Event | Command) -> bytes:

@@ -50,6 +50,7 @@ class OrderFlow:
         market_ratio: float = 0.08,
         cancel_ratio: float = 0.1,
         invalid_ratio: float = 0.0,
+        trader_ratio: float = 0.05,
         spread_ticks: int = 6,
     ) -> None:
         self._rng = random.Random(seed)
@@ -59,6 +60,7 @@ class OrderFlow:
         self._market_ratio = market_ratio
         self._cancel_ratio = cancel_ratio
         self._invalid_ratio = invalid_ratio
+        self._trader_ratio = trader_ratio
         self._spread = spread_ticks
         self._fair = {listing.technology_id: listing.fair_price for listing in listings}
         self._placed: list[PlaceOrder] = []
@@ -98,6 +100,8 @@ class OrderFlow:
         participant = (
             f"{'buyer' if side == 'bid' else 'seller'}-{rng.randint(1, self._participants):02d}"
         )
+        if rng.random() < self._trader_ratio:
+            participant = f"trader-{rng.randint(1, 3)}"  # trades both sides: self-trades happen
         quantity = listing.lot_size * rng.randint(1, 5)
         client_order_id = f"{self._run_tag}-{self._count}"
         price: int | None

@@ -1,8 +1,8 @@
 """``techx replay``: recompute a partition's events from the command log, for audit.
 
-The market is always rebuilt from offset 0 (there are no snapshots yet), so events before
-``--from-offset`` are computed silently. Nothing live is touched: events go to a file, and
-``--compare`` only reads PostgreSQL.
+The market is always rebuilt from offset 0 (an audit trusts the log, not a snapshot), so
+events before ``--from-offset`` are computed silently. Nothing live is touched: events go
+to a file, and ``--compare`` only reads PostgreSQL.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ nothing and redoes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from engine.errors import (
     DeterminismError,
     PipelineBrokenError,
     PublishFailedError,
+    SnapshotError,
     StoreUnavailableError,
     TechXError,
 )
@@ -103,7 +105,8 @@ class MatchingEngine:
         self._stopping = asyncio.Event()
         self._broken = asyncio.Event()
         self._ready = asyncio.Event()
-        self._to_recover: asyncio.Queue[list[TopicPartition]] = asyncio.Queue()
+        #: Newly assigned partitions, with the generation of the assignment they belong to.
+        self._to_recover: asyncio.Queue[tuple[int, list[TopicPartition]]] = asyncio.Queue()
         self._to_settle: asyncio.Queue[list[_InFlight] | None] = asyncio.Queue(_PIPELINE_DEPTH)
         self._to_confirm: asyncio.Queue[_Delivery | None] = asyncio.Queue(_PIPELINE_DEPTH)
         self.commands_processed = 0
@@ -174,16 +177,20 @@ class MatchingEngine:
         for tp in assigned:
             self._assigned[tp.partition] = self._generation
         self._ready.clear()
-        self._to_recover.put_nowait(sorted(assigned, key=lambda t: t.partition))
+        self._to_recover.put_nowait((self._generation, sorted(assigned, key=lambda t: t.partition)))
 
     async def _recovery_stage(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            assigned = await self._to_recover.get()
+            generation, assigned = await self._to_recover.get()
             for tp in assigned:
-                generation = self._assigned.get(tp.partition)
-                if generation is None:
-                    continue  # revoked before its turn came
-                worker = await self.recover(tp)
+                if self._assigned.get(tp.partition) != generation:
+                    continue  # revoked before its turn came (and maybe queued again since)
+                try:
+                    worker = await self.recover(tp)
+                except TechXError:
+                    if self._stopping.is_set():
+                        return  # a stop cut the recovery short: nothing to report
+                    raise
                 async with self._batch_lock:
                     if self._assigned.get(tp.partition) != generation:
                         continue  # revoked (and maybe queued again) while replaying
@@ -210,34 +217,43 @@ class MatchingEngine:
         )
         start, market = 0, None
         if snapshot is not None:
-            start, market = snapshot[0], Market.from_snapshot(snapshot[1])
+            try:
+                start, market = snapshot[0], Market.from_snapshot(snapshot[1])
+            except SnapshotError as e:
+                # An unreadable snapshot (say, from another engine version) only costs time.
+                log.warning(
+                    "snapshot_unusable", partition=tp.partition, at=snapshot[0], error=str(e)
+                )
+                start, market, snapshot = 0, None, None
         processor = PartitionProcessor(tp.partition, self._settings.partitions, market)
         unpublished: list[SettlementBatch] = []
         replayed = 0
         totals = DealTotals()
-        async for records in read_partition(
+        log_reader = read_partition(
             self._settings, tp.topic, tp.partition, start, claim.next_offset
-        ):
-            for first in range(0, len(records), _YIELD_EVERY):
-                chunk = records[first : first + _YIELD_EVERY]
-                silent = [r for r in chunk if r.offset < claim.published_offset]
-                loud = [r for r in chunk if r.offset >= claim.published_offset]
-                if silent:
-                    totals = totals.add(processor.process(silent))
-                if loud:
-                    batch = processor.process(loud)
-                    totals = totals.add(batch)
-                    unpublished.append(batch)
-                await asyncio.sleep(0)
-            previous = replayed
-            replayed += len(records)
-            if replayed // _REPLAY_PROGRESS_EVERY != previous // _REPLAY_PROGRESS_EVERY:
-                log.info(
-                    "replay_progress",
-                    partition=tp.partition,
-                    replayed=replayed,
-                    of=claim.next_offset,
-                )
+        )
+        async with contextlib.aclosing(log_reader):
+            async for records in log_reader:
+                for first in range(0, len(records), _YIELD_EVERY):
+                    chunk = records[first : first + _YIELD_EVERY]
+                    silent = [r for r in chunk if r.offset < claim.published_offset]
+                    loud = [r for r in chunk if r.offset >= claim.published_offset]
+                    if silent:
+                        totals = totals.add(processor.process(silent))
+                    if loud:
+                        batch = processor.process(loud)
+                        totals = totals.add(batch)
+                        unpublished.append(batch)
+                    await asyncio.sleep(0)
+                previous = replayed
+                replayed += len(records)
+                if replayed // _REPLAY_PROGRESS_EVERY != previous // _REPLAY_PROGRESS_EVERY:
+                    log.info(
+                        "replay_progress",
+                        partition=tp.partition,
+                        replayed=replayed,
+                        of=claim.next_offset,
+                    )
         settled = await self._retrying(
             "total settled deals",
             partial(self._store.settled_deal_totals, tp.partition, start, claim.next_offset),
@@ -272,6 +288,7 @@ class MatchingEngine:
             settled_offset=claim.next_offset,
             published_offset=claim.next_offset,
             marked_offset=claim.next_offset,
+            since_snapshot=replayed,  # replay since the last snapshot counts toward the next
         )
 
     async def release(self, partitions: list[int]) -> None:
@@ -329,20 +346,12 @@ class MatchingEngine:
             if worker is None:
                 continue  # revoked, or still recovering, while the fetch was in flight
             fresh = records
-            if records[0].offset != worker.matched_offset:
+            if records[0].offset < worker.matched_offset:
+                # Already matched (a fetch that crossed a seek): never apply twice. A first
+                # offset above matched_offset is normal: transaction markers and aborted
+                # batches leave gaps, and aiokafka drops fetches from before a seek itself.
                 fresh = [r for r in records if r.offset >= worker.matched_offset]
                 if not fresh:
-                    continue
-                if fresh[0].offset > worker.matched_offset:
-                    # Fetched before a seek moved the position back: applying it would skip
-                    # commands. Drop it and read again from where the market stands.
-                    log.warning(
-                        "stale_fetch_dropped",
-                        partition=tp.partition,
-                        fetched_from=fresh[0].offset,
-                        market_at=worker.matched_offset,
-                    )
-                    consumer.seek(tp, worker.matched_offset)
                     continue
             batch = SettlementBatch(tp.partition, fresh[0].offset, fresh[0].offset)
             for first in range(0, len(fresh), _YIELD_EVERY):

@@ -7,7 +7,7 @@ Recovery uses it to rebuild a market before going live; operators use it through
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -23,7 +23,7 @@ async def read_partition(
     start: int,
     end: int | None = None,
     chunk: int = 10_000,
-) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+) -> AsyncGenerator[list[ConsumerRecord[bytes, bytes]], None]:
     """Yield record lists of ``partition`` from ``start`` up to ``end`` (exclusive).
 
     ``end=None`` reads to the partition's end as it was when reading began.

@@ -151,7 +151,7 @@ class SettlementStore:
 
         One transaction (one WAL flush) for everything a consumer fetch brought in. Raises
         FencedError naming the first partition another engine owns now (or whose offset moved
-        under us): the caller drops it and settles the rest again. StoreUnavailableError
+        under us): the engine stops rather than guess what else it missed. StoreUnavailableError
         means the same call may be retried as it is.
         """
         deal_rows = [row for item in items for row in item.batch.deal_rows]
@@ -205,7 +205,7 @@ class SettlementStore:
                     )
                 for item in items:
                     if item.batch.snapshot is not None:
-                        await self._save_snapshot(connection, item.batch)
+                        await self._save_snapshot(connection, item.batch, item.published_offset)
         except asyncpg.UniqueViolationError as e:
             ranges = ", ".join(
                 f"{i.batch.partition}:{i.batch.first_offset}..{i.batch.next_offset - 1}"
@@ -221,8 +221,11 @@ class SettlementStore:
             partitions = sorted(item.batch.partition for item in items)
             raise _store_error(e, f"settling partitions {partitions}") from e
 
-    async def _save_snapshot(self, connection: asyncpg.Connection, batch: SettlementBatch) -> None:
-        """Keep the newest few snapshots of a partition: older ones are never loaded."""
+    async def _save_snapshot(
+        self, connection: asyncpg.Connection, batch: SettlementBatch, published_offset: int
+    ) -> None:
+        """Keep the newest few snapshots of a partition, and always the newest one at or below
+        the published mark: that is the one recovery loads."""
         assert batch.snapshot is not None
         await connection.execute(
             "INSERT INTO market_snapshots (topic, partition, next_offset, state, digest)"
@@ -236,10 +239,13 @@ class SettlementStore:
         await connection.execute(
             "DELETE FROM market_snapshots WHERE topic = $1 AND partition = $2 AND next_offset <"
             " (SELECT min(next_offset) FROM (SELECT next_offset FROM market_snapshots"
-            "  WHERE topic = $1 AND partition = $2 ORDER BY next_offset DESC LIMIT $3) AS kept)",
+            "  WHERE topic = $1 AND partition = $2 ORDER BY next_offset DESC LIMIT $3) AS kept)"
+            " AND next_offset < (SELECT coalesce(max(next_offset), 0) FROM market_snapshots"
+            "  WHERE topic = $1 AND partition = $2 AND next_offset <= $4)",
             self._topic,
             batch.partition,
             _SNAPSHOTS_KEPT,
+            published_offset,
         )
 
     async def latest_snapshot(self, partition: int, at_most: int) -> tuple[int, bytes] | None:

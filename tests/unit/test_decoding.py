@@ -358,3 +358,23 @@ def test_record_on_the_wrong_partition_is_dead_lettered() -> None:
     at_home = PartitionProcessor(home, partition_count=8).process(records(LISTING, place()))
     assert not at_home.dead_letter_rows
     assert len(at_home.outcome_rows) == 2
+
+
+def test_invalid_utf8_is_dead_lettered_not_a_crash() -> None:
+    """Bytes that are not UTF-8 become a dead letter with a reason, like any bad JSON."""
+    batch = PartitionProcessor(PARTITION).process(
+        records(b'{"type":"place_order","side":"\xff"}', place())
+    )
+    assert len(batch.dead_letter_rows) == 1
+    assert "not valid UTF-8" in str(batch.dead_letter_rows[0][2])
+    assert len(batch.outcome_rows) == 1, "the record after it was still applied"
+
+
+def test_a_huge_key_is_quoted_short_and_cut_in_the_dead_letter() -> None:
+    """A key of 300 kB cannot make the dead letter too large for the broker."""
+    batch = PartitionProcessor(PARTITION).process(records(place(), key=b"k" * 300_000))
+    ((key, _value, headers),) = batch.dead_letters_out
+    assert key is not None
+    assert len(key) <= 256
+    assert sum(len(v) for _, v in headers) < 1_000
+    assert "(300000 bytes)" in str(batch.dead_letter_rows[0][2])
