@@ -26,27 +26,25 @@ import sys
 import time
 from dataclasses import replace
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine import stack
 from engine.codec import decode_event
+from engine.consumers.replay import read_partition
 from engine.producers.client import TradingClient
 from engine.settings import Settings, Topics
 from engine.setup import setup
 from engine.simulation import OrderFlow, generated_listings
+from engine.store.connection import connected
 from schemas.events import Deal
 
 
 async def _fresh(settings: Settings, tag: str) -> Settings:
     base, _, _ = settings.database_url.rpartition("/")
     database = f"techx_bench_{tag}"
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    async with connected(settings.database_url) as connection:
         await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await connection.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await connection.close()
     fresh = replace(
         settings,
         topics=Topics(f"bench.{tag}"),
@@ -58,16 +56,13 @@ async def _fresh(settings: Settings, tag: str) -> Settings:
 
 
 async def _settled(settings: Settings) -> int:
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    async with connected(settings.database_url) as connection:
         return int(
             await connection.fetchval(
                 "SELECT coalesce(sum(next_offset), 0) FROM partition_state WHERE topic = $1",
                 settings.topics.commands,
             )
         )
-    finally:
-        await connection.close()
 
 
 async def _wait_settled(
@@ -132,26 +127,14 @@ async def _measure_recovery(settings: Settings) -> None:
 
 
 async def _deal_latencies(settings: Settings, since: dict[int, int]) -> list[int]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
     latencies: list[int] = []
-    try:
-        tps = [TopicPartition(settings.topics.deals, p) for p in range(settings.partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, since.get(tp.partition, 0))
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    deal = decode_event(record.value)
-                    assert isinstance(deal, Deal)
-                    latencies.append(record.timestamp - deal.timestamp_ms)
-    finally:
-        await asyncio.sleep(0)
-        await consumer.stop()
+    for partition in range(settings.partitions):
+        start = since.get(partition, 0)
+        async for records in read_partition(settings, settings.topics.deals, partition, start):
+            for record in records:
+                deal = decode_event(record.value)
+                assert isinstance(deal, Deal)
+                latencies.append(record.timestamp - deal.timestamp_ms)
     return latencies
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine import stack
@@ -22,6 +21,7 @@ from engine.runner import run_engine
 from engine.settings import Settings
 from engine.setup import setup
 from engine.simulation import DEMO_LISTINGS, OrderFlow
+from engine.store.connection import connected
 from schemas.events import Deal
 
 
@@ -61,8 +61,7 @@ async def _print_deals(settings: Settings, started: asyncio.Event, stop: asyncio
 
 
 async def _summary(settings: Settings, since_ms: int) -> None:
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    async with connected(settings.database_url) as connection:
         rows = await connection.fetch(
             "SELECT technology_id, count(*) AS deals, sum(quantity) AS units,"
             " sum(price::numeric * quantity) AS turnover, min(price) AS low, max(price) AS high"
@@ -72,8 +71,6 @@ async def _summary(settings: Settings, since_ms: int) -> None:
         dead = await connection.fetchval(
             "SELECT count(*) FROM dead_letters WHERE timestamp_ms >= $1", since_ms
         )
-    finally:
-        await connection.close()
     print("\nSettled in PostgreSQL during this demo:")
     print(f"  {'technology':<18}{'deals':>7}{'units':>8}{'turnover':>24}{'low':>17}{'high':>17}")
     for row in rows:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncpg
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from engine.errors import BrokerUnavailableError, ConfigError, StoreUnavailableError
+from engine.errors import BrokerUnavailableError, ConfigError
 from engine.settings import Settings
+from engine.store.connection import connected
 from engine.store.migrate import migrate
 
 log = structlog.get_logger()
@@ -108,14 +108,8 @@ async def _check_configs(
 
 
 async def setup_database(settings: Settings) -> list[int]:
-    try:
-        connection = await asyncpg.connect(settings.database_url)
-    except (OSError, asyncpg.PostgresError) as e:
-        raise StoreUnavailableError(f"cannot reach PostgreSQL: {e}") from e
-    try:
+    async with connected(settings.database_url) as connection:
         return await migrate(connection)
-    finally:
-        await connection.close()
 
 
 async def setup(settings: Settings) -> None:

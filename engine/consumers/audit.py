@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import structlog
 
 from engine.batch import PartitionProcessor
 from engine.codec import encode
 from engine.consumers.replay import read_partition
 from engine.settings import Settings
+from engine.store.connection import connected
 from schemas.events import Deal
 
 log = structlog.get_logger()
@@ -92,8 +92,7 @@ async def settled_deals(
     settings: Settings, partition: int, from_offset: int = 0, to_offset: int | None = None
 ) -> list[tuple[object, ...]]:
     """Deals PostgreSQL holds for a partition's offset range, in the replay's comparison form."""
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    async with connected(settings.database_url) as connection:
         rows = await connection.fetch(
             "SELECT deal_id, price, quantity, buyer_id, seller_id, traded_at_ms FROM deals"
             " WHERE source_partition = $1 AND source_offset >= $2 AND source_offset < $3"
@@ -102,21 +101,16 @@ async def settled_deals(
             from_offset,
             to_offset if to_offset is not None else 2**62,
         )
-    finally:
-        await connection.close()
     return [tuple(row) for row in rows]
 
 
 async def _settled_offset(settings: Settings, partition: int) -> int:
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    async with connected(settings.database_url) as connection:
         offset = await connection.fetchval(
             "SELECT next_offset FROM partition_state WHERE topic = $1 AND partition = $2",
             settings.topics.commands,
             partition,
         )
-    finally:
-        await connection.close()
     return int(offset or 0)
 
 

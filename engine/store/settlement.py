@@ -124,10 +124,6 @@ class SettlementStore:
     ) -> None:
         await self.close()
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        return self._pool
-
     async def claim(self, partition: int) -> PartitionClaim:
         """Take ownership of a partition: bump its epoch so any previous owner is fenced."""
         try:

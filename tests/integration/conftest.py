@@ -13,13 +13,13 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
-import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from engine import stack
 from engine.settings import Settings, Topics
 from engine.setup import setup
+from engine.store.connection import connected
 
 _counter = itertools.count()
 
@@ -32,12 +32,9 @@ def stack_settings() -> Settings:
 
 
 async def _create_database(admin_url: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_url)
-    try:
+    async with connected(admin_url) as connection:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
         await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
 
 
 @pytest.fixture
@@ -56,11 +53,8 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     )
     await setup(test_settings)
     yield test_settings
-    connection = await asyncpg.connect(stack_settings.database_url)
-    try:
+    async with connected(stack_settings.database_url) as connection:
         await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await connection.close()
     admin = AIOKafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
     await admin.start()
     try:

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from engine.batch import PartitionProcessor
 from engine.consumers.engine import MatchingEngine
+from engine.consumers.replay import read_partition
 from engine.runner import run_engine
 from engine.settings import Settings
+from engine.store.connection import connected
 from tests.integration.conftest import eventually
 
 
@@ -40,30 +41,14 @@ async def read_topic(
     settings: Settings, topic: str
 ) -> dict[int, list[ConsumerRecord[bytes, bytes]]]:
     """Everything on a topic now, per partition, in offset order."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        records: dict[int, list[ConsumerRecord[bytes, bytes]]] = {
-            p: [] for p in range(settings.partitions)
-        }
-        for tp in tps:
-            consumer.seek(tp, 0)
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            fetched = await consumer.getmany(timeout_ms=500)
-            for tp, batch in fetched.items():
-                records[tp.partition].extend(r for r in batch if r.offset < ends[tp])
-        return records
-    finally:
-        await asyncio.sleep(0)
-        await consumer.stop()
+    records: dict[int, list[ConsumerRecord[bytes, bytes]]] = {}
+    for partition in range(settings.partitions):
+        records[partition] = [
+            record
+            for chunk in [c async for c in read_partition(settings, topic, partition, 0)]
+            for record in chunk
+        ]
+    return records
 
 
 async def command_end_offsets(settings: Settings) -> dict[int, int]:
@@ -72,14 +57,11 @@ async def command_end_offsets(settings: Settings) -> dict[int, int]:
 
 
 async def settled_offsets(settings: Settings) -> dict[int, int]:
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    async with connected(settings.database_url) as connection:
         rows = await connection.fetch(
             "SELECT partition, next_offset FROM partition_state WHERE topic = $1",
             settings.topics.commands,
         )
-    finally:
-        await connection.close()
     return {row["partition"]: row["next_offset"] for row in rows}
 
 
@@ -115,8 +97,5 @@ async def expected_outputs(
 
 
 async def fetch_all(settings: Settings, query: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    async with connected(settings.database_url) as connection:
         return list(await connection.fetch(query))
-    finally:
-        await connection.close()

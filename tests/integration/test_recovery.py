@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-import asyncpg
 import pytest
 
 from engine.batch import PartitionProcessor
@@ -18,6 +17,7 @@ from engine.producers.client import TradingClient
 from engine.runner import run_engine
 from engine.settings import Settings
 from engine.simulation import OrderFlow, generated_listings
+from engine.store.connection import connected
 from engine.store.settlement import Settlement, SettlementStore
 from schemas.events import Deal
 from tests.integration.harness import fetch_all, read_topic, running_engine, wait_until_settled
@@ -68,11 +68,8 @@ async def test_unpublished_events_are_published_again_after_a_crash(settings: Se
         await client.send_many(commands)
         await wait_until_settled(settings)
     # As if the process died after the PostgreSQL commit, before publishing was recorded.
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    async with connected(settings.database_url) as connection:
         await connection.execute("UPDATE partition_state SET published_offset = 0")
-    finally:
-        await connection.close()
     async with running_engine(settings):
         pass
 
@@ -112,15 +109,12 @@ async def test_replay_compare_detects_a_tampered_deal(settings: Settings) -> Non
         await wait_until_settled(settings)
     partition = (await fetch_all(settings, "SELECT source_partition FROM deals LIMIT 1"))[0][0]
     assert await run_replay(settings, partition, 0, None, None, compare=True) == 0
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    async with connected(settings.database_url) as connection:
         await connection.execute(
             "UPDATE deals SET price = price + 1 WHERE deal_id = "
             "(SELECT deal_id FROM deals WHERE source_partition = $1 LIMIT 1)",
             partition,
         )
-    finally:
-        await connection.close()
     assert await run_replay(settings, partition, 0, None, None, compare=True) == 1
 
 
@@ -167,13 +161,10 @@ async def test_a_replay_that_disagrees_with_postgresql_stops_the_engine(
     async with TradingClient(settings) as client, running_engine(settings):
         await client.send_many(_stream(400))
         await wait_until_settled(settings)
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    async with connected(settings.database_url) as connection:
         await connection.execute(
             "DELETE FROM deals WHERE deal_id = (SELECT deal_id FROM deals LIMIT 1)"
         )
-    finally:
-        await connection.close()
     with pytest.raises(BaseExceptionGroup) as failure:
         await asyncio.wait_for(run_engine(settings, asyncio.Event(), asyncio.Event()), 60)
     assert failure.group_contains(DeterminismError)
