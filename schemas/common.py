@@ -18,6 +18,13 @@ from msgspec import Meta
 MAX_PRICE = 10**15
 #: Largest quantity of one order, in licence units.
 MAX_QUANTITY = 10**9
+#: Largest value (price × quantity) of one limit order, in đồng: 10^18 < 2^63 - 1, so every
+#: deal's value (never above the resting order's) fits a signed 64-bit integer in any language.
+MAX_NOTIONAL = 10**18
+#: Integers on the wire are signed 64-bit; anything outside is a schema violation, not a number
+#: for the market to judge.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 Identifier = Annotated[
     str,
@@ -116,6 +123,39 @@ class RejectReason(StrEnum):
     QUANTITY_OFF_LOT = "quantity_off_lot"
     DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
     UNKNOWN_ORDER = "unknown_order"
+    #: price × quantity above MAX_NOTIONAL: keeps every deal's value inside a signed 64-bit int.
+    NOTIONAL_TOO_LARGE = "notional_too_large"
+
+
+class DeadLetterReason(StrEnum):
+    """Why a record never became a command: the ``techx.dlq.reason`` header, a stable code.
+
+    The human detail travels beside it in ``techx.dlq.detail``. Listed in the order the
+    engine checks them: the first that applies is the one given.
+    """
+
+    #: The record has no value (a tombstone).
+    MISSING_VALUE = "missing_value"
+    #: The value is longer than MAX_COMMAND_BYTES (16 KiB).
+    TOO_LARGE = "too_large"
+    #: Arrays or objects nested deeper than MAX_NESTING.
+    TOO_DEEP = "too_deep"
+    #: The bytes are not UTF-8.
+    INVALID_UTF8 = "invalid_utf8"
+    #: Not one JSON value (truncated, trailing bytes, bad tokens).
+    MALFORMED_JSON = "malformed_json"
+    #: ``type`` is missing or names no command.
+    UNKNOWN_COMMAND_TYPE = "unknown_command_type"
+    #: JSON of a known command, but a field is missing, unknown, of the wrong type or form.
+    SCHEMA_VIOLATION = "schema_violation"
+    #: An object names the same field twice (JSON parsers disagree on which one wins).
+    DUPLICATE_KEY = "duplicate_key"
+    #: The record's key is not the command's technology_id.
+    KEY_MISMATCH = "key_mismatch"
+    #: The technology belongs to another partition (murmur2 of the key).
+    WRONG_PARTITION = "wrong_partition"
+    #: The decoder failed in a way none of the above names (defence in depth; report it).
+    UNDECODABLE = "undecodable"
 
 
 class CancelReason(StrEnum):
