@@ -80,7 +80,7 @@ def bench_market(seed: int, count: int) -> float:
     gc.disable()
     started = time.perf_counter()
     for command in commands:
-        apply(command, 0)
+        apply(command, 0, 0)
     elapsed = time.perf_counter() - started
     gc.enable()
     return len(commands) / elapsed

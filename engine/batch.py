@@ -14,15 +14,21 @@ from engine.errors import DecodeError
 from engine.market import Market
 from engine.partitioning import partition_for
 from schemas.commands import Command
+from schemas.common import DeadLetterReason
 from schemas.events import Deal, Event
 
+#: A stable code from :class:`schemas.common.DeadLetterReason`.
 DLQ_REASON_HEADER = "techx.dlq.reason"
+#: What exactly is wrong, for people (UTF-8, at most _MAX_DLQ_DETAIL_BYTES).
+DLQ_DETAIL_HEADER = "techx.dlq.detail"
 DLQ_PARTITION_HEADER = "techx.dlq.source.partition"
 DLQ_OFFSET_HEADER = "techx.dlq.source.offset"
 #: Present when the key was cut; holds the original length.
 DLQ_KEY_TRUNCATED_HEADER = "techx.dlq.key.truncated.from"
 #: Keys are technology ids (64 characters at most); a longer one is cut in the dead letter.
 _MAX_DLQ_KEY_BYTES = 256
+#: Details quote the input; a header holding a whole 16 KiB record helps nobody.
+_MAX_DLQ_DETAIL_BYTES = 1024
 #: Present when the value was cut to MAX_COMMAND_BYTES; holds the original length.
 DLQ_TRUNCATED_HEADER = "techx.dlq.truncated.from"
 
@@ -49,6 +55,14 @@ class CommandRecord(Protocol):
 
     @property
     def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Why a record never became a command: a stable code and a human detail."""
+
+    reason: DeadLetterReason
+    detail: str
 
 
 @dataclass(slots=True)
@@ -85,25 +99,27 @@ class PartitionProcessor:
         self.partition_count = partition_count
         self.market = market if market is not None else Market()
 
-    def apply(self, record: CommandRecord) -> tuple[Command, list[Event]] | str:
+    def apply(self, record: CommandRecord) -> tuple[Command, list[Event]] | DeadLetter:
         """The command in a record and the events it causes, or why it is a dead letter."""
         try:
             command = decode_command(record.value)
         except DecodeError as e:
-            return str(e)
+            return DeadLetter(e.reason, e.detail)
         if record.key is None or record.key.decode("utf-8", "replace") != command.technology_id:
-            return (
+            return DeadLetter(
+                DeadLetterReason.KEY_MISMATCH,
                 f"record key {_quote(record.key)} must equal technology_id "
-                f"{command.technology_id!r}: the key routes a technology to one partition"
+                f'"{command.technology_id}": the key routes a technology to one partition',
             )
         if self.partition_count is not None:
             home = partition_for(command.technology_id, self.partition_count)
             if home != self.partition:
-                return (
-                    f"technology {command.technology_id!r} belongs to partition {home} "
-                    f"(murmur2 of the key, as Kafka's default partitioner), not {self.partition}"
+                return DeadLetter(
+                    DeadLetterReason.WRONG_PARTITION,
+                    f'technology "{command.technology_id}" belongs to partition {home} '
+                    f"(murmur2 of the key, as Kafka's default partitioner), not {self.partition}",
                 )
-        return command, self.market.apply(command, record.timestamp)
+        return command, self.market.apply(command, record.timestamp, record.offset)
 
     def process(self, records: list[CommandRecord]) -> SettlementBatch:
         """Apply the records in offset order; a bad record becomes a dead letter, never a stop."""
@@ -120,10 +136,10 @@ class PartitionProcessor:
         deals_out, executions_out = batch.deals_out, batch.executions_out
         for record in records:
             outcome = apply(record)
-            if type(outcome) is str:
+            if type(outcome) is DeadLetter:
                 _dead_letter(batch, record, outcome)
                 continue
-            assert not isinstance(outcome, str)
+            assert not isinstance(outcome, DeadLetter)
             command, events = outcome
             offset = record.offset
             key = record.key
@@ -198,20 +214,33 @@ DEAD_LETTER_COLUMNS = (
     "source_partition",
     "source_offset",
     "reason",
+    "detail",
     "record_key",
     "record_value",
     "timestamp_ms",
 )
 
 
-def _dead_letter(batch: SettlementBatch, record: CommandRecord, reason: str) -> None:
-    # The reason may quote the bad input; PostgreSQL text cannot hold NUL.
-    reason = reason.replace("\x00", "\\u0000")
+def _dead_letter(batch: SettlementBatch, record: CommandRecord, dead: DeadLetter) -> None:
+    # The detail may quote the bad input; PostgreSQL text cannot hold NUL, and a lone
+    # surrogate from a JSON escape cannot be encoded as UTF-8.
+    detail = dead.detail.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace")
+    if len(detail) > _MAX_DLQ_DETAIL_BYTES:
+        detail = detail[: _MAX_DLQ_DETAIL_BYTES - 3].decode("utf-8", "ignore").encode() + b"..."
     batch.dead_letter_rows.append(
-        (batch.partition, record.offset, reason, record.key, record.value, record.timestamp)
+        (
+            batch.partition,
+            record.offset,
+            dead.reason.value,
+            detail.decode(),
+            record.key,
+            record.value,
+            record.timestamp,
+        )
     )
     headers = [
-        (DLQ_REASON_HEADER, reason.encode()),
+        (DLQ_REASON_HEADER, dead.reason.value.encode()),
+        (DLQ_DETAIL_HEADER, detail),
         (DLQ_PARTITION_HEADER, str(batch.partition).encode()),
         (DLQ_OFFSET_HEADER, str(record.offset).encode()),
     ]
@@ -229,7 +258,9 @@ def _dead_letter(batch: SettlementBatch, record: CommandRecord, reason: str) -> 
 
 
 def _quote(key: bytes | None, limit: int = 80) -> str:
-    """A key as it may appear in a reason: short, whatever the sender put there."""
-    if key is None or len(key) <= limit:
-        return repr(key)
-    return f"{key[:limit]!r}... ({len(key)} bytes)"
+    """A key as it may appear in a detail: short, quoted, readable whatever the sender put."""
+    if key is None:
+        return "(none)"
+    text = key[:limit].decode("utf-8", "backslashreplace")
+    suffix = f"... ({len(key)} bytes)" if len(key) > limit else ""
+    return f'"{text}"{suffix}'

@@ -1,35 +1,122 @@
-"""Bytes on the wire to structs and back: one decoder and one encoder per process."""
+"""Bytes on the wire to structs and back: one decoder and one encoder per process.
+
+A command record comes from anyone who can write to the topic, so decoding is the one place
+where hostile bytes meet the engine. Whatever goes wrong here, however deep or large the
+input, comes out as a :class:`DecodeError` with a stable reason code, and the same bytes
+always get the same code and detail: recovery and replay must dead-letter exactly what the
+live engine did.
+"""
 
 from __future__ import annotations
+
+import re
+from array import array
+from itertools import accumulate
 
 import msgspec
 
 from engine.errors import DecodeError
 from schemas.commands import Command
+from schemas.common import DeadLetterReason
 from schemas.events import Event
 
 _command_decoder: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
 _event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _encoder = msgspec.json.Encoder()
+_string_decoder: msgspec.json.Decoder[str] = msgspec.json.Decoder(str)
 
 #: Longest command accepted, in bytes; anything larger is dead-lettered unread.
 MAX_COMMAND_BYTES = 16 * 1024
+#: Deepest nesting of arrays and objects reported as anything but ``too_deep``. A command is
+#: one flat object (depth 1), so this only decides which code a broken record gets; it is far
+#: below Python's recursion limit, which would otherwise decide it by the caller's stack depth.
+MAX_NESTING = 32
+
+#: A JSON string token, and whether a colon follows it (then it is an object key). Matched
+#: left to right without overlap, so a quote inside a string never starts a token.
+_STRING_TOKEN = re.compile(rb'"((?:[^"\\]|\\.)*)"(\s*:)?', re.DOTALL)
+_BRACKETS_ONLY = bytes(range(256)).translate(None, b"[]{}")
+_DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 
 
 def decode_command(raw: bytes | None) -> Command:
-    """Decode one command record; a refusal names what is wrong so the dead letter says it."""
+    """Decode one command record, or raise DecodeError saying which rule it breaks."""
     if raw is None:
-        raise DecodeError("record has no value (tombstone)")
+        raise DecodeError(DeadLetterReason.MISSING_VALUE, "record has no value (tombstone)")
     if len(raw) > MAX_COMMAND_BYTES:
-        raise DecodeError(f"record is {len(raw)} bytes, above the {MAX_COMMAND_BYTES} limit")
+        raise DecodeError(
+            DeadLetterReason.TOO_LARGE,
+            f"record is {len(raw)} bytes, above the {MAX_COMMAND_BYTES} limit",
+        )
     try:
-        return _command_decoder.decode(raw)
-    except msgspec.ValidationError as e:
-        raise DecodeError(f"invalid command: {e}") from e
-    except msgspec.DecodeError as e:
-        raise DecodeError(f"not valid JSON: {e}") from e
+        command = _command_decoder.decode(raw)
+    except Exception as e:  # any failure on foreign bytes is a dead letter, never a stop
+        raise _refusal(raw, e) from e
+    duplicate = _duplicate_key(raw)
+    if duplicate is not None:
+        raise DecodeError(
+            DeadLetterReason.DUPLICATE_KEY,
+            f'field "{duplicate}" appears more than once; parsers disagree on which one counts',
+        )
+    return command
+
+
+def _refusal(raw: bytes, error: Exception) -> DecodeError:
+    """Name why msgspec failed, in an order that does not depend on msgspec's own order
+    where that could vary (recursion depth depends on the caller's stack)."""
+    # Fewer brackets than the limit cannot nest beyond it: skip the scan.
+    brackets = raw.count(b"[") + raw.count(b"{")
+    depth = nesting_depth(raw) if brackets > MAX_NESTING else 0
+    if depth > MAX_NESTING:
+        return DecodeError(
+            DeadLetterReason.TOO_DEEP,
+            f"arrays or objects nest {depth} deep, above the limit of {MAX_NESTING}",
+        )
+    try:
+        raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DecodeError(f"not valid UTF-8: {e.reason} at byte {e.start}") from e
+        return DecodeError(
+            DeadLetterReason.INVALID_UTF8, f"not valid UTF-8: {e.reason} at byte {e.start}"
+        )
+    if isinstance(error, msgspec.ValidationError):
+        message = str(error)
+        if message.endswith("`$.type`") or "field `type`" in message:
+            return DecodeError(DeadLetterReason.UNKNOWN_COMMAND_TYPE, f"invalid command: {message}")
+        return DecodeError(DeadLetterReason.SCHEMA_VIOLATION, f"invalid command: {message}")
+    if isinstance(error, msgspec.DecodeError):
+        return DecodeError(DeadLetterReason.MALFORMED_JSON, f"not valid JSON: {error}")
+    return DecodeError(
+        DeadLetterReason.UNDECODABLE, f"decoder failed: {type(error).__name__}: {error}"
+    )
+
+
+def nesting_depth(raw: bytes) -> int:
+    """How deep arrays and objects nest in ``raw``, ignoring brackets inside strings.
+
+    Iterative and in C-speed steps, so a hostile record cannot make it recurse or crawl.
+    """
+    brackets = _STRING_TOKEN.sub(b"", raw).translate(None, _BRACKETS_ONLY)
+    steps = array("b")
+    steps.frombytes(brackets.translate(_DEPTH_STEP))  # 0x01 opens, 0xff (-1) closes
+    return max(accumulate(steps), default=0)
+
+
+def _duplicate_key(raw: bytes) -> str | None:
+    """The first object key that occurs twice, if any.
+
+    msgspec (like most parsers) lets the last occurrence win silently, while a gateway that
+    checked the first may have approved something else; so a repeat is refused. Keys are
+    compared after unescaping: ``"participant\\u005fid"`` repeats ``participant_id``.
+    """
+    seen: set[str] = set()
+    for key, colon in _STRING_TOKEN.findall(raw):
+        if not colon:
+            continue
+        name = _string_decoder.decode(b'"' + key + b'"') if b"\\" in key else key.decode()
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def encode(message: Event | Command) -> bytes:

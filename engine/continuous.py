@@ -7,9 +7,11 @@ Pure: the timestamp comes in with the command.
 
 from __future__ import annotations
 
+from collections import deque
+
 from engine.errors import SnapshotError
 from engine.orderbook import Order, OrderBook
-from engine.rules import check_price, check_quantity, rejection
+from engine.rules import check_notional, check_price, check_quantity, rejection
 from engine.snapshot import ContinuousState, RestingOrderState
 from schemas.commands import CancelOrder, PlaceOrder
 from schemas.common import CancelReason, OrderType, RejectReason, Side
@@ -21,6 +23,12 @@ from schemas.events import (
     OrderCancelled,
     OrderDone,
 )
+
+#: How many ended orders' client order ids each technology remembers, oldest forgotten first.
+#: A command sent twice (a producer retry without idempotence, a front-end that restarts and
+#: resends) must not trade twice, so an id stays taken after its order ends; the bound keeps
+#: memory and snapshots finite (about 150 bytes an id, 15 MB at most per technology).
+ENDED_ORDERS_REMEMBERED = 100_000
 
 _SIDES = {"bid": Side.BID, "offer": Side.OFFER}
 _ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
@@ -34,6 +42,8 @@ class ContinuousVenue:
     mechanism = "continuous"
 
     __slots__ = (
+        "_ended",
+        "_ended_in_order",
         "_live",
         "book",
         "deal_count",
@@ -58,6 +68,9 @@ class ContinuousVenue:
         self.deal_count = 0
         #: Live orders by (participant, client order id): the cancel index.
         self._live: dict[tuple[str, str], Order] = {}
+        #: (participant, client order id) of the most recent ended orders, and their order.
+        self._ended: set[tuple[str, str]] = set()
+        self._ended_in_order: deque[tuple[str, str]] = deque()
 
     def to_state(self) -> ContinuousState:
         book = self.book
@@ -71,6 +84,7 @@ class ContinuousVenue:
             self.deal_count,
             [_resting_state(o) for o in book.resting_orders(Side.BID)],
             [_resting_state(o) for o in book.resting_orders(Side.OFFER)],
+            list(self._ended_in_order),
         )
 
     @classmethod
@@ -95,6 +109,10 @@ class ContinuousVenue:
                 if venue.book.place(order):
                     raise SnapshotError(f"snapshot of {state.technology_id} has a crossed book")
                 venue._live[order.participant_id, order.client_order_id] = order
+        venue._ended_in_order.extend(
+            (who, client_order_id) for who, client_order_id in state.ended_client_orders
+        )
+        venue._ended.update(venue._ended_in_order)
         return venue
 
     def next_seq(self) -> int:
@@ -104,13 +122,13 @@ class ContinuousVenue:
     def live_order(self, participant_id: str, client_order_id: str) -> Order | None:
         return self._live.get((participant_id, client_order_id))
 
-    def place(self, command: PlaceOrder, timestamp_ms: int) -> list[Event]:
+    def place(self, command: PlaceOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
         side = _SIDES.get(command.side)
         order_type = _ORDER_TYPES.get(command.order_type)
         refusal = self._refuse_order(command, side, order_type)
         if refusal is not None:
             reason, detail = refusal
-            return [self.reject(command, reason, detail, timestamp_ms)]
+            return [self.reject(command, reason, detail, timestamp_ms, source_offset)]
         assert side is not None
         assert order_type is not None
         technology_id = self.technology_id
@@ -130,6 +148,7 @@ class ContinuousVenue:
                 technology_id=technology_id,
                 seq=self.seq,
                 timestamp_ms=timestamp_ms,
+                source_offset=source_offset,
                 order_id=order.order_id,
                 participant_id=order.participant_id,
                 client_order_id=order.client_order_id,
@@ -144,7 +163,13 @@ class ContinuousVenue:
             if not quantity:  # self-trade prevented: ``price`` holds the open quantity
                 del live[resting.participant_id, resting.client_order_id]
                 events.append(
-                    self._cancelled(resting, price, timestamp_ms, CancelReason.SELF_TRADE_PREVENTED)
+                    self._cancelled(
+                        resting,
+                        price,
+                        timestamp_ms,
+                        source_offset,
+                        CancelReason.SELF_TRADE_PREVENTED,
+                    )
                 )
                 continue
             self.deal_count += 1
@@ -155,6 +180,7 @@ class ContinuousVenue:
                     technology_id=technology_id,
                     seq=self.seq,
                     timestamp_ms=timestamp_ms,
+                    source_offset=source_offset,
                     deal_id=f"{technology_id}:d{self.deal_count}",
                     deal_number=self.deal_count,
                     price=price,
@@ -170,20 +196,24 @@ class ContinuousVenue:
             )
             if not resting.remaining:
                 del live[resting.participant_id, resting.client_order_id]
-                events.append(self._done(resting, timestamp_ms))
+                events.append(self._done(resting, timestamp_ms, source_offset))
         if not order.remaining:
-            events.append(self._done(order, timestamp_ms))
+            events.append(self._done(order, timestamp_ms, source_offset))
         elif order_type is _MARKET:
             events.append(
                 self._cancelled(
-                    order, order.remaining, timestamp_ms, CancelReason.MARKET_ORDER_UNFILLED
+                    order,
+                    order.remaining,
+                    timestamp_ms,
+                    source_offset,
+                    CancelReason.MARKET_ORDER_UNFILLED,
                 )
             )
         else:
             live[key] = order
         return events
 
-    def cancel(self, command: CancelOrder, timestamp_ms: int) -> list[Event]:
+    def cancel(self, command: CancelOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
         order = self._live.pop((command.participant_id, command.client_order_id), None)
         if order is None:
             return [
@@ -193,12 +223,17 @@ class ContinuousVenue:
                     f"participant {command.participant_id} has no live order "
                     f"{command.client_order_id} in {self.technology_id}",
                     timestamp_ms,
+                    source_offset,
                 )
             ]
         open_quantity = self.book.cancel(order)
         return [
             self._cancelled(
-                order, open_quantity, timestamp_ms, CancelReason.CANCELLED_BY_PARTICIPANT
+                order,
+                open_quantity,
+                timestamp_ms,
+                source_offset,
+                CancelReason.CANCELLED_BY_PARTICIPANT,
             )
         ]
 
@@ -208,8 +243,9 @@ class ContinuousVenue:
         reason: RejectReason,
         detail: str,
         timestamp_ms: int,
+        source_offset: int,
     ) -> CommandRejected:
-        return rejection(command, self.next_seq(), reason, detail, timestamp_ms)
+        return rejection(command, self.next_seq(), reason, detail, timestamp_ms, source_offset)
 
     def _refuse_order(
         self, command: PlaceOrder, side: Side | None, order_type: OrderType | None
@@ -230,22 +266,42 @@ class ContinuousVenue:
         elif command.price is None:
             return RejectReason.PRICE_REQUIRED, "a limit order needs a price"
         else:
-            refusal = check_price(command.price, self.tick_size, self.reserve_price)
+            refusal = check_price(command.price, self.tick_size, self.reserve_price) or (
+                check_notional(command.price, command.quantity)
+            )
             if refusal is not None:
                 return refusal
-        if (command.participant_id, command.client_order_id) in self._live:
+        key = (command.participant_id, command.client_order_id)
+        if key in self._live:
             return (
                 RejectReason.DUPLICATE_CLIENT_ORDER_ID,
                 f"client order id {command.client_order_id} is already live",
             )
+        if key in self._ended:
+            return (
+                RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                f"client order id {command.client_order_id} was used by an order that has "
+                f"ended; ids are not reused within the last {ENDED_ORDERS_REMEMBERED} ended "
+                f"orders of {self.technology_id}",
+            )
         return None
 
-    def _done(self, order: Order, timestamp_ms: int) -> OrderDone:
+    def _remember_ended(self, order: Order) -> None:
+        key = (order.participant_id, order.client_order_id)
+        self._ended.add(key)
+        in_order = self._ended_in_order
+        in_order.append(key)
+        if len(in_order) > ENDED_ORDERS_REMEMBERED:
+            self._ended.discard(in_order.popleft())
+
+    def _done(self, order: Order, timestamp_ms: int, source_offset: int) -> OrderDone:
+        self._remember_ended(order)
         self.seq += 1
         return OrderDone(
             technology_id=self.technology_id,
             seq=self.seq,
             timestamp_ms=timestamp_ms,
+            source_offset=source_offset,
             order_id=order.order_id,
             participant_id=order.participant_id,
             client_order_id=order.client_order_id,
@@ -253,13 +309,20 @@ class ContinuousVenue:
         )
 
     def _cancelled(
-        self, order: Order, open_quantity: int, timestamp_ms: int, reason: CancelReason
+        self,
+        order: Order,
+        open_quantity: int,
+        timestamp_ms: int,
+        source_offset: int,
+        reason: CancelReason,
     ) -> OrderCancelled:
+        self._remember_ended(order)
         self.seq += 1
         return OrderCancelled(
             technology_id=self.technology_id,
             seq=self.seq,
             timestamp_ms=timestamp_ms,
+            source_offset=source_offset,
             order_id=order.order_id,
             participant_id=order.participant_id,
             client_order_id=order.client_order_id,

@@ -6,6 +6,8 @@ instead of matching on class names (the aiokafka habit).
 
 from __future__ import annotations
 
+from schemas.common import DeadLetterReason
+
 
 class TechXError(Exception):
     """Root of every error the engine raises on purpose."""
@@ -26,7 +28,15 @@ class MissingToolError(StackError):
 
 
 class DecodeError(TechXError):
-    """A command record is not valid JSON of a known command type: it is dead-lettered."""
+    """A command record is not valid JSON of a known command type: it is dead-lettered.
+
+    ``reason`` is the stable code a front-end can switch on; the message is for people.
+    """
+
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 class FencedError(TechXError):

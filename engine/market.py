@@ -37,9 +37,11 @@ class Venue(Protocol):
 
     def next_seq(self) -> int: ...
 
-    def place(self, command: PlaceOrder, timestamp_ms: int) -> list[Event]: ...
+    def place(self, command: PlaceOrder, timestamp_ms: int, source_offset: int) -> list[Event]: ...
 
-    def cancel(self, command: CancelOrder, timestamp_ms: int) -> list[Event]: ...
+    def cancel(
+        self, command: CancelOrder, timestamp_ms: int, source_offset: int
+    ) -> list[Event]: ...
 
     def to_state(self) -> VenueState: ...
 
@@ -66,19 +68,23 @@ class Market:
     def __init__(self) -> None:
         self._venues: dict[str, Venue] = {}
 
-    def apply(self, command: Command, timestamp_ms: int) -> list[Event]:
-        """Apply one command; returns the events it caused, in the order they happened."""
+    def apply(self, command: Command, timestamp_ms: int, source_offset: int) -> list[Event]:
+        """Apply one command; returns the events it caused, in the order they happened.
+
+        ``timestamp_ms`` and ``source_offset`` are the command record's broker time and
+        offset: the market's only clock, and the position every event is stamped with.
+        """
         venue = self._venues.get(command.technology_id)
         if type(command) is PlaceOrder:
             if venue is None:
-                return [_unknown_technology(command, timestamp_ms)]
-            return venue.place(command, timestamp_ms)
+                return [_unknown_technology(command, timestamp_ms, source_offset)]
+            return venue.place(command, timestamp_ms, source_offset)
         if type(command) is CancelOrder:
             if venue is None:
-                return [_unknown_technology(command, timestamp_ms)]
-            return venue.cancel(command, timestamp_ms)
+                return [_unknown_technology(command, timestamp_ms, source_offset)]
+            return venue.cancel(command, timestamp_ms, source_offset)
         assert type(command) is ListTechnology
-        return self._list(command, venue, timestamp_ms)
+        return self._list(command, venue, timestamp_ms, source_offset)
 
     def venue(self, technology_id: str) -> Venue | None:
         return self._venues.get(technology_id)
@@ -106,7 +112,11 @@ class Market:
         return market
 
     def _list(
-        self, command: ListTechnology, existing: Venue | None, timestamp_ms: int
+        self,
+        command: ListTechnology,
+        existing: Venue | None,
+        timestamp_ms: int,
+        source_offset: int,
     ) -> list[Event]:
         seq = 0
         if existing is not None:
@@ -118,6 +128,7 @@ class Market:
                     RejectReason.TECHNOLOGY_ALREADY_LISTED,
                     f"{command.technology_id} is already listed",
                     timestamp_ms,
+                    source_offset,
                 )
             ]
         factory = _VENUE_FACTORIES.get(command.mechanism)
@@ -130,11 +141,12 @@ class Market:
                     f"mechanism {command.mechanism!r} is not supported; "
                     f"use one of {sorted(_VENUE_FACTORIES)}",
                     timestamp_ms,
+                    source_offset,
                 )
             ]
         refusal = check_listing(command.tick_size, command.lot_size, command.reserve_price)
         if refusal is not None:
-            return [rejection(command, seq, refusal[0], refusal[1], timestamp_ms)]
+            return [rejection(command, seq, refusal[0], refusal[1], timestamp_ms, source_offset)]
         venue = factory(command)
         self._venues[command.technology_id] = venue
         return [
@@ -142,6 +154,7 @@ class Market:
                 technology_id=command.technology_id,
                 seq=venue.next_seq(),
                 timestamp_ms=timestamp_ms,
+                source_offset=source_offset,
                 participant_id=command.participant_id,
                 name=command.name,
                 mechanism=Mechanism(command.mechanism),
@@ -152,11 +165,14 @@ class Market:
         ]
 
 
-def _unknown_technology(command: PlaceOrder | CancelOrder, timestamp_ms: int) -> CommandRejected:
+def _unknown_technology(
+    command: PlaceOrder | CancelOrder, timestamp_ms: int, source_offset: int
+) -> CommandRejected:
     return rejection(
         command,
         0,
         RejectReason.UNKNOWN_TECHNOLOGY,
         f"technology {command.technology_id} is not listed",
         timestamp_ms,
+        source_offset,
     )

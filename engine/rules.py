@@ -7,7 +7,7 @@ venue turns a refusal into a ``CommandRejected`` event.
 from __future__ import annotations
 
 from schemas.commands import Command
-from schemas.common import MAX_PRICE, MAX_QUANTITY, RejectReason
+from schemas.common import MAX_NOTIONAL, MAX_PRICE, MAX_QUANTITY, RejectReason
 from schemas.events import CommandRejected
 
 Refusal = tuple[RejectReason, str]
@@ -38,6 +38,17 @@ def check_quantity(quantity: int, lot_size: int) -> Refusal | None:
     return None
 
 
+def check_notional(price: int, quantity: int) -> Refusal | None:
+    """A limit order's value is bounded, so every deal's value (price times quantity, never above
+    the resting order's) fits a signed 64-bit integer downstream, in any language."""
+    if price * quantity > MAX_NOTIONAL:
+        return (
+            RejectReason.NOTIONAL_TOO_LARGE,
+            f"price {price} times quantity {quantity} is above the limit {MAX_NOTIONAL} đồng",
+        )
+    return None
+
+
 def check_listing(tick_size: int, lot_size: int, reserve_price: int | None) -> Refusal | None:
     """A listing's grid must itself be valid before orders can be judged against it."""
     if not 0 < tick_size <= MAX_PRICE:
@@ -55,13 +66,19 @@ def check_listing(tick_size: int, lot_size: int, reserve_price: int | None) -> R
 
 
 def rejection(
-    command: Command, seq: int, reason: RejectReason, detail: str, timestamp_ms: int
+    command: Command,
+    seq: int,
+    reason: RejectReason,
+    detail: str,
+    timestamp_ms: int,
+    source_offset: int,
 ) -> CommandRejected:
     """The answer to a refused command, addressed to the participant that sent it."""
     return CommandRejected(
         technology_id=command.technology_id,
         seq=seq,
         timestamp_ms=timestamp_ms,
+        source_offset=source_offset,
         command=type(command).__struct_config__.tag,  # type: ignore[arg-type]
         participant_id=command.participant_id,
         client_order_id=getattr(command, "client_order_id", ""),

@@ -13,7 +13,8 @@ import msgspec
 
 from engine.errors import SnapshotError
 
-SNAPSHOT_VERSION = 1
+#: 2: ended client order ids (rules of 2026-11: ids are not reused within a window).
+SNAPSHOT_VERSION = 2
 
 
 class RestingOrderState(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -36,6 +37,8 @@ class ContinuousState(msgspec.Struct, array_like=True, frozen=True, tag="continu
     #: Best price first, oldest first within a price.
     bids: list[RestingOrderState]
     offers: list[RestingOrderState]
+    #: (participant, client order id) of the most recent ended orders, oldest first.
+    ended_client_orders: list[tuple[str, str]]
 
 
 VenueState = ContinuousState

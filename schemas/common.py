@@ -18,7 +18,7 @@ from msgspec import Meta
 MAX_PRICE = 10**15
 #: Largest quantity of one order, in licence units.
 MAX_QUANTITY = 10**9
-#: Largest value (price × quantity) of one limit order, in đồng: 10^18 < 2^63 - 1, so every
+#: Largest value (price * quantity) of one limit order, in đồng: 10^18 < 2^63 - 1, so every
 #: deal's value (never above the resting order's) fits a signed 64-bit integer in any language.
 MAX_NOTIONAL = 10**18
 #: Integers on the wire are signed 64-bit; anything outside is a schema violation, not a number
@@ -85,6 +85,16 @@ MechanismText = Annotated[
 TimestampMs = Annotated[int, Meta(ge=0)]
 #: Position of an event in its technology's event stream: contiguous from 1, for dedupe and gaps.
 Sequence = Annotated[int, Meta(ge=0)]
+#: Offset of the command that caused an event, on the command partition whose number the
+#: event's own partition has: with that partition, the unique key of a ``seq`` 0 event.
+SourceOffset = Annotated[
+    int,
+    Meta(
+        ge=0,
+        description="Offset of the causing command on its command partition (same number as "
+        "this event's partition).",
+    ),
+]
 
 
 class Side(StrEnum):
@@ -123,7 +133,7 @@ class RejectReason(StrEnum):
     QUANTITY_OFF_LOT = "quantity_off_lot"
     DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
     UNKNOWN_ORDER = "unknown_order"
-    #: price × quantity above MAX_NOTIONAL: keeps every deal's value inside a signed 64-bit int.
+    #: price * quantity above MAX_NOTIONAL: keeps every deal's value inside a signed 64-bit int.
     NOTIONAL_TOO_LARGE = "notional_too_large"
 
 

@@ -2,7 +2,10 @@
 
 Every event carries ``(technology_id, seq)``: ``seq`` counts each technology's events from 1
 without gaps across both topics, so a consumer can drop duplicates and notice a gap. Events
-about a technology that was never listed carry ``seq`` 0: there is no stream to place them in.
+about a technology that was never listed carry ``seq`` 0: there is no stream to place them in;
+they are told apart by ``source_offset``, the offset of the command that caused the event on
+its command partition (the event's own partition number). ``(technology_id, seq)`` for
+``seq`` > 0, and ``(partition, source_offset)`` for ``seq`` 0, identify an event uniquely.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from schemas.common import (
     RejectReason,
     Sequence,
     Side,
+    SourceOffset,
     TimestampMs,
 )
 
@@ -25,6 +29,7 @@ class _Event(Struct, frozen=True, gc=False, tag_field="type", forbid_unknown_fie
     technology_id: str
     seq: Sequence
     timestamp_ms: TimestampMs
+    source_offset: SourceOffset
 
 
 class TechnologyListed(_Event, frozen=True, tag="technology_listed"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from engine.batch import PartitionProcessor
+from engine.batch import DeadLetter, PartitionProcessor
 from engine.codec import encode
 from engine.consumers.replay import read_partition
 from engine.settings import Settings
@@ -55,7 +55,7 @@ async def replay_partition(
                 if record.offset < from_offset:
                     continue
                 result.commands += 1
-                if isinstance(outcome, str):
+                if isinstance(outcome, DeadLetter):
                     result.dead_letters += 1
                     continue
                 _, events = outcome

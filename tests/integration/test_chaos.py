@@ -47,7 +47,7 @@ async def test_a_postgresql_restart_mid_stream_loses_and_doubles_nothing(
 
     market = Market()
     expected = sorted(
-        e.deal_id for c in commands for e in market.apply(c, 0) if isinstance(e, Deal)
+        e.deal_id for c in commands for e in market.apply(c, 0, 0) if isinstance(e, Deal)
     )
     stored = sorted(r[0] for r in await fetch_all(settings, "SELECT deal_id FROM deals"))
     assert stored == expected

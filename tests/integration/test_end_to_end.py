@@ -42,7 +42,7 @@ async def test_seeded_stream_settles_exactly_the_deals_the_pure_book_computes(
 
     # The pure market over the same stream, technology by technology (time set aside).
     pure = Market()
-    pure_deals = [e for c in commands for e in pure.apply(c, 0) if isinstance(e, Deal)]
+    pure_deals = [e for c in commands for e in pure.apply(c, 0, 0) if isinstance(e, Deal)]
     assert len(pure_deals) > 500, "the stream should trade a lot"
 
     stored = await fetch_all(

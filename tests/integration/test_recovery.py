@@ -32,7 +32,7 @@ def _stream(orders: int) -> list:
 
 def _pure_deal_ids(commands: list) -> list[str]:
     market = Market()
-    return [e.deal_id for c in commands for e in market.apply(c, 0) if isinstance(e, Deal)]
+    return [e.deal_id for c in commands for e in market.apply(c, 0, 0) if isinstance(e, Deal)]
 
 
 async def _published_deals(settings: Settings) -> list[Deal]:

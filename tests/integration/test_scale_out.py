@@ -34,7 +34,7 @@ async def test_a_second_engine_takes_half_the_partitions_without_loss_or_duplica
 
     market = Market()
     expected = sorted(
-        e.deal_id for c in commands for e in market.apply(c, 0) if isinstance(e, Deal)
+        e.deal_id for c in commands for e in market.apply(c, 0, 0) if isinstance(e, Deal)
     )
     stored = sorted(r[0] for r in await fetch_all(settings, "SELECT deal_id FROM deals"))
     assert stored == expected

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from engine.batch import (
+    DLQ_DETAIL_HEADER,
     DLQ_OFFSET_HEADER,
     DLQ_PARTITION_HEADER,
     DLQ_REASON_HEADER,
@@ -22,6 +23,7 @@ from engine.errors import DecodeError
 from engine.market import Market
 from engine.partitioning import partition_for
 from schemas.commands import ListTechnology, PlaceOrder
+from schemas.common import DeadLetterReason
 from schemas.events import Deal, Event, OrderAccepted, OrderDone, TechnologyListed
 
 PARTITION = 3
@@ -74,62 +76,196 @@ def _oversized() -> bytes:
     return raw + b" " * (MAX_COMMAND_BYTES + 1 - len(raw))
 
 
-#: (case id, record value, a fragment the refusal must contain)
-BAD_VALUES: list[tuple[str, bytes | None, str]] = [
-    ("not_json", b"place_order T1 bid 10@100", "not valid JSON: JSON is malformed"),
-    ("empty_value", b"", "not valid JSON: Input data was truncated"),
-    ("truncated_json", place()[:-5], "not valid JSON"),
-    ("trailing_garbage", place() + b"}", "not valid JSON: JSON is malformed: trailing characters"),
-    ("json_array", b'["place_order", "T1"]', "invalid command: Expected `object`, got `array`"),
-    ("json_string", b'"place_order"', "invalid command: Expected `object`, got `str`"),
-    ("no_type", place(type=_DROP), "Object missing required field `type`"),
-    ("unknown_type", place(type="modify_order"), "Invalid value 'modify_order' - at `$.type`"),
-    ("missing_field", place(side=_DROP), "Object missing required field `side`"),
-    ("price_float", place(price=100.5), "Expected `int | null`, got `float` - at `$.price`"),
-    ("price_string", place(price="100.5"), "Expected `int | null`, got `str` - at `$.price`"),
-    ("quantity_string", place(quantity="10"), "Expected `int`, got `str` - at `$.quantity`"),
-    ("quantity_bool", place(quantity=True), "Expected `int`, got `bool` - at `$.quantity`"),
-    ("side_number", place(side=1), "Expected `str`, got `int` - at `$.side`"),
-    ("unknown_field", place(colour="red"), "Object contains unknown field `colour`"),
+#: (case id, reason code, record value, a fragment the detail must contain)
+BAD_VALUES: list[tuple[str, DeadLetterReason, bytes | None, str]] = [
+    (
+        "not_json",
+        DeadLetterReason.MALFORMED_JSON,
+        b"place_order T1 bid 10@100",
+        "not valid JSON: JSON is malformed",
+    ),
+    (
+        "empty_value",
+        DeadLetterReason.MALFORMED_JSON,
+        b"",
+        "not valid JSON: Input data was truncated",
+    ),
+    ("truncated_json", DeadLetterReason.MALFORMED_JSON, place()[:-5], "not valid JSON"),
+    (
+        "trailing_garbage",
+        DeadLetterReason.MALFORMED_JSON,
+        place() + b"}",
+        "not valid JSON: JSON is malformed: trailing characters",
+    ),
+    (
+        "json_array",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        b'["place_order", "T1"]',
+        "invalid command: Expected `object`, got `array`",
+    ),
+    (
+        "json_string",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        b'"place_order"',
+        "invalid command: Expected `object`, got `str`",
+    ),
+    (
+        "no_type",
+        DeadLetterReason.UNKNOWN_COMMAND_TYPE,
+        place(type=_DROP),
+        "Object missing required field `type`",
+    ),
+    (
+        "unknown_type",
+        DeadLetterReason.UNKNOWN_COMMAND_TYPE,
+        place(type="modify_order"),
+        "Invalid value 'modify_order' - at `$.type`",
+    ),
+    (
+        "missing_field",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        place(side=_DROP),
+        "Object missing required field `side`",
+    ),
+    (
+        "price_float",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        place(price=100.5),
+        "Expected `int | null`, got `float` - at `$.price`",
+    ),
+    (
+        "price_string",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        place(price="100.5"),
+        "Expected `int | null`, got `str` - at `$.price`",
+    ),
+    (
+        "quantity_string",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        place(quantity="10"),
+        "Expected `int`, got `str` - at `$.quantity`",
+    ),
+    (
+        "quantity_bool",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        place(quantity=True),
+        "Expected `int`, got `bool` - at `$.quantity`",
+    ),
+    (
+        "side_number",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        place(side=1),
+        "Expected `str`, got `int` - at `$.side`",
+    ),
+    (
+        "unknown_field",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        place(colour="red"),
+        "Object contains unknown field `colour`",
+    ),
     (
         "empty_identifier",
+        DeadLetterReason.SCHEMA_VIOLATION,
         place(client_order_id=""),
         "Expected `str` of length >= 1 - at `$.client_order_id`",
     ),
     (
         "identifier_too_long",
+        DeadLetterReason.SCHEMA_VIOLATION,
         place(participant_id="p" * 65),
         "Expected `str` of length <= 64 - at `$.participant_id`",
     ),
     (
         "identifier_bad_character",
+        DeadLetterReason.SCHEMA_VIOLATION,
         place(client_order_id="order 1"),
         "Expected `str` matching regex",
     ),
     (
         "identifier_non_ascii",
+        DeadLetterReason.SCHEMA_VIOLATION,
         place(participant_id="người-mua"),
         "at `$.participant_id`",
     ),
-    ("tombstone", None, "record has no value (tombstone)"),
+    ("tombstone", DeadLetterReason.MISSING_VALUE, None, "record has no value (tombstone)"),
     (
         "oversized",
+        DeadLetterReason.TOO_LARGE,
         _oversized(),
         f"record is {MAX_COMMAND_BYTES + 1} bytes, above the {MAX_COMMAND_BYTES} limit",
+    ),
+    (
+        "nested_before_type",
+        DeadLetterReason.TOO_DEEP,
+        b'{"x":' + b"[" * 1000 + b"]" * 1000 + b',"type":"cancel_order"}',
+        "nest 1001 deep, above the limit of 32",
+    ),
+    (
+        "nested_in_unknown_field",
+        DeadLetterReason.TOO_DEEP,
+        place(x=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]),
+        "nest 34 deep",
+    ),
+    (
+        "shallow_nesting_is_a_schema_violation",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        place(x=[[[]]]),
+        "Object contains unknown field `x`",
+    ),
+    (
+        "duplicate_key",
+        DeadLetterReason.DUPLICATE_KEY,
+        place()[:-1] + b', "participant_id": "p2"}',
+        'field "participant_id" appears more than once',
+    ),
+    (
+        "duplicate_key_escaped",
+        DeadLetterReason.DUPLICATE_KEY,
+        place()[:-1] + b', "participant\\u005fid": "p2"}',
+        'field "participant_id" appears more than once',
+    ),
+    (
+        "invalid_utf8",
+        DeadLetterReason.INVALID_UTF8,
+        b'{"type":"place_order","side":"\xff"}',
+        "not valid UTF-8: invalid start byte at byte 30",
+    ),
+    (
+        "utf8_bom",
+        DeadLetterReason.MALFORMED_JSON,
+        b"\xef\xbb\xbf" + place(),
+        "not valid JSON",
+    ),
+    (
+        "quantity_beyond_int64",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        place(quantity=2**63),
+        "at `$.quantity`",
+    ),
+    (
+        "price_of_5000_digits",
+        DeadLetterReason.SCHEMA_VIOLATION,
+        place()[:-1] + b', "price": 1' + b"0" * 5000 + b"}",
+        "at `$.price`",
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("value", "fragment"), [case[1:] for case in BAD_VALUES], ids=[c[0] for c in BAD_VALUES]
+    ("code", "value", "fragment"),
+    [case[1:] for case in BAD_VALUES],
+    ids=[c[0] for c in BAD_VALUES],
 )
-def test_decode_command_refuses_with_a_specific_reason(value: bytes | None, fragment: str) -> None:
-    """Each kind of bad input raises DecodeError whose message names what is wrong."""
+def test_decode_command_refuses_with_a_specific_reason(
+    code: DeadLetterReason, value: bytes | None, fragment: str
+) -> None:
+    """Each kind of bad input raises DecodeError with its stable code and a precise detail."""
     with pytest.raises(DecodeError) as caught:
         decode_command(value)
+    assert caught.value.reason is code
     message = str(caught.value)
     assert fragment in message
-    assert message.startswith(("not valid JSON: ", "invalid command: ", "record "))
+    assert "b'" not in message, "details quote input as text, not as Python reprs"
     assert not caught.value.retriable
 
 
@@ -179,10 +315,12 @@ def _seq(value: bytes | None) -> int:
 
 
 @pytest.mark.parametrize(
-    ("value", "fragment"), [case[1:] for case in BAD_VALUES], ids=[c[0] for c in BAD_VALUES]
+    ("code", "value", "fragment"),
+    [case[1:] for case in BAD_VALUES],
+    ids=[c[0] for c in BAD_VALUES],
 )
 def test_bad_record_becomes_a_dead_letter_and_the_batch_goes_on(
-    value: bytes | None, fragment: str
+    code: DeadLetterReason, value: bytes | None, fragment: str
 ) -> None:
     """A bad record is dead-lettered with partition, offset and bytes; its neighbours trade."""
     processor = PartitionProcessor(PARTITION)
@@ -192,14 +330,16 @@ def test_bad_record_becomes_a_dead_letter_and_the_batch_goes_on(
     assert (batch.partition, batch.first_offset, batch.next_offset) == (PARTITION, 100, 104)
     assert batch.commands == 4
     (row,) = batch.dead_letter_rows
-    partition, offset, reason, key, raw, timestamp = row
+    partition, offset, reason, detail, key, raw, timestamp = row
     assert (partition, offset, key, raw, timestamp) == (PARTITION, 102, b"T1", value, TIMESTAMP + 2)
-    assert isinstance(reason, str)
-    assert fragment in reason
+    assert reason == code.value
+    assert isinstance(detail, str)
+    assert fragment in detail
 
     ((dlq_key, dlq_value, headers),) = batch.dead_letters_out
     expected_headers = {
-        DLQ_REASON_HEADER: reason.encode(),
+        DLQ_REASON_HEADER: code.value.encode(),
+        DLQ_DETAIL_HEADER: detail.encode(),
         DLQ_PARTITION_HEADER: str(PARTITION).encode(),
         DLQ_OFFSET_HEADER: b"102",
     }
@@ -238,11 +378,11 @@ def test_bad_record_becomes_a_dead_letter_and_the_batch_goes_on(
 @pytest.mark.parametrize(
     ("key", "fragment"),
     [
-        (b"T2", "record key b'T2' must equal technology_id 'T1'"),
-        (None, "record key None must equal technology_id 'T1'"),
-        (b"t1", "record key b't1' must equal technology_id 'T1'"),
-        (b"T1 ", "record key b'T1 ' must equal technology_id 'T1'"),
-        (b"\xff", "record key b'\\xff' must equal technology_id 'T1'"),
+        (b"T2", 'record key "T2" must equal technology_id "T1"'),
+        (None, 'record key (none) must equal technology_id "T1"'),
+        (b"t1", 'record key "t1" must equal technology_id "T1"'),
+        (b"T1 ", 'record key "T1 " must equal technology_id "T1"'),
+        (b"\xff", 'record key "\\xff" must equal technology_id "T1"'),
     ],
     ids=["other_technology", "no_key", "case_differs", "trailing_space", "not_utf8"],
 )
@@ -259,10 +399,11 @@ def test_key_that_differs_from_technology_id_is_a_dead_letter(
         ]
     )
 
-    ((partition, offset, reason, row_key, raw, _),) = batch.dead_letter_rows
+    ((partition, offset, reason, detail, row_key, raw, _),) = batch.dead_letter_rows
     assert (partition, offset, row_key, raw) == (PARTITION, 8, key, place())
-    assert fragment in str(reason)
-    assert "the key routes a technology to one partition" in str(reason)
+    assert reason == DeadLetterReason.KEY_MISMATCH
+    assert fragment in str(detail)
+    assert "the key routes a technology to one partition" in str(detail)
     # The mismatching order never reached the market; the next one did.
     accepted = decoded(batch.executions_out)
     assert [type(e) for e in accepted] == [TechnologyListed, OrderAccepted]
@@ -274,8 +415,9 @@ def test_dead_letter_takes_precedence_over_key_check_for_undecodable_values() ->
     """A record that is both undecodable and mis-keyed is reported for its value."""
     processor = PartitionProcessor(PARTITION)
     batch = processor.process([FakeRecord(0, TIMESTAMP, b"OTHER", b"{")])
-    ((_, _, reason, _, _, _),) = batch.dead_letter_rows
-    assert str(reason).startswith("not valid JSON")
+    ((_, _, reason, detail, _, _, _),) = batch.dead_letter_rows
+    assert reason == DeadLetterReason.MALFORMED_JSON
+    assert str(detail).startswith("not valid JSON")
 
 
 def test_interleaved_bad_records_lose_nothing() -> None:
@@ -289,7 +431,7 @@ def test_interleaved_bad_records_lose_nothing() -> None:
         _json(type="cancel_order", technology_id="T1", participant_id="s1", client_order_id="a"),
         place(participant_id="b3", client_order_id="z", side="bid", quantity=5, price=7),
     ]
-    bad = [value for _, value, _ in BAD_VALUES]
+    bad = [value for _, _, value, _ in BAD_VALUES]
     mixed: list[bytes | None] = []
     for i, value in enumerate(good):
         mixed.append(bad[(2 * i) % len(bad)])
@@ -302,7 +444,7 @@ def test_interleaved_bad_records_lose_nothing() -> None:
     expected = [
         encode(event)
         for i, value in enumerate(good)
-        for event in market.apply(decode_command(value), TIMESTAMP + 3 * i + 1)
+        for event in market.apply(decode_command(value), TIMESTAMP + 3 * i + 1, 3 * i + 1)
     ]
     produced = sorted(batch.executions_out + batch.deals_out, key=lambda m: _seq(m[1]))
     assert [value for _, value, _ in produced] == expected
@@ -312,7 +454,7 @@ def test_interleaved_bad_records_lose_nothing() -> None:
         offset for offset in range(len(mixed)) if offset % 3 != 1
     ]
     assert all(row[0] == PARTITION for row in batch.dead_letter_rows)
-    assert [row[4] for row in batch.dead_letter_rows] == [
+    assert [row[5] for row in batch.dead_letter_rows] == [
         value for offset, value in enumerate(mixed) if offset % 3 != 1
     ]
     assert batch.next_offset == len(mixed)
@@ -341,9 +483,9 @@ def test_nothing_settled_contains_a_nul_character() -> None:
     )
     assert batch.outcome_rows or batch.dead_letter_rows
     bodies = [str(row[-1]) for row in batch.outcome_rows]
-    reasons = [str(row[2]) for row in batch.dead_letter_rows]
+    details = [str(row[3]) for row in batch.dead_letter_rows]
     assert not any("\\u0000" in body or "\x00" in body for body in bodies)
-    assert not any("\x00" in reason for reason in reasons)
+    assert not any("\x00" in detail for detail in details)
 
 
 def test_record_on_the_wrong_partition_is_dead_lettered() -> None:
@@ -352,9 +494,9 @@ def test_record_on_the_wrong_partition_is_dead_lettered() -> None:
     wrong = (home + 1) % 8
     stray = PartitionProcessor(wrong, partition_count=8).process(records(LISTING, place()))
     assert not stray.outcome_rows
-    reasons = [str(row[2]) for row in stray.dead_letter_rows]
-    assert len(reasons) == 2
-    assert all(f"belongs to partition {home}" in reason for reason in reasons)
+    assert [row[2] for row in stray.dead_letter_rows] == [DeadLetterReason.WRONG_PARTITION] * 2
+    details = [str(row[3]) for row in stray.dead_letter_rows]
+    assert all(f"belongs to partition {home}" in detail for detail in details)
     at_home = PartitionProcessor(home, partition_count=8).process(records(LISTING, place()))
     assert not at_home.dead_letter_rows
     assert len(at_home.outcome_rows) == 2
@@ -366,7 +508,8 @@ def test_invalid_utf8_is_dead_lettered_not_a_crash() -> None:
         records(b'{"type":"place_order","side":"\xff"}', place())
     )
     assert len(batch.dead_letter_rows) == 1
-    assert "not valid UTF-8" in str(batch.dead_letter_rows[0][2])
+    assert batch.dead_letter_rows[0][2] == DeadLetterReason.INVALID_UTF8
+    assert "not valid UTF-8" in str(batch.dead_letter_rows[0][3])
     assert len(batch.outcome_rows) == 1, "the record after it was still applied"
 
 
@@ -377,4 +520,4 @@ def test_a_huge_key_is_quoted_short_and_cut_in_the_dead_letter() -> None:
     assert key is not None
     assert len(key) <= 256
     assert sum(len(v) for _, v in headers) < 1_000
-    assert "(300000 bytes)" in str(batch.dead_letter_rows[0][2])
+    assert "(300000 bytes)" in str(batch.dead_letter_rows[0][3])

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from engine import continuous
 from engine.codec import decode_command, encode
 from engine.continuous import ContinuousVenue
 from engine.market import Market
 from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
 from schemas.common import (
+    MAX_NOTIONAL,
     MAX_PRICE,
     MAX_QUANTITY,
     CancelReason,
@@ -74,7 +76,7 @@ def cancel(participant: str, client_id: str, technology: str = "T1") -> CancelOr
 
 def listed_market() -> Market:
     market = Market()
-    (event,) = market.apply(listing(), TS)
+    (event,) = market.apply(listing(), TS, 0)
     assert isinstance(event, TechnologyListed)
     return market
 
@@ -103,12 +105,13 @@ def resting(market: Market, technology_id: str = "T1") -> list[tuple[str, str, i
 def test_listing_opens_the_technology_stream_at_seq_1() -> None:
     """A valid listing emits TechnologyListed with seq 1 and the listing's grid."""
     market = Market()
-    events = market.apply(listing(reserve_price=None), TS)
+    events = market.apply(listing(reserve_price=None), TS, 0)
     assert events == [
         TechnologyListed(
             technology_id="T1",
             seq=1,
             timestamp_ms=TS,
+            source_offset=0,
             participant_id="admin",
             name="Technology T1",
             mechanism=Mechanism.CONTINUOUS,
@@ -123,14 +126,14 @@ def test_listing_opens_the_technology_stream_at_seq_1() -> None:
 def test_duplicate_listing_is_refused_inside_the_existing_stream() -> None:
     """Listing a listed technology again is refused with the next seq; its grid is unchanged."""
     market = listed_market()
-    rejected = only_rejection(market.apply(listing(tick_size=1, lot_size=1), TS + 1))
+    rejected = only_rejection(market.apply(listing(tick_size=1, lot_size=1), TS + 1, 0))
     assert rejected.reason is RejectReason.TECHNOLOGY_ALREADY_LISTED
     assert rejected.seq == 2
     assert rejected.command == "list_technology"
     assert rejected.client_order_id == ""
     assert "T1 is already listed" in rejected.detail
     # The original tick still applies.
-    assert only_rejection(market.apply(bid("p1", "c1", LOT, 105), TS)).reason is (
+    assert only_rejection(market.apply(bid("p1", "c1", LOT, 105), TS, 0)).reason is (
         RejectReason.PRICE_OFF_TICK
     )
 
@@ -165,16 +168,16 @@ def test_listing_refusal_lists_nothing(
 ) -> None:
     """A refused listing answers with seq 0 and its code; the technology stays unknown."""
     market = Market()
-    rejected = only_rejection(market.apply(command, TS))
+    rejected = only_rejection(market.apply(command, TS, 0))
     assert rejected.reason is reason
     assert rejected.seq == 0
     assert detail in rejected.detail
     assert market.technologies() == []
-    assert only_rejection(market.apply(bid("p1", "c1", LOT, 100), TS)).reason is (
+    assert only_rejection(market.apply(bid("p1", "c1", LOT, 100), TS, 0)).reason is (
         RejectReason.UNKNOWN_TECHNOLOGY
     )
     # A corrected listing afterwards still starts the stream at 1.
-    (listed,) = market.apply(listing(), TS)
+    (listed,) = market.apply(listing(), TS, 0)
     assert listed.seq == 1
 
 
@@ -206,6 +209,8 @@ ORDER_REFUSALS: list[tuple[str, PlaceOrder, RejectReason, str]] = [
      RejectReason.QUANTITY_TOO_LARGE, f"above {MAX_QUANTITY}"),
     ("quantity_off_lot", bid("p1", "c1", 7, 100), RejectReason.QUANTITY_OFF_LOT,
      "not a multiple of lot 5"),
+    ("notional_too_large", bid("p1", "c1", MAX_QUANTITY, MAX_PRICE),
+     RejectReason.NOTIONAL_TOO_LARGE, f"above the limit {MAX_NOTIONAL}"),
 ]  # fmt: skip
 
 
@@ -219,11 +224,12 @@ def test_order_refusal_has_its_reason_code(
 ) -> None:
     """Each invalid order is refused with its own code, the next seq and nothing on the book."""
     market = listed_market()
-    rejected = only_rejection(market.apply(command, TS + 1))
+    rejected = only_rejection(market.apply(command, TS + 1, 0))
     assert rejected == CommandRejected(
         technology_id="T1",
         seq=2,
         timestamp_ms=TS + 1,
+        source_offset=0,
         command="place_order",
         participant_id="p1",
         client_order_id="c1",
@@ -233,7 +239,7 @@ def test_order_refusal_has_its_reason_code(
     assert detail in rejected.detail
     assert resting(market) == []
     # The refused order left no live client order id behind.
-    assert only_rejection(market.apply(cancel("p1", "c1"), TS)).reason is (
+    assert only_rejection(market.apply(cancel("p1", "c1"), TS, 0)).reason is (
         RejectReason.UNKNOWN_ORDER
     )
 
@@ -246,36 +252,36 @@ def test_order_refusal_has_its_reason_code(
 def test_command_for_unknown_technology_is_refused_with_seq_0(command: Command) -> None:
     """Orders and cancels for an unlisted technology get UNKNOWN_TECHNOLOGY with seq 0."""
     market = listed_market()
-    rejected = only_rejection(market.apply(command, TS))
+    rejected = only_rejection(market.apply(command, TS, 0))
     assert rejected.reason is RejectReason.UNKNOWN_TECHNOLOGY
     assert rejected.seq == 0
     assert rejected.technology_id == "NOPE"
     assert "NOPE is not listed" in rejected.detail
     assert market.technologies() == ["T1"]
     # T1's stream was not advanced by the refusal.
-    (accepted,) = market.apply(bid("p1", "c1", LOT, 100), TS)
+    (accepted,) = market.apply(bid("p1", "c1", LOT, 100), TS, 0)
     assert accepted.seq == 2
 
 
 def test_duplicate_live_client_order_id_is_refused() -> None:
     """A participant cannot reuse a client order id while that order is live."""
     market = listed_market()
-    market.apply(bid("p1", "c1", LOT, 100), TS)
-    rejected = only_rejection(market.apply(offer("p1", "c1", LOT, 500), TS))
+    market.apply(bid("p1", "c1", LOT, 100), TS, 0)
+    rejected = only_rejection(market.apply(offer("p1", "c1", LOT, 500), TS, 0))
     assert rejected.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID
     assert "c1 is already live" in rejected.detail
     assert resting(market) == [("c1", "bid", 100, LOT)]
     # The same id is free for another participant.
-    (accepted,) = market.apply(offer("p2", "c1", LOT, 500), TS)
+    (accepted,) = market.apply(offer("p2", "c1", LOT, 500), TS, 0)
     assert isinstance(accepted, OrderAccepted)
 
 
 def test_duplicate_check_also_applies_to_market_orders() -> None:
     """A market order reusing a live client order id is refused before it can trade."""
     market = listed_market()
-    market.apply(bid("p1", "c1", LOT, 100), TS)
-    market.apply(bid("p2", "x", LOT, 100), TS)
-    rejected = only_rejection(market.apply(offer("p1", "c1", LOT, None), TS))
+    market.apply(bid("p1", "c1", LOT, 100), TS, 0)
+    market.apply(bid("p2", "x", LOT, 100), TS, 0)
+    rejected = only_rejection(market.apply(offer("p1", "c1", LOT, None), TS, 0))
     assert rejected.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID
     assert resting(market) == [("c1", "bid", 100, LOT), ("x", "bid", 100, LOT)]
 
@@ -283,7 +289,7 @@ def test_duplicate_check_also_applies_to_market_orders() -> None:
 def test_cancel_of_unknown_order_is_refused() -> None:
     """Cancelling a client order id that was never placed gives UNKNOWN_ORDER."""
     market = listed_market()
-    rejected = only_rejection(market.apply(cancel("p1", "ghost"), TS))
+    rejected = only_rejection(market.apply(cancel("p1", "ghost"), TS, 0))
     assert rejected.reason is RejectReason.UNKNOWN_ORDER
     assert rejected.command == "cancel_order"
     assert (rejected.participant_id, rejected.client_order_id, rejected.seq) == ("p1", "ghost", 2)
@@ -293,11 +299,11 @@ def test_cancel_of_unknown_order_is_refused() -> None:
 def test_cancel_of_another_participants_order_is_refused_and_the_order_stays() -> None:
     """Only the owner may cancel: another participant naming the same id gets UNKNOWN_ORDER."""
     market = listed_market()
-    market.apply(offer("alice", "c1", LOT, 200), TS)
-    rejected = only_rejection(market.apply(cancel("mallory", "c1"), TS))
+    market.apply(offer("alice", "c1", LOT, 200), TS, 0)
+    rejected = only_rejection(market.apply(cancel("mallory", "c1"), TS, 0))
     assert rejected.reason is RejectReason.UNKNOWN_ORDER
     assert resting(market) == [("c1", "offer", 200, LOT)]
-    events = market.apply(bid("bob", "b1", LOT, 200), TS)
+    events = market.apply(bid("bob", "b1", LOT, 200), TS, 0)
     assert [type(e) for e in events] == [OrderAccepted, Deal, OrderDone, OrderDone]
 
 
@@ -307,7 +313,7 @@ def test_every_reject_reason_is_reachable() -> None:
     seen: dict[RejectReason, str] = {}
 
     def refuse(command: Command) -> None:
-        rejected = only_rejection(market.apply(command, TS))
+        rejected = only_rejection(market.apply(command, TS, 0))
         seen[rejected.reason] = rejected.command
 
     for command in (
@@ -318,11 +324,11 @@ def test_every_reject_reason_is_reachable() -> None:
         bid("p1", "c1", LOT, 100),  # unknown technology
     ):
         refuse(command)
-    market.apply(listing(), TS)
+    market.apply(listing(), TS, 0)
     refuse(listing())
     for _, command, _, _ in ORDER_REFUSALS:
         refuse(command)
-    market.apply(bid("p1", "c1", LOT, 100), TS)
+    market.apply(bid("p1", "c1", LOT, 100), TS, 0)
     refuse(bid("p1", "c1", LOT, 100))
     refuse(cancel("p2", "c1"))
     assert set(seen) == set(RejectReason)
@@ -337,14 +343,17 @@ def test_every_reject_reason_is_reachable() -> None:
 def test_crossing_order_events_come_in_order() -> None:
     """A crossing order gives accepted, deal, resting done, incoming done, at the resting price."""
     market = listed_market()
-    (rest_accepted,) = market.apply(offer("seller", "s1", 10, 200), TS + 1)
-    events = market.apply(bid("buyer", "b1", 10, 250), TS + 2)
+    (rest_accepted,) = market.apply(offer("seller", "s1", 10, 200), TS + 1, 0)
+    events = market.apply(bid("buyer", "b1", 10, 250), TS + 2, 0)
     assert events == [
-        OrderAccepted("T1", 3, TS + 2, "T1:o2", "buyer", "b1", Side.BID, OrderType.LIMIT, 10, 250),
+        OrderAccepted(
+            "T1", 3, TS + 2, 0, "T1:o2", "buyer", "b1", Side.BID, OrderType.LIMIT, 10, 250
+        ),
         Deal(
             technology_id="T1",
             seq=4,
             timestamp_ms=TS + 2,
+            source_offset=0,
             deal_id="T1:d1",
             deal_number=1,
             price=200,
@@ -357,8 +366,8 @@ def test_crossing_order_events_come_in_order() -> None:
             offer_client_order_id="s1",
             aggressor_side=Side.BID,
         ),
-        OrderDone("T1", 5, TS + 2, "T1:o1", "seller", "s1", 10),
-        OrderDone("T1", 6, TS + 2, "T1:o2", "buyer", "b1", 10),
+        OrderDone("T1", 5, TS + 2, 0, "T1:o1", "seller", "s1", 10),
+        OrderDone("T1", 6, TS + 2, 0, "T1:o2", "buyer", "b1", 10),
     ]
     assert isinstance(rest_accepted, OrderAccepted)
     assert rest_accepted.order_id == "T1:o1"
@@ -368,10 +377,10 @@ def test_crossing_order_events_come_in_order() -> None:
 def test_sweep_interleaves_each_resting_done_after_its_deal() -> None:
     """Sweeping levels: each deal is followed by its resting order's done; a remainder rests."""
     market = listed_market()
-    market.apply(bid("b1", "x", 5, 300), TS)
-    market.apply(bid("b2", "y", 10, 290), TS)
-    market.apply(bid("b3", "z", 10, 290), TS)
-    events = market.apply(offer("s", "o", 30, 290), TS)
+    market.apply(bid("b1", "x", 5, 300), TS, 0)
+    market.apply(bid("b2", "y", 10, 290), TS, 0)
+    market.apply(bid("b3", "z", 10, 290), TS, 0)
+    events = market.apply(offer("s", "o", 30, 290), TS, 0)
     summary = [
         (type(e).__name__, getattr(e, "client_order_id", getattr(e, "bid_client_order_id", "")))
         for e in events
@@ -397,9 +406,9 @@ def test_sweep_interleaves_each_resting_done_after_its_deal() -> None:
 def test_market_order_remainder_is_cancelled_not_rested() -> None:
     """A market order fills what it can; the rest is OrderCancelled(market_order_unfilled)."""
     market = listed_market()
-    market.apply(offer("s", "a", 5, 200), TS)
-    market.apply(offer("s", "b", 5, 210), TS)
-    events = market.apply(bid("buyer", "m", 15, None), TS)
+    market.apply(offer("s", "a", 5, 200), TS, 0)
+    market.apply(offer("s", "b", 5, 210), TS, 0)
+    events = market.apply(bid("buyer", "m", 15, None), TS, 0)
     assert [type(e) for e in events] == [
         OrderAccepted,
         Deal,
@@ -412,7 +421,7 @@ def test_market_order_remainder_is_cancelled_not_rested() -> None:
     assert isinstance(accepted, OrderAccepted)
     assert (accepted.order_type, accepted.price) == (OrderType.MARKET, None)
     assert cancelled == OrderCancelled(
-        "T1", events[-2].seq + 1, TS, accepted.order_id, "buyer", "m", 10, 5,
+        "T1", events[-2].seq + 1, TS, 0, accepted.order_id, "buyer", "m", 10, 5,
         CancelReason.MARKET_ORDER_UNFILLED,
     )  # fmt: skip
     assert resting(market) == []
@@ -421,46 +430,89 @@ def test_market_order_remainder_is_cancelled_not_rested() -> None:
 def test_market_order_into_an_empty_book_is_cancelled_whole() -> None:
     """With no liquidity a market order is accepted then cancelled with nothing filled."""
     market = listed_market()
-    events = market.apply(offer("s", "m", 10, None), TS)
+    events = market.apply(offer("s", "m", 10, None), TS, 0)
     assert [type(e) for e in events] == [OrderAccepted, OrderCancelled]
     cancelled = events[1]
     assert isinstance(cancelled, OrderCancelled)
     assert (cancelled.filled_quantity, cancelled.cancelled_quantity) == (0, 10)
     assert cancelled.reason is CancelReason.MARKET_ORDER_UNFILLED
     # Nothing is live: the id is free again and a cancel of it is refused.
-    assert only_rejection(market.apply(cancel("s", "m"), TS)).reason is RejectReason.UNKNOWN_ORDER
+    assert (
+        only_rejection(market.apply(cancel("s", "m"), TS, 0)).reason is RejectReason.UNKNOWN_ORDER
+    )
 
 
 def test_cancel_after_partial_fill_reports_filled_and_cancelled() -> None:
     """Cancelling a partly filled order reports what filled and what was withdrawn."""
     market = listed_market()
-    market.apply(bid("buyer", "b1", 20, 150), TS)
-    market.apply(offer("seller", "s1", 15, 150), TS)
-    (cancelled,) = market.apply(cancel("buyer", "b1"), TS + 9)
+    market.apply(bid("buyer", "b1", 20, 150), TS, 0)
+    market.apply(offer("seller", "s1", 15, 150), TS, 0)
+    (cancelled,) = market.apply(cancel("buyer", "b1"), TS + 9, 0)
     assert cancelled == OrderCancelled(
-        "T1", 6, TS + 9, "T1:o1", "buyer", "b1", 15, 5, CancelReason.CANCELLED_BY_PARTICIPANT
+        "T1", 6, TS + 9, 0, "T1:o1", "buyer", "b1", 15, 5, CancelReason.CANCELLED_BY_PARTICIPANT
     )
     assert resting(market) == []
     # The order is gone: a later offer at its price does not trade.
-    events = market.apply(offer("seller", "s2", 5, 150), TS)
+    events = market.apply(offer("seller", "s2", 5, 150), TS, 0)
     assert [type(e) for e in events] == [OrderAccepted]
 
 
-def test_client_order_id_is_reusable_once_the_order_is_done() -> None:
-    """After an order fills (or is cancelled) its client order id can be used again."""
+def test_a_resent_order_never_trades_twice() -> None:
+    """The same bytes sent again after the order filled or was cancelled are rejected."""
     market = listed_market()
-    market.apply(offer("s", "a", 5, 200), TS)
-    market.apply(bid("b", "same", 5, 200), TS)  # fills: done
-    events = market.apply(bid("b", "same", 5, 150), TS)  # reuse after done: accepted, rests
-    assert [type(e) for e in events] == [OrderAccepted]
-    market.apply(cancel("b", "same"), TS)
-    events = market.apply(bid("b", "same", 10, 160), TS)  # reuse after cancel
-    assert [type(e) for e in events] == [OrderAccepted]
-    assert isinstance(events[0], OrderAccepted)
-    assert events[0].order_id == "T1:o4"
-    # The resting filled order was removed from the index too.
-    events = market.apply(offer("s", "a", 5, 500), TS)
-    assert [type(e) for e in events] == [OrderAccepted]
+    market.apply(offer("s", "a", 5, 200), TS, 0)
+    resent = bid("b", "same", 5, 200)
+    assert Deal in [type(e) for e in market.apply(resent, TS, 1)]  # fills: done
+    again = only_rejection(market.apply(resent, TS, 2))
+    assert again.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    assert "was used by an order that has ended" in again.detail
+    market.apply(bid("b", "rests", 5, 150), TS, 3)
+    market.apply(cancel("b", "rests"), TS, 4)
+    assert only_rejection(market.apply(bid("b", "rests", 5, 150), TS, 5)).reason is (
+        RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    )
+    # The id is taken per participant: another participant may use the same one.
+    assert [type(e) for e in market.apply(bid("c", "same", 5, 150), TS, 6)] == [OrderAccepted]
+
+
+def test_ended_client_order_ids_are_remembered_within_a_bounded_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the most recent ENDED_ORDERS_REMEMBERED ids stay taken; older ones are reusable."""
+    monkeypatch.setattr(continuous, "ENDED_ORDERS_REMEMBERED", 3)
+    market = listed_market()
+    for n in range(5):
+        market.apply(bid("b", f"c{n}", 5, 150), TS, n)
+        market.apply(cancel("b", f"c{n}"), TS, n)
+    # c0 and c1 fell out of the window; c2..c4 are still taken.
+    assert [type(e) for e in market.apply(bid("b", "c0", 5, 150), TS, 9)] == [OrderAccepted]
+    assert [type(e) for e in market.apply(bid("b", "c1", 5, 150), TS, 9)] == [OrderAccepted]
+    for n in (2, 3, 4):
+        rejected = only_rejection(market.apply(bid("b", f"c{n}", 5, 150), TS, 9))
+        assert rejected.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    venue = market.venue("T1")
+    assert isinstance(venue, continuous.ContinuousVenue)
+    assert len(venue.to_state().ended_client_orders) == 3
+
+
+def test_unknown_technology_rejections_are_told_apart_by_source_offset() -> None:
+    """seq 0 events repeat; their source offsets make each one's dedupe key unique."""
+    market = Market()
+    first = only_rejection(market.apply(bid("b", "x", 5, 150, "NOPE"), TS, 10))
+    second = only_rejection(market.apply(bid("b", "x", 5, 150, "NOPE"), TS, 11))
+    assert (first.seq, second.seq) == (0, 0)
+    assert (first.source_offset, second.source_offset) == (10, 11)
+
+
+def test_a_limit_order_worth_more_than_the_notional_limit_is_rejected() -> None:
+    """price * quantity above MAX_NOTIONAL is refused, so every deal value fits in int64."""
+    market = Market()
+    market.apply(listing("A", tick_size=1, lot_size=1, reserve_price=None), TS, 0)
+    too_big = bid("b", "x", MAX_QUANTITY, MAX_NOTIONAL // MAX_QUANTITY + 1, "A")
+    rejected = only_rejection(market.apply(too_big, TS, 1))
+    assert rejected.reason is RejectReason.NOTIONAL_TOO_LARGE
+    at_limit = bid("b", "y", MAX_QUANTITY, MAX_NOTIONAL // MAX_QUANTITY, "A")
+    assert [type(e) for e in market.apply(at_limit, TS, 2)] == [OrderAccepted]
 
 
 def test_seq_is_contiguous_per_technology_across_event_types() -> None:
@@ -483,7 +535,7 @@ def test_seq_is_contiguous_per_technology_across_event_types() -> None:
     by_technology: dict[str, list[int]] = defaultdict(list)
     types: set[type] = set()
     for command in commands:
-        for event in market.apply(command, TS):
+        for event in market.apply(command, TS, 0):
             by_technology[event.technology_id].append(event.seq)
             types.add(type(event))
     assert by_technology["A"] == list(range(1, len(by_technology["A"]) + 1))
@@ -503,19 +555,20 @@ def test_seq_is_contiguous_per_technology_across_event_types() -> None:
 def test_deal_numbers_are_contiguous_and_deal_ids_derived() -> None:
     """deal_number counts each technology's deals from 1; deal_id is TECH:dN."""
     market = Market()
-    market.apply(listing("A", reserve_price=None), TS)
-    market.apply(listing("B", reserve_price=None), TS)
+    market.apply(listing("A", reserve_price=None), TS, 0)
+    market.apply(listing("B", reserve_price=None), TS, 0)
     deals: dict[str, list[Deal]] = defaultdict(list)
     for i in range(6):
         for technology in ("A", "B", "A"):
+            n = len(deals[technology])
             commands = [
-                offer("s", f"s{technology}{i}", 10, 100, technology),
-                bid("b", f"b{technology}{i}", 5, 100, technology),
-                bid("b", f"c{technology}{i}", 5, None, technology),
+                offer("s", f"s{technology}{i}-{n}", 10, 100, technology),
+                bid("b", f"b{technology}{i}-{n}", 5, 100, technology),
+                bid("b", f"c{technology}{i}-{n}", 5, None, technology),
             ]
             for command in commands:
                 deals[technology].extend(
-                    e for e in market.apply(command, TS) if isinstance(e, Deal)
+                    e for e in market.apply(command, TS, 0) if isinstance(e, Deal)
                 )
     for technology, expected_count in (("A", 24), ("B", 12)):
         numbers = [d.deal_number for d in deals[technology]]
@@ -582,7 +635,7 @@ def run_stream(seed: int, count: int) -> tuple[bytes, str, dict[str, int]]:
     for i, command in enumerate(random_commands(seed, count)):
         # Through the wire, as the engine sees it: every generated command must decode.
         wire = decode_command(encode(command))
-        for event in market.apply(wire, TS + i):
+        for event in market.apply(wire, TS + i, 0):
             chunks.append(encode(event))
             tallies[type(event).__name__] += 1
             if isinstance(event, CommandRejected):
@@ -654,10 +707,10 @@ def test_events_do_not_depend_on_the_hash_seed() -> None:
 def test_an_order_never_trades_with_its_own_participant() -> None:
     """Self-trade prevention: the resting order is cancelled with a reason, no deal is made."""
     market = Market()
-    market.apply(ListTechnology("T9", "ops", "Patent", 1, 1), 0)
-    market.apply(PlaceOrder("T9", "p", "mine", "offer", 4, "limit", 100), 1)
-    market.apply(PlaceOrder("T9", "q", "theirs", "offer", 5, "limit", 100), 2)
-    events = market.apply(PlaceOrder("T9", "p", "buy", "bid", 3, "limit", 100), 3)
+    market.apply(ListTechnology("T9", "ops", "Patent", 1, 1), 0, 0)
+    market.apply(PlaceOrder("T9", "p", "mine", "offer", 4, "limit", 100), 1, 0)
+    market.apply(PlaceOrder("T9", "q", "theirs", "offer", 5, "limit", 100), 2, 0)
+    events = market.apply(PlaceOrder("T9", "p", "buy", "bid", 3, "limit", 100), 3, 0)
     kinds = [type(e).__name__ for e in events]
     assert kinds == ["OrderAccepted", "OrderCancelled", "Deal", "OrderDone"]
     cancelled = events[1]
@@ -671,5 +724,5 @@ def test_an_order_never_trades_with_its_own_participant() -> None:
     assert isinstance(deal, Deal)
     assert (deal.buyer_id, deal.seller_id, deal.quantity) == ("p", "q", 3)
     # The cancelled order is gone from the cancel index too.
-    rejected = market.apply(CancelOrder("T9", "p", "mine"), 4)
+    rejected = market.apply(CancelOrder("T9", "p", "mine"), 4, 0)
     assert isinstance(rejected[0], CommandRejected)

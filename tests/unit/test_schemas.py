@@ -45,17 +45,23 @@ COMMANDS: list[Command] = [
 
 EVENTS: list[Event] = [
     TechnologyListed(
-        "T1", 1, 1_700_000_000_000, "admin", "Máy lọc", Mechanism.CONTINUOUS, 10, 5, None
+        "T1", 1, 1_700_000_000_000, 42, "admin", "Máy lọc", Mechanism.CONTINUOUS, 10, 5, None
     ),
-    TechnologyListed("T1", 1, 0, "admin", "x", Mechanism.CONTINUOUS, 10, 5, 100),
-    OrderAccepted("T1", 2, 1, "T1:o1", "p1", "c1", Side.BID, OrderType.LIMIT, 10, 1_000),
-    OrderAccepted("T1", 3, 1, "T1:o2", "p2", "c1", Side.OFFER, OrderType.MARKET, 10, None),
-    CommandRejected("T1", 4, 2, "place_order", "p1", "c9", RejectReason.PRICE_OFF_TICK, "x"),
-    CommandRejected("NOPE", 0, 2, "list_technology", "p1", "", RejectReason.UNKNOWN_TECHNOLOGY, ""),
-    Deal("T1", 5, 3, "T1:d1", 1, 1_000, 10, "p1", "p2", "T1:o1", "T1:o2", "c1", "c1", Side.OFFER),
-    OrderCancelled("T1", 6, 4, "T1:o2", "p2", "c1", 10, 0, CancelReason.MARKET_ORDER_UNFILLED),
-    OrderCancelled("T1", 7, 4, "T1:o3", "p3", "c7", 0, 5, CancelReason.CANCELLED_BY_PARTICIPANT),
-    OrderDone("T1", 8, 5, "T1:o1", "p1", "c1", 10),
+    TechnologyListed("T1", 1, 0, 42, "admin", "x", Mechanism.CONTINUOUS, 10, 5, 100),
+    OrderAccepted("T1", 2, 1, 42, "T1:o1", "p1", "c1", Side.BID, OrderType.LIMIT, 10, 1_000),
+    OrderAccepted("T1", 3, 1, 42, "T1:o2", "p2", "c1", Side.OFFER, OrderType.MARKET, 10, None),
+    CommandRejected("T1", 4, 2, 42, "place_order", "p1", "c9", RejectReason.PRICE_OFF_TICK, "x"),
+    CommandRejected(
+        "NOPE", 0, 2, 42, "list_technology", "p1", "", RejectReason.UNKNOWN_TECHNOLOGY, ""
+    ),
+    Deal(
+        "T1", 5, 3, 42, "T1:d1", 1, 1_000, 10, "p1", "p2", "T1:o1", "T1:o2", "c1", "c1", Side.OFFER
+    ),
+    OrderCancelled("T1", 6, 4, 42, "T1:o2", "p2", "c1", 10, 0, CancelReason.MARKET_ORDER_UNFILLED),
+    OrderCancelled(
+        "T1", 7, 4, 42, "T1:o3", "p3", "c7", 0, 5, CancelReason.CANCELLED_BY_PARTICIPANT
+    ),
+    OrderDone("T1", 8, 5, 42, "T1:o1", "p1", "c1", 10),
 ]
 
 

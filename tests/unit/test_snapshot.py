@@ -9,12 +9,15 @@ from engine.errors import SnapshotError
 from engine.market import Market
 from engine.simulation import OrderFlow, generated_listings
 from engine.snapshot import (
+    SNAPSHOT_VERSION,
     ContinuousState,
     MarketState,
     RestingOrderState,
     encode_state,
 )
-from schemas.commands import Command
+from schemas.commands import Command, ListTechnology, PlaceOrder
+from schemas.common import RejectReason
+from schemas.events import CommandRejected
 
 
 def _stream(count: int) -> list[Command]:
@@ -27,7 +30,7 @@ def test_a_restored_market_answers_the_rest_of_the_log_byte_for_byte() -> None:
     commands = _stream(6000)
     original = Market()
     for offset, command in enumerate(commands[:4000]):
-        original.apply(command, offset)
+        original.apply(command, offset, offset)
     restored = Market.from_snapshot(original.snapshot())
     assert restored.state_digest() == original.state_digest()
     resting = original.venue("TECH-0000")
@@ -38,7 +41,7 @@ def test_a_restored_market_answers_the_rest_of_the_log_byte_for_byte() -> None:
         return [
             encode(e)
             for offset, c in enumerate(commands[4000:], start=4000)
-            for e in market.apply(c, offset)
+            for e in market.apply(c, offset, offset)
         ]
 
     assert run(restored) == run(original)
@@ -62,9 +65,23 @@ def test_a_crossed_snapshot_is_refused() -> None:
         0,
         bids=[RestingOrderState("T1:o1", "p", "b", 100, 1, 1)],
         offers=[RestingOrderState("T1:o2", "q", "o", 100, 1, 1)],
+        ended_client_orders=[],
     )
     with pytest.raises(SnapshotError, match="crossed"):
-        Market.from_snapshot(encode_state(MarketState(1, [crossed])))
+        Market.from_snapshot(encode_state(MarketState(SNAPSHOT_VERSION, [crossed])))
+
+
+def test_ended_client_order_ids_survive_a_snapshot() -> None:
+    """A market restored from a snapshot still refuses the resend of an order that ended."""
+    market = Market()
+    market.apply(ListTechnology("T1", "admin", "Coating", 1, 1), 1, 0)
+    resent = PlaceOrder("T1", "b", "once", "bid", 1, "market", None)
+    market.apply(resent, 2, 1)  # no liquidity: accepted, then cancelled unfilled
+    restored = Market.from_snapshot(market.snapshot())
+    assert restored.state_digest() == market.state_digest()
+    (rejected,) = restored.apply(resent, 3, 2)
+    assert isinstance(rejected, CommandRejected)
+    assert rejected.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID
 
 
 def test_restored_orders_keep_their_cancel_index() -> None:
@@ -72,7 +89,7 @@ def test_restored_orders_keep_their_cancel_index() -> None:
     market = Market()
     commands = _stream(500)
     for offset, command in enumerate(commands):
-        market.apply(command, offset)
+        market.apply(command, offset, offset)
     venue = market.venue("TECH-0001")
     assert venue is not None
     state = venue.to_state()
