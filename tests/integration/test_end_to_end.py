@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.batch import DLQ_OFFSET_HEADER, DLQ_REASON_HEADER
+from engine.batch import DLQ_DETAIL_HEADER, DLQ_OFFSET_HEADER, DLQ_REASON_HEADER
 from engine.codec import decode_event, encode
 from engine.market import Market
 from engine.producers.client import TradingClient
@@ -59,7 +59,8 @@ async def test_seeded_stream_settles_exactly_the_deals_the_pure_book_computes(
     published_deals = [decode_event(r.value) for rs in published.values() for r in rs]
     assert len(published_deals) == len(pure_deals), "no loss and no duplicate on the topic"
     assert sorted(
-        encode(d.__class__(**{**_fields(d), "timestamp_ms": 0})) for d in published_deals
+        encode(d.__class__(**{**_fields(d), "timestamp_ms": 0, "source_offset": 0}))
+        for d in published_deals
     ) == sorted(encode(d) for d in pure_deals)
 
     # Byte for byte, with the broker's timestamps: replaying the log gives the same outputs.
@@ -95,10 +96,13 @@ async def test_malformed_record_is_dead_lettered_and_later_orders_still_match(
     assert records[0].value == b'{"type": "place_order", "price": '
     headers = dict(records[0].headers)
     assert headers[DLQ_OFFSET_HEADER] == str(bad_offset).encode()
-    assert b"not valid JSON" in headers[DLQ_REASON_HEADER]
+    assert headers[DLQ_REASON_HEADER] == b"malformed_json"
+    assert headers[DLQ_DETAIL_HEADER].startswith(b"not valid JSON")
 
-    stored = await fetch_all(settings, "SELECT source_offset, reason FROM dead_letters")
-    assert [r["source_offset"] for r in stored] == [bad_offset]
+    stored = await fetch_all(settings, "SELECT source_offset, reason, detail FROM dead_letters")
+    assert [tuple(r) for r in stored] == [
+        (bad_offset, "malformed_json", headers[DLQ_DETAIL_HEADER].decode())
+    ]
     deals = await fetch_all(settings, "SELECT price, quantity, buyer_id, seller_id FROM deals")
     assert [tuple(r) for r in deals] == [(1_000, 2, "buyer", "seller")]
 
