@@ -34,7 +34,10 @@ MAX_NESTING = 32
 
 #: A JSON string token, and whether a colon follows it (then it is an object key). Matched
 #: left to right without overlap, so a quote inside a string never starts a token.
-_STRING_TOKEN = re.compile(rb'"((?:[^"\\]|\\.)*)"(\s*:)?', re.DOTALL)
+_STRING_TOKEN = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)"(\s*:)?', re.DOTALL)
+#: A quote followed by JSON whitespace: the fast key count below does not cover that layout.
+_QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
+_plain_decoder = msgspec.json.Decoder()
 _BRACKETS_ONLY = bytes(range(256)).translate(None, b"[]{}")
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 
@@ -102,12 +105,23 @@ def nesting_depth(raw: bytes) -> int:
 
 
 def _duplicate_key(raw: bytes) -> str | None:
-    """The first object key that occurs twice, if any.
+    """The first object key that occurs twice in a record that decoded as a command, if any.
 
     msgspec (like most parsers) lets the last occurrence win silently, while a gateway that
     checked the first may have approved something else; so a repeat is refused. Keys are
     compared after unescaping: ``"participant\\u005fid"`` repeats ``participant_id``.
+
+    Fast path for the usual layout (no escapes, no space after a quote): then every ``":``
+    ends a key or opens a value starting with a colon, so it counts the keys at least once
+    each, and a count equal to the number of distinct keys proves there is no repeat. Any
+    other record is tokenized exactly.
     """
+    if (
+        b"\\" not in raw
+        and _QUOTE_THEN_SPACE.search(raw) is None
+        and raw.count(b'":') == len(_plain_decoder.decode(raw))
+    ):
+        return None
     seen: set[str] = set()
     for key, colon in _STRING_TOKEN.findall(raw):
         if not colon:

@@ -10,11 +10,13 @@ from msgspec import Struct
 from schemas.common import (
     DisplayText,
     Identifier,
+    LotSize,
     MechanismText,
     OrderTypeText,
     Price,
     Quantity,
     SideText,
+    TickSize,
 )
 
 
@@ -23,9 +25,12 @@ class PlaceOrder(
 ):
     """A bid (buy) or offer (sell) for one technology.
 
-    ``client_order_id`` is the participant's own name for the order, unique among its live
-    orders in that technology; cancels refer to it, so a front-end can cancel without
-    waiting for the acceptance.
+    ``client_order_id`` is the participant's own name for the order; cancels refer to it, so
+    a front-end can cancel without waiting for the acceptance. It must differ from the ids of
+    the participant's live orders and of the last 100,000 orders that ended in that
+    technology, so a resent order is refused (duplicate_client_order_id), never traded twice.
+    A limit order's value, price times quantity, is at most 10^18 đồng (notional_too_large):
+    every deal's value then fits a signed 64-bit integer.
     """
 
     technology_id: Identifier
@@ -60,8 +65,8 @@ class ListTechnology(
     technology_id: Identifier
     participant_id: Identifier
     name: DisplayText
-    tick_size: Price
-    lot_size: Quantity
+    tick_size: TickSize
+    lot_size: LotSize
     mechanism: MechanismText = "continuous"
     reserve_price: Price | None = None
 

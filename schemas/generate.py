@@ -6,6 +6,11 @@ are the one source of truth; this module turns them into ``schemas/json/*.schema
 a TypeScript, Go or Java front-end can validate and generate code against the same
 contract the engine decodes with, instead of a hand-copied description that drifts.
 
+Two things are added to what msgspec renders: the portable keywords a type publishes
+instead of its Python-only checks (:data:`schemas.common.PUBLISHED`), and rules across
+fields that msgspec cannot express (``_RULES``, e.g. a limit order needs a price). Every
+``pattern`` is portable: no lookaround, so RE2 (Go), Rust and ECMA-262 engines compile it.
+
 The output is deterministic (sorted keys, fixed indentation, docstrings normalised), so
 the committed files change only when the contract does. ``--check`` writes nothing and
 exits 1 naming the files that are stale, for CI; a unit test does the same comparison.
@@ -17,12 +22,14 @@ import argparse
 import inspect
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from schemas.commands import Command
+from schemas.commands import Command, PlaceOrder
+from schemas.common import PUBLISHED, OrderType
 from schemas.events import Event
 
 #: Where the committed schema files live (shipped in the wheel, see pyproject.toml).
@@ -49,6 +56,56 @@ _FAMILIES: dict[str, tuple[object, str, str, str]] = {
 }
 
 
+def _publish(node: Any) -> Any:
+    """Put the keywords under each ``PUBLISHED`` key in place of those msgspec rendered.
+
+    msgspec writes a Meta's own constraints over its ``extra_json_schema``, so a type whose
+    Python check is not portable (a ``\\Z`` anchor, int64 bounds under a business range)
+    keeps the portable keywords there; see :data:`schemas.common.PUBLISHED`.
+    """
+    if isinstance(node, dict):
+        merged = {**node, **node.get(PUBLISHED, {})}
+        return {key: _publish(value) for key, value in merged.items() if key != PUBLISHED}
+    if isinstance(node, list):
+        return [_publish(item) for item in node]
+    return node
+
+
+def _price_follows_order_type(schema: dict[str, Any]) -> None:
+    """A limit order (the default type) needs an integer price; a market order has none.
+
+    msgspec cannot make one field depend on another's value, and the engine leaves this rule
+    to the market (``price_required``, ``price_not_allowed``) so that a front-end gets a
+    specific rejection. The schema still states it, for validators in other languages.
+    """
+    place_order = schema["$defs"][PlaceOrder.__name__]
+    if place_order["properties"]["order_type"].get("default") != OrderType.LIMIT:
+        raise ValueError("PlaceOrder.order_type no longer defaults to limit; revise this rule")
+    if "allOf" in place_order:
+        raise ValueError("PlaceOrder already has allOf; merge the price rule into it")
+    place_order["allOf"] = [
+        {
+            "description": "A limit order (order_type limit, or absent) has an integer price.",
+            "if": {"properties": {"order_type": {"const": OrderType.LIMIT.value}}},
+            "then": {"properties": {"price": {"type": "integer"}}, "required": ["price"]},
+        },
+        {
+            "description": "A market order has no price: absent or null.",
+            "if": {
+                "properties": {"order_type": {"const": OrderType.MARKET.value}},
+                "required": ["order_type"],
+            },
+            "then": {"properties": {"price": {"type": "null"}}},
+        },
+    ]
+
+
+#: file name -> the rules msgspec cannot express, added to the rendered schema in this order.
+_RULES: dict[str, tuple[Callable[[dict[str, Any]], None], ...]] = {
+    "commands.schema.json": (_price_follows_order_type,),
+}
+
+
 def _normalise_descriptions(node: object) -> object:
     """Dedent every ``description`` the way Python 3.13+ already does for docstrings.
 
@@ -68,8 +125,10 @@ def _normalise_descriptions(node: object) -> object:
     return node
 
 
-def _render(root: object, schema_id: str, title: str, description: str) -> str:
-    schema = msgspec.json.schema(root)
+def _render(name: str, root: object, schema_id: str, title: str, description: str) -> str:
+    schema: dict[str, Any] = _publish(msgspec.json.schema(root))
+    for rule in _RULES.get(name, ()):
+        rule(schema)
     document: dict[str, object] = {
         **schema,
         "$schema": JSON_SCHEMA_DIALECT,
@@ -78,13 +137,28 @@ def _render(root: object, schema_id: str, title: str, description: str) -> str:
         "description": description,
     }
     normalised = _normalise_descriptions(document)
-    return json.dumps(normalised, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return dump_json(normalised)
+
+
+def dump_json(document: object) -> str:
+    """Sorted, two-space JSON that keeps readable text (Vietnamese names) as it is, but writes
+    every invisible character (controls, bidi marks, line separators, odd spaces) as a
+    ``\\uXXXX`` escape: parsers read the same pattern, and no editor or code review tool can
+    silently drop or reorder what it cannot show."""
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
+    return "".join(_visible(character) for character in text) + "\n"
+
+
+def _visible(character: str) -> str:
+    if character == "\n" or character.isprintable():  # newlines here are layout, not data
+        return character
+    return f"\\u{ord(character):04x}"
 
 
 def render_schemas() -> dict[str, str]:
     """The text of every schema file, by file name: what ``schemas/json/`` must contain."""
     return {
-        name: _render(root, schema_id, title, description)
+        name: _render(name, root, schema_id, title, description)
         for name, (root, schema_id, title, description) in _FAMILIES.items()
     }
 

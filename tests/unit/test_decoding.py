@@ -225,6 +225,18 @@ BAD_VALUES: list[tuple[str, DeadLetterReason, bytes | None, str]] = [
         'field "participant_id" appears more than once',
     ),
     (
+        "duplicate_key_spaced_before_colon",
+        DeadLetterReason.DUPLICATE_KEY,
+        place()[:-1] + b', "side"\t: "offer"}',
+        'field "side" appears more than once',
+    ),
+    (
+        "duplicate_key_among_values_that_start_with_a_colon",
+        DeadLetterReason.DUPLICATE_KEY,
+        place(side=":bid")[:-1] + b',"side":"offer"}',
+        'field "side" appears more than once',
+    ),
+    (
         "invalid_utf8",
         DeadLetterReason.INVALID_UTF8,
         b'{"type":"place_order","side":"\xff"}',
@@ -277,6 +289,22 @@ def test_decode_command_accepts_a_record_of_exactly_the_size_limit() -> None:
     assert decode_command(padded) == decode_command(raw)
     with pytest.raises(DecodeError, match="above the"):
         decode_command(padded + b" ")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        place(name=_DROP, side=":bid", order_type=":x"),  # values that look like key ends
+        b'{ "type" : "cancel_order" , "technology_id" : "T1" , "participant_id" : "p1" ,'
+        b' "client_order_id" : "c\\u0031" }',
+        b'{"type":"cancel_order","technology_id":"T1","participant_id":"p1",'
+        b'"client_order_id":"c1"}',
+    ],
+    ids=["colon_values", "spaced_and_escaped", "compact"],
+)
+def test_records_without_repeated_keys_are_not_mistaken_for_duplicates(raw: bytes) -> None:
+    """Every layout of a command without repeated keys decodes, whichever path checks it."""
+    assert decode_command(raw).technology_id == "T1"
 
 
 def test_decode_command_fills_defaults_of_a_minimal_order() -> None:

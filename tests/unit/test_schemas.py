@@ -30,7 +30,7 @@ from schemas.events import (
     OrderDone,
     TechnologyListed,
 )
-from schemas.generate import SCHEMA_DIR, main, render_schemas
+from schemas.generate import SCHEMA_DIR, dump_json, main, render_schemas
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +99,8 @@ def test_render_is_deterministic_and_names_each_family() -> None:
         assert family in document["$id"]
         assert family in document["title"].lower()
         # Sorted, two-space JSON: re-serialising the parsed document reproduces the text.
-        assert json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n" == text
+        assert dump_json(document) == text
+        assert all(c == "\n" or c.isprintable() for c in text), "invisible characters escaped"
 
 
 def test_schema_descriptions_are_dedented() -> None:
