@@ -11,7 +11,7 @@ from collections import deque
 
 from engine.errors import SnapshotError
 from engine.orderbook import Order, OrderBook
-from engine.rules import check_notional, check_price, check_quantity, rejection
+from engine.rules import check_notional, check_price, check_quantity, quoted, rejection
 from engine.snapshot import ContinuousState, RestingOrderState
 from schemas.commands import CancelOrder, PlaceOrder
 from schemas.common import CancelReason, OrderType, RejectReason, Side
@@ -251,11 +251,11 @@ class ContinuousVenue:
         self, command: PlaceOrder, side: Side | None, order_type: OrderType | None
     ) -> tuple[RejectReason, str] | None:
         if side is None:
-            return RejectReason.UNKNOWN_SIDE, f"side {command.side!r} is not bid or offer"
+            return RejectReason.UNKNOWN_SIDE, f"side {quoted(command.side)} is not bid or offer"
         if order_type is None:
             return (
                 RejectReason.UNKNOWN_ORDER_TYPE,
-                f"order type {command.order_type!r} is not limit or market",
+                f"order type {quoted(command.order_type)} is not limit or market",
             )
         refusal = check_quantity(command.quantity, self.lot_size)
         if refusal is not None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from engine.continuous import ContinuousVenue
-from engine.rules import check_listing, rejection
+from engine.rules import check_listing, quoted, rejection
 from engine.snapshot import (
     SNAPSHOT_VERSION,
     ContinuousState,
@@ -138,8 +138,8 @@ class Market:
                     command,
                     seq,
                     RejectReason.UNSUPPORTED_MECHANISM,
-                    f"mechanism {command.mechanism!r} is not supported; "
-                    f"use one of {sorted(_VENUE_FACTORIES)}",
+                    f"mechanism {quoted(command.mechanism)} is not supported; "
+                    f"use one of {', '.join(sorted(_VENUE_FACTORIES))}",
                     timestamp_ms,
                     source_offset,
                 )

@@ -65,6 +65,13 @@ def check_listing(tick_size: int, lot_size: int, reserve_price: int | None) -> R
     return None
 
 
+def quoted(text: str, limit: int = 40) -> str:
+    """Free text from a command as it may appear in a rejection's detail: quoted, short,
+    with controls escaped, so a 16 KiB side cannot make a 16 KiB event."""
+    shown = text[:limit].encode("unicode_escape").decode("ascii")
+    return f'"{shown}"' + ("..." if len(text) > limit else "")
+
+
 def rejection(
     command: Command,
     seq: int,

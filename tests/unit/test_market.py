@@ -141,7 +141,7 @@ def test_duplicate_listing_is_refused_inside_the_existing_stream() -> None:
 @pytest.mark.parametrize(
     ("command", "reason", "detail"),
     [
-        (listing(mechanism="dutch"), RejectReason.UNSUPPORTED_MECHANISM, "'dutch'"),
+        (listing(mechanism="dutch"), RejectReason.UNSUPPORTED_MECHANISM, '"dutch"'),
         (listing(tick_size=0), RejectReason.INVALID_TICK_SIZE, "tick size 0"),
         (listing(tick_size=-10), RejectReason.INVALID_TICK_SIZE, "tick size -10"),
         (listing(tick_size=MAX_PRICE + 1), RejectReason.INVALID_TICK_SIZE, "tick size"),
@@ -185,9 +185,9 @@ def test_listing_refusal_lists_nothing(
 
 ORDER_REFUSALS: list[tuple[str, PlaceOrder, RejectReason, str]] = [
     ("unknown_side", PlaceOrder("T1", "p1", "c1", "buy", LOT, "limit", 100),
-     RejectReason.UNKNOWN_SIDE, "side 'buy'"),
+     RejectReason.UNKNOWN_SIDE, 'side "buy"'),
     ("unknown_order_type", PlaceOrder("T1", "p1", "c1", "bid", LOT, "stop", 100),
-     RejectReason.UNKNOWN_ORDER_TYPE, "order type 'stop'"),
+     RejectReason.UNKNOWN_ORDER_TYPE, 'order type "stop"'),
     ("limit_without_price", PlaceOrder("T1", "p1", "c1", "bid", LOT, "limit", None),
      RejectReason.PRICE_REQUIRED, "needs a price"),
     ("market_with_price", PlaceOrder("T1", "p1", "c1", "offer", LOT, "market", 100),
