@@ -117,7 +117,7 @@ class PartitionProcessor:
                 return DeadLetter(
                     DeadLetterReason.WRONG_PARTITION,
                     f'technology "{command.technology_id}" belongs to partition {home} '
-                    f"(murmur2 of the key, as Kafka's default partitioner), not {self.partition}",
+                    f"(murmur2 of the key: Kafka's default partitioner), not {self.partition}",
                 )
         return command, self.market.apply(command, record.timestamp, record.offset)
 

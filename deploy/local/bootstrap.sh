@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 pg_bin="${TECHX_PG_BIN:-/usr/lib/postgresql/15/bin}"
 if [ -z "${TECHX_DATABASE_URL:-}" ] && [ ! -x "$pg_bin/initdb" ]; then
   need_apt+=(postgresql-15)
