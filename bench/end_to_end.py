@@ -29,12 +29,12 @@ from dataclasses import replace
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine import stack
-from engine.codec import decode_event
-from engine.consumers.replay import read_partition
+from engine.commands.setup import setup
+from engine.consumers.log_reader import read_partition
+from engine.core.codec import decode_event
 from engine.producers.client import TradingClient
+from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings, Topics
-from engine.setup import setup
-from engine.simulation import OrderFlow, generated_listings
 from engine.store.connection import connected
 from schemas.events import Deal
 

@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.batch import PartitionProcessor
-from engine.codec import encode
-from engine.market import Market
+from engine.commands.run import tune_garbage_collector
+from engine.core.batch import PartitionProcessor
+from engine.core.codec import encode
+from engine.core.market import Market
 from engine.orderbook import Order, OrderBook
-from engine.runner import tune_garbage_collector
-from engine.simulation import OrderFlow, generated_listings
+from engine.producers.simulation import OrderFlow, generated_listings
 from schemas.commands import CancelOrder, Command
 from schemas.common import Side
 

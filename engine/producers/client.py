@@ -14,10 +14,10 @@ from types import TracebackType
 
 from aiokafka.errors import KafkaError
 
-from engine.batch import KafkaMessage
-from engine.codec import encode
+from engine.core.batch import KafkaMessage
+from engine.core.codec import encode
+from engine.core.partitioning import partition_for
 from engine.errors import BrokerUnavailableError
-from engine.partitioning import partition_for
 from engine.producers.publisher import make_producer, send_in_batches
 from engine.settings import Settings
 from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder

@@ -11,7 +11,7 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from engine.batch import KafkaMessage, SettlementBatch
+from engine.core.batch import KafkaMessage, SettlementBatch
 from engine.errors import BrokerUnavailableError, PublishFailedError, TechXError
 from engine.settings import Settings, Topics
 

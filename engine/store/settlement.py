@@ -11,7 +11,7 @@ from types import TracebackType
 import asyncpg
 import structlog
 
-from engine.batch import DEAD_LETTER_COLUMNS, DEAL_COLUMNS, OUTCOME_COLUMNS, SettlementBatch
+from engine.core.batch import DEAD_LETTER_COLUMNS, DEAL_COLUMNS, OUTCOME_COLUMNS, SettlementBatch
 from engine.errors import (
     DeterminismError,
     FencedError,

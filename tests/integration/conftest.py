@@ -17,8 +17,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from engine import stack
+from engine.commands.setup import setup
 from engine.settings import Settings, Topics
-from engine.setup import setup
 from engine.store.connection import connected
 
 _counter = itertools.count()

@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 import asyncpg
 from aiokafka.structs import ConsumerRecord
 
-from engine.batch import PartitionProcessor
-from engine.consumers.engine import MatchingEngine
-from engine.consumers.replay import read_partition
-from engine.runner import run_engine
+from engine.commands.run import run_engine
+from engine.consumers.log_reader import read_partition
+from engine.consumers.matching_engine import MatchingEngine
+from engine.core.batch import PartitionProcessor
 from engine.settings import Settings
 from engine.store.connection import connected
 from tests.integration.conftest import eventually

@@ -7,13 +7,13 @@ import asyncio
 import pytest
 
 from engine import stack
-from engine.codec import decode_event
+from engine.commands.run import run_engine
+from engine.core.codec import decode_event
+from engine.core.market import Market
 from engine.errors import FencedError
-from engine.market import Market
 from engine.producers.client import TradingClient
-from engine.runner import run_engine
+from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings
-from engine.simulation import OrderFlow, generated_listings
 from engine.store.settlement import SettlementStore
 from schemas.commands import Command
 from schemas.events import Deal

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine.batch import DLQ_DETAIL_HEADER, DLQ_OFFSET_HEADER, DLQ_REASON_HEADER
-from engine.codec import decode_event, encode
-from engine.market import Market
+from engine.core.batch import DLQ_DETAIL_HEADER, DLQ_OFFSET_HEADER, DLQ_REASON_HEADER
+from engine.core.codec import decode_event, encode
+from engine.core.market import Market
 from engine.producers.client import TradingClient
+from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings
-from engine.simulation import OrderFlow, generated_listings
 from schemas.events import Deal
 from tests.integration.harness import (
     expected_outputs,

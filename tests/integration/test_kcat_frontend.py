@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from engine.batch import DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER
-from engine.codec import decode_event
-from engine.partitioning import partition_for
+from engine.core.batch import DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER
+from engine.core.codec import decode_event
+from engine.core.partitioning import partition_for
 from engine.settings import PROJECT_ROOT, Settings
 from engine.store.connection import connected
 from schemas.common import DeadLetterReason, RejectReason

@@ -7,16 +7,16 @@ from dataclasses import replace
 
 import pytest
 
-from engine.batch import PartitionProcessor
-from engine.codec import decode_event, encode
-from engine.consumers.audit import run_replay
+from engine.commands.replay import run_replay
+from engine.commands.run import run_engine
+from engine.core.batch import PartitionProcessor
+from engine.core.codec import decode_event, encode
+from engine.core.market import Market
+from engine.core.partitioning import partition_for
 from engine.errors import DeterminismError, FencedError
-from engine.market import Market
-from engine.partitioning import partition_for
 from engine.producers.client import TradingClient
-from engine.runner import run_engine
+from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings
-from engine.simulation import OrderFlow, generated_listings
 from engine.store.connection import connected
 from engine.store.settlement import Settlement, SettlementStore
 from schemas.events import Deal

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine.codec import decode_event
-from engine.market import Market
+from engine.core.codec import decode_event
+from engine.core.market import Market
 from engine.producers.client import TradingClient
+from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings
-from engine.simulation import OrderFlow, generated_listings
 from schemas.events import Deal
 from tests.integration.harness import fetch_all, read_topic, running_engine, wait_until_settled
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.batch import (
+from engine.core.batch import (
     DLQ_DETAIL_HEADER,
     DLQ_OFFSET_HEADER,
     DLQ_PARTITION_HEADER,
@@ -18,10 +18,10 @@ from engine.batch import (
     KafkaMessage,
     PartitionProcessor,
 )
-from engine.codec import MAX_COMMAND_BYTES, decode_command, decode_event, encode
+from engine.core.codec import MAX_COMMAND_BYTES, decode_command, decode_event, encode
+from engine.core.market import Market
+from engine.core.partitioning import partition_for
 from engine.errors import DecodeError
-from engine.market import Market
-from engine.partitioning import partition_for
 from schemas.commands import ListTechnology, PlaceOrder
 from schemas.common import DeadLetterReason
 from schemas.events import Deal, Event, OrderAccepted, OrderDone, TechnologyListed

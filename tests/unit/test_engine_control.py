@@ -15,10 +15,10 @@ import msgspec
 import pytest
 from aiokafka import TopicPartition
 
-import engine.consumers.engine as engine_module
-from engine.batch import PartitionProcessor
-from engine.consumers.engine import MatchingEngine, PartitionWorker
-from engine.partitioning import partition_for
+import engine.consumers.matching_engine as engine_module
+from engine.consumers.matching_engine import MatchingEngine, PartitionWorker
+from engine.core.batch import PartitionProcessor
+from engine.core.partitioning import partition_for
 from engine.settings import Settings
 from engine.store.settlement import DealTotals, PartitionClaim
 

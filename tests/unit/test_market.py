@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import continuous
-from engine.codec import decode_command, encode
-from engine.continuous import ContinuousVenue
-from engine.market import Market
+from engine.core.codec import decode_command, encode
+from engine.core.market import Market
+from engine.core.mechanisms import continuous
+from engine.core.mechanisms.continuous import ContinuousVenue
 from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
 from schemas.common import (
     MAX_NOTIONAL,

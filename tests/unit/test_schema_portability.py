@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.protocols import Validator
 
-from engine.codec import decode_command
+from engine.core.codec import decode_command
+from engine.core.market import Market
 from engine.errors import DecodeError
-from engine.market import Market
 from schemas import common
 from schemas.commands import COMMAND_TYPES, ListTechnology
 from schemas.common import (

@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 import pytest
 
-from engine.codec import decode_command, decode_event, encode
+from engine.core.codec import decode_command, decode_event, encode
 from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
 from schemas.common import (
     MAX_PRICE,

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from engine.codec import encode
-from engine.errors import SnapshotError
-from engine.market import Market
-from engine.simulation import OrderFlow, generated_listings
-from engine.snapshot import (
+from engine.core.codec import encode
+from engine.core.market import Market
+from engine.core.snapshot import (
     SNAPSHOT_VERSION,
     ContinuousState,
     MarketState,
     RestingOrderState,
     encode_state,
 )
+from engine.errors import SnapshotError
+from engine.producers.simulation import OrderFlow, generated_listings
 from schemas.commands import Command, ListTechnology, PlaceOrder
 from schemas.common import RejectReason
 from schemas.events import CommandRejected

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import structlog
 
-from engine.batch import DeadLetter, PartitionProcessor
-from engine.codec import encode
-from engine.consumers.replay import read_partition
+from engine.consumers.log_reader import read_partition
+from engine.core.batch import DeadLetter, PartitionProcessor
+from engine.core.codec import encode
 from engine.settings import Settings
 from engine.store.connection import connected
 from schemas.events import Deal

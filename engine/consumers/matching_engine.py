@@ -29,8 +29,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from engine.batch import CommandRecord, PartitionProcessor, SettlementBatch
-from engine.consumers.replay import read_partition
+from engine.consumers.log_reader import read_partition
+from engine.core.batch import CommandRecord, PartitionProcessor, SettlementBatch
+from engine.core.market import Market
 from engine.errors import (
     DeterminismError,
     PipelineBrokenError,
@@ -39,7 +40,6 @@ from engine.errors import (
     StoreUnavailableError,
     TechXError,
 )
-from engine.market import Market
 from engine.producers.publisher import EventPublisher
 from engine.settings import Settings
 from engine.store.settlement import DealTotals, PartitionClaim, Settlement, SettlementStore

@@ -14,9 +14,9 @@ import hashlib
 from collections.abc import Callable
 from typing import Protocol
 
-from engine.continuous import ContinuousVenue
-from engine.rules import check_listing, quoted, rejection
-from engine.snapshot import (
+from engine.core.mechanisms.continuous import ContinuousVenue
+from engine.core.rules import check_listing, quoted, rejection
+from engine.core.snapshot import (
     SNAPSHOT_VERSION,
     ContinuousState,
     MarketState,

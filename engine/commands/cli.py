@@ -104,25 +104,25 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "stack":
         return _stack(args.action, settings)
     if args.command == "setup":
-        from engine.setup import setup  # noqa: PLC0415 - keep `techx stack` free of aiokafka
+        from engine.commands.setup import setup  # noqa: PLC0415 - keep `techx stack` free of aiokafka
 
         asyncio.run(setup(settings))
         return 0
     if args.command == "run":
-        from engine.runner import run_engine  # noqa: PLC0415 - same reason
+        from engine.commands.run import run_engine  # noqa: PLC0415 - same reason
 
         asyncio.run(run_engine(settings))
         return 0
     if args.command == "demo":
-        from engine.demo import run_demo  # noqa: PLC0415
+        from engine.commands.demo import run_demo  # noqa: PLC0415
 
         return asyncio.run(run_demo(settings, args.seconds, args.rate, args.seed))
     if args.command == "order":
-        from engine.order_cli import send_order  # noqa: PLC0415
+        from engine.commands.order import send_order  # noqa: PLC0415
 
         return asyncio.run(send_order(settings, args))
     if args.command == "replay":
-        from engine.consumers.audit import run_replay  # noqa: PLC0415
+        from engine.commands.replay import run_replay  # noqa: PLC0415
 
         return asyncio.run(
             run_replay(

@@ -14,13 +14,13 @@ import time
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine import stack
-from engine.codec import decode_event
+from engine.commands.run import run_engine
+from engine.commands.setup import setup
+from engine.core.codec import decode_event
 from engine.errors import StackError
 from engine.producers.client import TradingClient
-from engine.runner import run_engine
+from engine.producers.simulation import DEMO_LISTINGS, OrderFlow
 from engine.settings import Settings
-from engine.setup import setup
-from engine.simulation import DEMO_LISTINGS, OrderFlow
 from engine.store.connection import connected
 from schemas.events import Deal
 

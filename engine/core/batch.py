@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine.codec import MAX_COMMAND_BYTES, decode_command, encode
+from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode
+from engine.core.market import Market
+from engine.core.partitioning import partition_for
 from engine.errors import DecodeError
-from engine.market import Market
-from engine.partitioning import partition_for
 from schemas.commands import Command
 from schemas.common import DeadLetterReason
 from schemas.events import Deal, Event

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections import deque
 
+from engine.core.rules import check_notional, check_price, check_quantity, quoted, rejection
+from engine.core.snapshot import ContinuousState, RestingOrderState
 from engine.errors import SnapshotError
 from engine.orderbook import Order, OrderBook
-from engine.rules import check_notional, check_price, check_quantity, quoted, rejection
-from engine.snapshot import ContinuousState, RestingOrderState
 from schemas.commands import CancelOrder, PlaceOrder
 from schemas.common import CancelReason, OrderType, RejectReason, Side
 from schemas.events import (

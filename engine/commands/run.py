@@ -8,7 +8,7 @@ import signal
 
 import structlog
 
-from engine.consumers.engine import MatchingEngine
+from engine.consumers.matching_engine import MatchingEngine
 from engine.producers.publisher import EventPublisher, make_producer
 from engine.settings import Settings
 from engine.store.settlement import SettlementStore

@@ -1,0 +1,1 @@
+"""The ``techx`` command line: one module per command, wiring the core and the adapters."""
