@@ -76,10 +76,19 @@ class PriceLevel:
 
 
 #: One execution against a resting order: (resting order, quantity, the resting order's price).
-#: With self-trade prevention, (resting order, 0, open quantity) reports instead that the
-#: resting order was the incoming order's own participant's and was cancelled, untraded.
 #: A plain tuple rather than a NamedTuple: it is built once per fill on the hot path.
 Fill = tuple[Order, int, int]
+
+
+class SelfTradeCancel(NamedTuple):
+    """The resting order was the incoming order's own participant's: cancelled, untraded."""
+
+    resting: Order
+    open_quantity: int
+
+
+#: What matching an incoming order reports, in the order it happened.
+Execution = Fill | SelfTradeCancel
 
 _BID = Side.BID
 #: Levels shorter than this are never compacted: scanning them costs more than it saves.
@@ -114,7 +123,7 @@ class OrderBook:
         self._offer_levels: dict[int, PriceLevel] = {}  # keyed by minus price
         self._offer_keys: list[int] = []  # minus prices ascending: best (lowest) offer last
 
-    def place(self, order: Order) -> list[Fill]:  # noqa: PLR0915 - one flat hot path on purpose
+    def place(self, order: Order) -> list[Execution]:  # noqa: PLR0915 - one flat hot path on purpose
         """Match ``order`` against the other side; a limit remainder rests, a market one never.
 
         ``order.price is None`` means a market order. The caller reads ``order.remaining``
@@ -135,7 +144,7 @@ class OrderBook:
             own_keys, own_levels = self._offer_keys, self._offer_levels
             threshold = _NO_LIMIT if limit is None else limit
             own_key = None if limit is None else -limit
-        fills: list[Fill] = []
+        fills: list[Execution] = []
         wanted = order.remaining
         own_participant = order.participant_id if self.self_trade_prevention else None
         while wanted and opposite_keys:
@@ -156,7 +165,7 @@ class OrderBook:
                     resting.remaining = 0
                     level.live_quantity -= available
                     level.live_count -= 1
-                    fills.append((resting, 0, available))
+                    fills.append(SelfTradeCancel(resting, available))
                     continue
                 traded = wanted if wanted < available else available
                 resting.remaining = available - traded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import count
 
-from engine.orderbook import DepthLevel, Fill, Order, OrderBook
+from engine.orderbook import DepthLevel, Execution, Order, OrderBook, SelfTradeCancel
 from schemas.common import Side
 
 _ids = count(1)
@@ -20,9 +20,13 @@ def offer(price: int | None, quantity: int, name: str | None = None) -> Order:
     return Order(order_id, "p-" + order_id, "c-" + order_id, Side.OFFER, price, quantity)
 
 
-def trades(fills: list[Fill]) -> list[tuple[str, int, int]]:
+def trades(fills: list[Execution]) -> list[tuple[str, int, int]]:
     """Fills as (resting order id, quantity, price), the way the tests compare them."""
-    return [(resting.order_id, quantity, price) for resting, quantity, price in fills]
+    return [
+        (fill[0].order_id, fill[1], fill[2])
+        for fill in fills
+        if not isinstance(fill, SelfTradeCancel)
+    ]
 
 
 def ids(orders: list[Order]) -> list[str]:
@@ -381,7 +385,7 @@ def test_self_trade_prevention_cancels_the_resting_order_and_matching_goes_on() 
     book.place(other)
     incoming = Order("in", "p", "c3", Side.BID, 100, 3)
     fills = book.place(incoming)
-    assert fills == [(own, 0, 4), (other, 3, 100)]
+    assert fills == [SelfTradeCancel(own, 4), (other, 3, 100)]
     assert own.remaining == 0
     assert book.depth(Side.OFFER) == [DepthLevel(100, 2, 1)]
 

@@ -12,7 +12,7 @@ from collections import deque
 from engine.core.rules import check_notional, check_price, check_quantity, quoted, rejection
 from engine.core.snapshot import ContinuousState, RestingOrderState
 from engine.errors import SnapshotError
-from engine.orderbook import Order, OrderBook
+from engine.orderbook import Order, OrderBook, SelfTradeCancel
 from schemas.commands import CancelOrder, PlaceOrder
 from schemas.common import CancelReason, OrderType, RejectReason, Side
 from schemas.events import (
@@ -159,19 +159,21 @@ class ContinuousVenue:
             )
         ]
         live = self._live
-        for resting, quantity, price in self.book.place(order):
-            if not quantity:  # self-trade prevented: ``price`` holds the open quantity
+        for execution in self.book.place(order):
+            if isinstance(execution, SelfTradeCancel):
+                resting = execution.resting
                 del live[resting.participant_id, resting.client_order_id]
                 events.append(
                     self._cancelled(
                         resting,
-                        price,
+                        execution.open_quantity,
                         timestamp_ms,
                         source_offset,
                         CancelReason.SELF_TRADE_PREVENTED,
                     )
                 )
                 continue
+            resting, quantity, price = execution
             self.deal_count += 1
             self.seq += 1
             bid, offer = (order, resting) if side is _BID else (resting, order)
