@@ -21,7 +21,7 @@ from engine.errors import StackError
 from engine.producers.client import TradingClient
 from engine.producers.simulation import DEMO_LISTINGS, OrderFlow
 from engine.settings import Settings
-from engine.store.connection import connected
+from engine.store.reports import turnover_since
 from schemas.events import Deal
 
 
@@ -61,22 +61,15 @@ async def _print_deals(settings: Settings, started: asyncio.Event, stop: asyncio
 
 
 async def _summary(settings: Settings, since_ms: int) -> None:
-    async with connected(settings.database_url) as connection:
-        rows = await connection.fetch(
-            "SELECT technology_id, count(*) AS deals, sum(quantity) AS units,"
-            " sum(price::numeric * quantity) AS turnover, min(price) AS low, max(price) AS high"
-            " FROM deals WHERE traded_at_ms >= $1 GROUP BY technology_id ORDER BY 1",
-            since_ms,
-        )
-        dead = await connection.fetchval(
-            "SELECT count(*) FROM dead_letters WHERE timestamp_ms >= $1", since_ms
-        )
+    turnovers, dead = await turnover_since(
+        settings.database_url, settings.topics.commands, since_ms
+    )
     print("\nSettled in PostgreSQL during this demo:")
     print(f"  {'technology':<18}{'deals':>7}{'units':>8}{'turnover':>24}{'low':>17}{'high':>17}")
-    for row in rows:
+    for row in turnovers:
         print(
-            f"  {row['technology_id']:<18}{row['deals']:>7}{row['units']:>8}"
-            f"{_vnd(int(row['turnover'])):>24}{_vnd(row['low']):>17}{_vnd(row['high']):>17}"
+            f"  {row.technology_id:<18}{row.deals:>7}{row.units:>8}"
+            f"{_vnd(row.turnover):>24}{_vnd(row.low):>17}{_vnd(row.high):>17}"
         )
     print(f"  dead letters: {dead}")
 

@@ -17,7 +17,7 @@ from engine.consumers.log_reader import read_partition
 from engine.core.batch import DeadLetter, PartitionProcessor
 from engine.core.codec import encode
 from engine.settings import Settings
-from engine.store.connection import connected
+from engine.store.reports import settled_deals, settled_offset
 from schemas.events import Deal
 
 log = structlog.get_logger()
@@ -88,32 +88,6 @@ async def replay_partition(
     return result
 
 
-async def settled_deals(
-    settings: Settings, partition: int, from_offset: int = 0, to_offset: int | None = None
-) -> list[tuple[object, ...]]:
-    """Deals PostgreSQL holds for a partition's offset range, in the replay's comparison form."""
-    async with connected(settings.database_url) as connection:
-        rows = await connection.fetch(
-            "SELECT deal_id, price, quantity, buyer_id, seller_id, traded_at_ms FROM deals"
-            " WHERE source_partition = $1 AND source_offset >= $2 AND source_offset < $3"
-            ' ORDER BY technology_id COLLATE "C", deal_number',
-            partition,
-            from_offset,
-            to_offset if to_offset is not None else 2**62,
-        )
-    return [tuple(row) for row in rows]
-
-
-async def _settled_offset(settings: Settings, partition: int) -> int:
-    async with connected(settings.database_url) as connection:
-        offset = await connection.fetchval(
-            "SELECT next_offset FROM partition_state WHERE topic = $1 AND partition = $2",
-            settings.topics.commands,
-            partition,
-        )
-    return int(offset or 0)
-
-
 def comparable(deals: list[Deal]) -> list[tuple[object, ...]]:
     ordered = sorted(deals, key=lambda d: (d.technology_id, d.deal_number))
     return [
@@ -131,7 +105,7 @@ async def run_replay(
 ) -> int:
     if compare and to_offset is None:
         # Compare only what is settled: an engine that is merely behind is not a mismatch.
-        to_offset = await _settled_offset(settings, partition)
+        to_offset = await settled_offset(settings.database_url, settings.topics.commands, partition)
     result = await replay_partition(
         settings, partition, from_offset, to_offset, Path(out) if out else None
     )
@@ -142,7 +116,9 @@ async def run_replay(
     if not compare:
         return 0
     replayed = comparable(result.deals)
-    stored = await settled_deals(settings, partition, from_offset, to_offset)
+    stored = await settled_deals(
+        settings.database_url, settings.topics.commands, partition, from_offset, to_offset
+    )
     if replayed == stored:
         print(f"identical: {len(stored)} deals in PostgreSQL match the replay")
         return 0

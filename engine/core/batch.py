@@ -7,7 +7,7 @@ the same code over the same records, which is what makes their outputs identical
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode
 from engine.core.market import Market
@@ -65,16 +65,44 @@ class DeadLetter:
     detail: str
 
 
+class CommandOutcome(NamedTuple):
+    """One applied command and every event it caused, as published (a JSON array)."""
+
+    offset: int
+    technology_id: str
+    command_type: str
+    participant_id: str
+    client_order_id: str
+    events_json: bytes
+
+
+class DeadLetterRecord(NamedTuple):
+    """A record that never became a command, whole, with why."""
+
+    offset: int
+    reason: DeadLetterReason
+    #: Safe to store as text: no NUL, valid UTF-8, at most _MAX_DLQ_DETAIL_BYTES.
+    detail: str
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
 @dataclass(slots=True)
 class SettlementBatch:
-    """One partition's share of a consumer batch: settled in one transaction, then published."""
+    """One partition's share of a consumer batch: settled in one transaction, then published.
+
+    This is the one hand-over from the pure core to the store and the publisher: the store
+    turns ``deals``, ``outcomes`` and ``dead_letters`` into its rows, the publisher sends the
+    ``*_out`` messages.
+    """
 
     partition: int
     first_offset: int
     next_offset: int
-    deal_rows: list[tuple[object, ...]] = field(default_factory=list)
-    outcome_rows: list[tuple[object, ...]] = field(default_factory=list)
-    dead_letter_rows: list[tuple[object, ...]] = field(default_factory=list)
+    deals: list[Deal] = field(default_factory=list)
+    outcomes: list[CommandOutcome] = field(default_factory=list)
+    dead_letters: list[DeadLetterRecord] = field(default_factory=list)
     #: Messages for the output topics: (key, value, headers).
     deals_out: list[KafkaMessage] = field(default_factory=list)
     executions_out: list[KafkaMessage] = field(default_factory=list)
@@ -130,9 +158,8 @@ class PartitionProcessor:
     def process_into(self, batch: SettlementBatch, records: list[CommandRecord]) -> None:
         """Add the outcomes of the next records (which follow the batch's) to ``batch``."""
         batch.next_offset = records[-1].offset + 1
-        partition = self.partition
         apply = self.apply
-        deal_rows, outcome_rows = batch.deal_rows, batch.outcome_rows
+        deals, outcomes = batch.deals, batch.outcomes
         deals_out, executions_out = batch.deals_out, batch.executions_out
         for record in records:
             outcome = apply(record)
@@ -149,12 +176,11 @@ class PartitionProcessor:
                 values.append(value)
                 if type(event) is Deal:
                     deals_out.append((key, value, _NO_HEADERS))
-                    deal_rows.append(_deal_row(event, partition, offset))
+                    deals.append(event)
                 else:
                     executions_out.append((key, value, _NO_HEADERS))
-            outcome_rows.append(
-                (
-                    partition,
+            outcomes.append(
+                CommandOutcome(
                     offset,
                     command.technology_id,
                     _COMMAND_TAGS[type(command)],
@@ -166,76 +192,15 @@ class PartitionProcessor:
         batch.commands += len(records)
 
 
-def _deal_row(deal: Deal, partition: int, offset: int) -> tuple[object, ...]:
-    return (
-        deal.deal_id,
-        deal.technology_id,
-        deal.deal_number,
-        deal.seq,
-        deal.price,
-        deal.quantity,
-        deal.buyer_id,
-        deal.seller_id,
-        deal.bid_order_id,
-        deal.offer_order_id,
-        deal.aggressor_side.value,
-        deal.timestamp_ms,
-        partition,
-        offset,
-    )
-
-
-DEAL_COLUMNS = (
-    "deal_id",
-    "technology_id",
-    "deal_number",
-    "seq",
-    "price",
-    "quantity",
-    "buyer_id",
-    "seller_id",
-    "bid_order_id",
-    "offer_order_id",
-    "aggressor_side",
-    "traded_at_ms",
-    "source_partition",
-    "source_offset",
-)
-OUTCOME_COLUMNS = (
-    "source_partition",
-    "source_offset",
-    "technology_id",
-    "command_type",
-    "participant_id",
-    "client_order_id",
-    "events",
-)
-DEAD_LETTER_COLUMNS = (
-    "source_partition",
-    "source_offset",
-    "reason",
-    "detail",
-    "record_key",
-    "record_value",
-    "timestamp_ms",
-)
-
-
 def _dead_letter(batch: SettlementBatch, record: CommandRecord, dead: DeadLetter) -> None:
     # The detail may quote the bad input; PostgreSQL text cannot hold NUL, and a lone
     # surrogate from a JSON escape cannot be encoded as UTF-8.
     detail = dead.detail.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace")
     if len(detail) > _MAX_DLQ_DETAIL_BYTES:
         detail = detail[: _MAX_DLQ_DETAIL_BYTES - 3].decode("utf-8", "ignore").encode() + b"..."
-    batch.dead_letter_rows.append(
-        (
-            batch.partition,
-            record.offset,
-            dead.reason.value,
-            detail.decode(),
-            record.key,
-            record.value,
-            record.timestamp,
+    batch.dead_letters.append(
+        DeadLetterRecord(
+            record.offset, dead.reason, detail.decode(), record.key, record.value, record.timestamp
         )
     )
     headers = [

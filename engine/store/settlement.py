@@ -11,13 +11,21 @@ from types import TracebackType
 import asyncpg
 import structlog
 
-from engine.core.batch import DEAD_LETTER_COLUMNS, DEAL_COLUMNS, OUTCOME_COLUMNS, SettlementBatch
+from engine.core.batch import SettlementBatch
 from engine.errors import (
     DeterminismError,
     FencedError,
     StoreRefusedError,
     StoreUnavailableError,
     TechXError,
+)
+from engine.store.rows import (
+    DEAD_LETTER_COLUMNS,
+    DEAL_COLUMNS,
+    OUTCOME_COLUMNS,
+    dead_letter_rows,
+    deal_rows,
+    outcome_rows,
 )
 
 #: SQLSTATE classes and codes worth retrying: connection trouble (08), resources (53),
@@ -74,11 +82,11 @@ class DealTotals:
     notional: int = 0
 
     def add(self, batch: SettlementBatch) -> DealTotals:
-        rows = batch.deal_rows
+        deals = batch.deals
         return DealTotals(
-            self.deals + len(rows),
-            self.quantity + sum(int(row[5]) for row in rows),  # type: ignore[call-overload]
-            self.notional + sum(int(row[4]) * int(row[5]) for row in rows),  # type: ignore[call-overload]
+            self.deals + len(deals),
+            self.quantity + sum(deal.quantity for deal in deals),
+            self.notional + sum(deal.price * deal.quantity for deal in deals),
         )
 
 
@@ -150,9 +158,10 @@ class SettlementStore:
         under us): the engine stops rather than guess what else it missed. StoreUnavailableError
         means the same call may be retried as it is.
         """
-        deal_rows = [row for item in items for row in item.batch.deal_rows]
-        outcome_rows = [row for item in items for row in item.batch.outcome_rows]
-        dead_rows = [row for item in items for row in item.batch.dead_letter_rows]
+        topic, batches = self._topic, [item.batch for item in items]
+        deals = list(deal_rows(topic, batches))
+        outcomes = list(outcome_rows(topic, batches))
+        dead = list(dead_letter_rows(topic, batches))
         try:
             async with self._pool.acquire() as connection, connection.transaction():
                 for position, item in enumerate(items):
@@ -187,17 +196,17 @@ class SettlementStore:
                             f"at offset {item.expected_offset} is no longer the owner's position",
                             partition=item.batch.partition,
                         )
-                if deal_rows:
+                if deals:
                     await connection.copy_records_to_table(
-                        "deals", records=deal_rows, columns=DEAL_COLUMNS
+                        "deals", records=deals, columns=DEAL_COLUMNS
                     )
-                if outcome_rows:
+                if outcomes:
                     await connection.copy_records_to_table(
-                        "command_outcomes", records=outcome_rows, columns=OUTCOME_COLUMNS
+                        "command_outcomes", records=outcomes, columns=OUTCOME_COLUMNS
                     )
-                if dead_rows:
+                if dead:
                     await connection.copy_records_to_table(
-                        "dead_letters", records=dead_rows, columns=DEAD_LETTER_COLUMNS
+                        "dead_letters", records=dead, columns=DEAD_LETTER_COLUMNS
                     )
                 for item in items:
                     if item.batch.snapshot is not None:
@@ -291,7 +300,9 @@ class SettlementStore:
             row = await self._pool.fetchrow(
                 "SELECT count(*) AS deals, coalesce(sum(quantity), 0) AS quantity,"
                 " coalesce(sum(price::numeric * quantity), 0) AS notional FROM deals"
-                " WHERE source_partition = $1 AND source_offset >= $2 AND source_offset < $3",
+                " WHERE topic = $1 AND source_partition = $2"
+                " AND source_offset >= $3 AND source_offset < $4",
+                self._topic,
                 partition,
                 from_offset,
                 below_offset,

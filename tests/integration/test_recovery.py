@@ -142,7 +142,7 @@ async def test_a_settlement_retried_after_a_lost_commit_answer_is_not_applied_tw
     ]
     records = [_Record(i, r.value, r.key) for i, r in enumerate(home)]
     batch = PartitionProcessor(0, settings.partitions).process(records)
-    assert batch.deal_rows, "the batch should settle some deals"
+    assert batch.deals, "the batch should settle some deals"
     store = await SettlementStore.connect(settings.database_url, settings.topics.commands)
     try:
         claim = await store.claim(0)
@@ -151,7 +151,7 @@ async def test_a_settlement_retried_after_a_lost_commit_answer_is_not_applied_tw
     finally:
         await store.close()
     rows = await fetch_all(settings, "SELECT count(*) FROM deals")
-    assert rows[0][0] == len(batch.deal_rows)
+    assert rows[0][0] == len(batch.deals)
 
 
 async def test_a_replay_that_disagrees_with_postgresql_stops_the_engine(

@@ -357,10 +357,10 @@ def test_bad_record_becomes_a_dead_letter_and_the_batch_goes_on(
 
     assert (batch.partition, batch.first_offset, batch.next_offset) == (PARTITION, 100, 104)
     assert batch.commands == 4
-    (row,) = batch.dead_letter_rows
-    partition, offset, reason, detail, key, raw, timestamp = row
-    assert (partition, offset, key, raw, timestamp) == (PARTITION, 102, b"T1", value, TIMESTAMP + 2)
-    assert reason == code.value
+    (dead,) = batch.dead_letters
+    offset, reason, detail, key, raw, timestamp = dead
+    assert (offset, key, raw, timestamp) == (102, b"T1", value, TIMESTAMP + 2)
+    assert reason is code
     assert isinstance(detail, str)
     assert fragment in detail
 
@@ -393,14 +393,10 @@ def test_bad_record_becomes_a_dead_letter_and_the_batch_goes_on(
     # The dead letter took no sequence number: the stream stays contiguous.
     assert sorted([e.seq for e in events] + [deal.seq]) == [1, 2, 3, 4, 5, 6]
     # One outcome row per applied command, holding all its events (the deal too), in order.
-    assert [(r[0], r[1]) for r in batch.outcome_rows] == [
-        (PARTITION, 100),
-        (PARTITION, 101),
-        (PARTITION, 103),
-    ]
-    crossing = json.loads(bytes(batch.outcome_rows[2][-1]))  # type: ignore[arg-type]
+    assert [outcome.offset for outcome in batch.outcomes] == [100, 101, 103]
+    crossing = json.loads(batch.outcomes[2].events_json)
     assert [e["type"] for e in crossing] == ["order_accepted", "deal", "order_done", "order_done"]
-    assert batch.deal_rows[0][-2:] == (PARTITION, 103)
+    assert batch.deals[0].source_offset == 103
 
 
 @pytest.mark.parametrize(
@@ -427,8 +423,8 @@ def test_key_that_differs_from_technology_id_is_a_dead_letter(
         ]
     )
 
-    ((partition, offset, reason, detail, row_key, raw, _),) = batch.dead_letter_rows
-    assert (partition, offset, row_key, raw) == (PARTITION, 8, key, place())
+    ((offset, reason, detail, row_key, raw, _),) = batch.dead_letters
+    assert (offset, row_key, raw) == (8, key, place())
     assert reason == DeadLetterReason.KEY_MISMATCH
     assert fragment in str(detail)
     assert "the key routes a technology to one partition" in str(detail)
@@ -443,7 +439,7 @@ def test_dead_letter_takes_precedence_over_key_check_for_undecodable_values() ->
     """A record that is both undecodable and mis-keyed is reported for its value."""
     processor = PartitionProcessor(PARTITION)
     batch = processor.process([FakeRecord(0, TIMESTAMP, b"OTHER", b"{")])
-    ((_, _, reason, detail, _, _, _),) = batch.dead_letter_rows
+    ((_, reason, detail, _, _, _),) = batch.dead_letters
     assert reason == DeadLetterReason.MALFORMED_JSON
     assert str(detail).startswith("not valid JSON")
 
@@ -477,12 +473,11 @@ def test_interleaved_bad_records_lose_nothing() -> None:
     produced = sorted(batch.executions_out + batch.deals_out, key=lambda m: _seq(m[1]))
     assert [value for _, value, _ in produced] == expected
     assert len(batch.deals_out) == 3
-    assert len(batch.dead_letter_rows) == 2 * len(good)
-    assert [row[1] for row in batch.dead_letter_rows] == [
+    assert len(batch.dead_letters) == 2 * len(good)
+    assert [dead.offset for dead in batch.dead_letters] == [
         offset for offset in range(len(mixed)) if offset % 3 != 1
     ]
-    assert all(row[0] == PARTITION for row in batch.dead_letter_rows)
-    assert [row[5] for row in batch.dead_letter_rows] == [
+    assert [dead.value for dead in batch.dead_letters] == [
         value for offset, value in enumerate(mixed) if offset % 3 != 1
     ]
     assert batch.next_offset == len(mixed)
@@ -492,7 +487,7 @@ def test_a_batch_of_only_bad_records_still_advances() -> None:
     """Dead letters alone still move the partition's next offset past them."""
     batch = PartitionProcessor(PARTITION).process(records(b"x", None, b"[]", first=41))
     assert (batch.first_offset, batch.next_offset, batch.commands) == (41, 44, 3)
-    assert len(batch.dead_letter_rows) == 3
+    assert len(batch.dead_letters) == 3
     assert batch.executions_out == []
     assert batch.deals_out == []
 
@@ -509,9 +504,9 @@ def test_nothing_settled_contains_a_nul_character() -> None:
     batch = PartitionProcessor(PARTITION).process(
         records(encode(listing), place(type="\x00"), first=0)
     )
-    assert batch.outcome_rows or batch.dead_letter_rows
-    bodies = [str(row[-1]) for row in batch.outcome_rows]
-    details = [str(row[3]) for row in batch.dead_letter_rows]
+    assert batch.outcomes or batch.dead_letters
+    bodies = [outcome.events_json.decode() for outcome in batch.outcomes]
+    details = [dead.detail for dead in batch.dead_letters]
     assert not any("\\u0000" in body or "\x00" in body for body in bodies)
     assert not any("\x00" in detail for detail in details)
 
@@ -521,13 +516,13 @@ def test_record_on_the_wrong_partition_is_dead_lettered() -> None:
     home = partition_for("T1", 8)
     wrong = (home + 1) % 8
     stray = PartitionProcessor(wrong, partition_count=8).process(records(LISTING, place()))
-    assert not stray.outcome_rows
-    assert [row[2] for row in stray.dead_letter_rows] == [DeadLetterReason.WRONG_PARTITION] * 2
-    details = [str(row[3]) for row in stray.dead_letter_rows]
+    assert not stray.outcomes
+    assert [dead.reason for dead in stray.dead_letters] == [DeadLetterReason.WRONG_PARTITION] * 2
+    details = [dead.detail for dead in stray.dead_letters]
     assert all(f"belongs to partition {home}" in detail for detail in details)
     at_home = PartitionProcessor(home, partition_count=8).process(records(LISTING, place()))
-    assert not at_home.dead_letter_rows
-    assert len(at_home.outcome_rows) == 2
+    assert not at_home.dead_letters
+    assert len(at_home.outcomes) == 2
 
 
 def test_invalid_utf8_is_dead_lettered_not_a_crash() -> None:
@@ -535,10 +530,10 @@ def test_invalid_utf8_is_dead_lettered_not_a_crash() -> None:
     batch = PartitionProcessor(PARTITION).process(
         records(b'{"type":"place_order","side":"\xff"}', place())
     )
-    assert len(batch.dead_letter_rows) == 1
-    assert batch.dead_letter_rows[0][2] == DeadLetterReason.INVALID_UTF8
-    assert "not valid UTF-8" in str(batch.dead_letter_rows[0][3])
-    assert len(batch.outcome_rows) == 1, "the record after it was still applied"
+    assert len(batch.dead_letters) == 1
+    assert batch.dead_letters[0].reason is DeadLetterReason.INVALID_UTF8
+    assert "not valid UTF-8" in batch.dead_letters[0].detail
+    assert len(batch.outcomes) == 1, "the record after it was still applied"
 
 
 def test_a_huge_key_is_quoted_short_and_cut_in_the_dead_letter() -> None:
@@ -548,4 +543,4 @@ def test_a_huge_key_is_quoted_short_and_cut_in_the_dead_letter() -> None:
     assert key is not None
     assert len(key) <= 256
     assert sum(len(v) for _, v in headers) < 1_000
-    assert "(300000 bytes)" in str(batch.dead_letter_rows[0][3])
+    assert "(300000 bytes)" in batch.dead_letters[0].detail
