@@ -38,6 +38,9 @@ _STRING_TOKEN = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)"(\s*:)?', re.DOTALL)
 #: A quote followed by JSON whitespace: the fast key count below does not cover that layout.
 _QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
 _plain_decoder = msgspec.json.Decoder()
+#: The same, for the depth scan over records that failed to decode: an unclosed string runs to
+#: the end, and possessive steps never backtrack, so no input makes the scan quadratic.
+_STRING_OR_UNCLOSED = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 _BRACKETS_ONLY = bytes(range(256)).translate(None, b"[]{}")
 _DEPTH_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 
@@ -98,7 +101,7 @@ def nesting_depth(raw: bytes) -> int:
 
     Iterative and in C-speed steps, so a hostile record cannot make it recurse or crawl.
     """
-    brackets = _STRING_TOKEN.sub(b"", raw).translate(None, _BRACKETS_ONLY)
+    brackets = _STRING_OR_UNCLOSED.sub(b"", raw).translate(None, _BRACKETS_ONLY)
     steps = array("b")
     steps.frombytes(brackets.translate(_DEPTH_STEP))  # 0x01 opens, 0xff (-1) closes
     return max(accumulate(steps), default=0)

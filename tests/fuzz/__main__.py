@@ -73,7 +73,7 @@ def _show(seed: int, partitions: int, where: str) -> int:
         print(f"decode_command raised {type(e).__name__}: {e}")
     try:
         batch = PartitionProcessor(int(partition), partitions).process([record])
-        print(f"process (fresh market): outcomes {batch.outcome_rows!r:.2000}")
+        print(f"process (fresh market): outcomes {batch.outcomes!r:.2000}")
         print(f"process (fresh market): dead letters {batch.dead_letters_out!r:.2000}")
     except Exception as e:
         print(f"process raised {type(e).__name__}: {e}")

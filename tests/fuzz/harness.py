@@ -6,7 +6,7 @@ offset, the first 200 bytes of its key and value, and the exception or broken ru
 
 * ``decode_command``: anything but ``DecodeError`` escaped from it;
 * ``process``: anything escaped from ``PartitionProcessor.process``;
-* ``answer``: a record got no row, or two, in ``outcome_rows`` + ``dead_letter_rows``;
+* ``answer``: a record got no answer, or two, in the batch's ``outcomes`` + ``dead_letters``;
 * ``invariant``: an answer PostgreSQL or a consumer could not take (NUL or unencodable text,
   an integer outside bigint, a non-positive deal price or quantity, an event its own schema
   does not decode), a dead letter without a reason header, or a dead-letter reason that
@@ -30,12 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 
-from engine.core.batch import (
-    DEAL_COLUMNS,
-    DLQ_REASON_HEADER,
-    PartitionProcessor,
-    SettlementBatch,
-)
+import msgspec
+
+from engine.core.batch import DLQ_REASON_HEADER, PartitionProcessor, SettlementBatch
 from engine.core.codec import decode_command, decode_event
 from engine.core.market import Market
 from engine.errors import DecodeError
@@ -47,8 +44,6 @@ SHOWN_BYTES = 200
 #: Records per partition between two market snapshots (the restart points after a raise).
 CHECKPOINT_RECORDS = 5_000
 _CODES = frozenset(reason.value for reason in DeadLetterReason)
-#: Deal columns PostgreSQL CHECKs are positive.
-_DEAL_POSITIVE = tuple(DEAL_COLUMNS.index(column) for column in ("price", "quantity"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,15 +195,16 @@ def reason_code(reason: str) -> str:
 
 
 def dead_letter_reasons(batch: SettlementBatch) -> list[str]:
-    """The raw reason of each dead letter, from its header (or its row when there is none)."""
+    """The reason of each dead letter, from its message's header (or, when the message has
+    none, from the dead letter itself)."""
     reasons = []
-    for i, row in enumerate(batch.dead_letter_rows):
+    for i, dead_letter in enumerate(batch.dead_letters):
         reason = None
         if i < len(batch.dead_letters_out):
             for name, value in batch.dead_letters_out[i][2]:
                 if name == DLQ_REASON_HEADER:
                     reason = value.decode("utf-8", "backslashreplace")
-        reasons.append(reason if reason is not None else str(row[2]))
+        reasons.append(reason if reason is not None else str(dead_letter.reason))
     return reasons
 
 
@@ -499,55 +495,51 @@ class _Run:
         report = self.report
         answered: Counter[int] = Counter()
         for batch in batches:
-            report.outcomes += len(batch.outcome_rows)
-            report.dead_letters += len(batch.dead_letter_rows)
+            report.outcomes += len(batch.outcomes)
+            report.dead_letters += len(batch.dead_letters)
             report.deals += len(batch.deals_out)
             report.events += len(batch.deals_out) + len(batch.executions_out)
-            for row in batch.outcome_rows:
-                offset = _int(row[1])
-                answered[offset] += 1
-                if offset in feed.refused:
+            for outcome in batch.outcomes:
+                answered[outcome.offset] += 1
+                if outcome.offset in feed.refused:
                     self.fail(
                         feed,
-                        offset,
+                        outcome.offset,
                         "invariant",
                         "refused_but_answered",
                         "decode_command raised DecodeError, process made an outcome",
                     )
-                self._check_columns(feed, row, offset, "outcome")
-            if len(batch.dead_letters_out) != len(batch.dead_letter_rows):
-                offset = _int(batch.dead_letter_rows[0][1]) if batch.dead_letter_rows else -1
+                self._check_columns(feed, tuple(outcome), outcome.offset, "outcome")
+            if len(batch.dead_letters_out) != len(batch.dead_letters):
+                offset = batch.dead_letters[0].offset if batch.dead_letters else -1
                 self.fail(
                     feed,
                     offset,
                     "invariant",
                     "dead_letter_count",
-                    f"{len(batch.dead_letter_rows)} dead-letter rows but "
+                    f"{len(batch.dead_letters)} dead letters but "
                     f"{len(batch.dead_letters_out)} dead-letter messages",
                 )
-            for row, reason in zip(
-                batch.dead_letter_rows, dead_letter_reasons(batch), strict=False
+            for dead_letter, reason in zip(
+                batch.dead_letters, dead_letter_reasons(batch), strict=False
             ):
-                offset = _int(row[1])
-                answered[offset] += 1
-                self._check_dead_letter(feed, offset, reason)
-                self._check_columns(feed, row, offset, "dead letter")
+                answered[dead_letter.offset] += 1
+                self._check_dead_letter(feed, dead_letter.offset, reason)
+                self._check_columns(feed, tuple(dead_letter), dead_letter.offset, "dead letter")
             for message in batch.dead_letters_out:
                 if not any(name == DLQ_REASON_HEADER for name, _ in message[2]):
                     self.fail(feed, -1, "invariant", "no_reason_header", "a dead letter lacks it")
-            for row in batch.deal_rows:
-                offset = _int(row[_DEAL_OFFSET])
-                self._check_columns(feed, row, offset, "deal")
-                for i in _DEAL_POSITIVE:
-                    number = row[i]
-                    if not isinstance(number, int) or number <= 0:
-                        self.fail(
-                            feed,
-                            offset,
-                            "invariant",
-                            "deal_not_positive",
-                            f"deal {DEAL_COLUMNS[i]} is {number!r}",
-                        )
+            for deal in batch.deals:
+                offset = deal.source_offset
+                self._check_columns(feed, msgspec.structs.astuple(deal), offset, "deal")
+                if deal.price <= 0 or deal.quantity <= 0:
+                    self.fail(
+                        feed,
+                        offset,
+                        "invariant",
+                        "deal_not_positive",
+                        f"deal price {deal.price}, quantity {deal.quantity}",
+                    )
             for _, value, _ in (*batch.deals_out, *batch.executions_out):
                 try:
                     decode_event(value if value is not None else b"")
@@ -629,14 +621,13 @@ class _Run:
 
 
 _ROUTING_CODES = (DeadLetterReason.KEY_MISMATCH.value, DeadLetterReason.WRONG_PARTITION.value)
-_DEAL_OFFSET = DEAL_COLUMNS.index("source_offset")
 _COMPARED = (
     "first_offset",
     "next_offset",
     "commands",
-    "outcome_rows",
-    "dead_letter_rows",
-    "deal_rows",
+    "outcomes",
+    "dead_letters",
+    "deals",
     "deals_out",
     "executions_out",
     "dead_letters_out",
@@ -672,11 +663,6 @@ def _decode_time(value: bytes | None) -> float:
     with contextlib.suppress(Exception):
         decode_command(value)
     return time.perf_counter() - began
-
-
-def _int(value: object) -> int:
-    assert isinstance(value, int), value
-    return value
 
 
 def _print_progress(report: FuzzReport, total: int, elapsed: float) -> None:

