@@ -16,24 +16,15 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from engine.commands.run import tune_garbage_collector
-from engine.core.batch import PartitionProcessor
+from engine.core.batch import LogRecord, PartitionProcessor
 from engine.core.codec import encode
 from engine.core.market import Market
 from engine.orderbook import Order, OrderBook
 from engine.producers.simulation import OrderFlow, generated_listings
 from schemas.commands import CancelOrder, Command
 from schemas.common import Side
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
 
 
 def _book_stream(seed: int, count: int) -> list[tuple[str, Side, int, int, bool]]:
@@ -88,7 +79,7 @@ def bench_market(seed: int, count: int) -> float:
 
 def bench_pipeline(seed: int, count: int) -> float:
     records = [
-        Record(i, i, c.technology_id.encode(), encode(c))
+        LogRecord(i, i, c.technology_id.encode(), encode(c))
         for i, c in enumerate(_commands(seed, count))
     ]
     processor = PartitionProcessor(0)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from functools import partial
 
 import structlog
 
+from engine.consumers.command_consumer import command_consumer
+from engine.consumers.log_reader import read_partition
 from engine.consumers.matching_engine import MatchingEngine
 from engine.producers.publisher import EventPublisher, make_producer
 from engine.settings import Settings
@@ -32,7 +35,13 @@ async def run_engine(
     except BaseException:
         await store.close()
         raise
-    engine = MatchingEngine(settings, store, EventPublisher(producer, settings.topics))
+    engine = MatchingEngine(
+        settings,
+        store,
+        EventPublisher(producer, settings.topics),
+        command_consumer(settings),
+        partial(read_partition, settings),
+    )
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     if stop is None:

@@ -19,17 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
-from engine.consumers.log_reader import read_partition
+from engine.consumers.ports import CommandConsumer, EventSink, LogReader, SettlementLedger
 from engine.core.batch import CommandRecord, PartitionProcessor, SettlementBatch
 from engine.core.market import Market
 from engine.errors import (
@@ -40,9 +40,8 @@ from engine.errors import (
     StoreUnavailableError,
     TechXError,
 )
-from engine.producers.publisher import EventPublisher
 from engine.settings import Settings
-from engine.store.settlement import DealTotals, PartitionClaim, Settlement, SettlementStore
+from engine.store.settlement import DealTotals, PartitionClaim, Settlement
 
 log = structlog.get_logger()
 
@@ -87,16 +86,37 @@ class _InFlight:
     expected_offset: int
 
 
-_Delivery = tuple[list[_InFlight], list["asyncio.Future[object]"]]
+_Delivery = tuple[list[_InFlight], Sequence["asyncio.Future[Any]"]]
+
+
+@dataclass(slots=True)
+class _Replay:
+    """What replaying a partition's log rebuilt: the market and what it re-derived."""
+
+    processor: PartitionProcessor
+    #: Deals of the whole replay: checked against what PostgreSQL holds.
+    totals: DealTotals
+    #: Batches of commands at or above the published mark: they go out again.
+    unpublished: list[SettlementBatch]
+    replayed: int
 
 
 class MatchingEngine:
+    """One consumer group member: owns some command partitions and runs their pipeline."""
+
     def __init__(
-        self, settings: Settings, store: SettlementStore, publisher: EventPublisher
+        self,
+        settings: Settings,
+        store: SettlementLedger,
+        publisher: EventSink,
+        consumer: CommandConsumer,
+        read_log: LogReader,
     ) -> None:
         self._settings = settings
         self._store = store
         self._publisher = publisher
+        self._consumer = consumer
+        self._read_log = read_log
         self._workers: dict[int, PartitionWorker] = {}
         #: Partitions the group gave us, each with the generation of its assignment.
         self._assigned: dict[int, int] = {}
@@ -122,36 +142,31 @@ class MatchingEngine:
     def owned_partitions(self) -> list[int]:
         return sorted(self._workers)
 
+    @property
+    def owner_epochs(self) -> dict[int, int]:
+        """The owner epoch each live partition was claimed with: what fences this process."""
+        return {p: w.claim.owner_epoch for p, w in sorted(self._workers.items())}
+
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Consume until stopped; ``ready`` is set once an assignment is fully recovered."""
         self._ready = ready if ready is not None else asyncio.Event()
-        settings = self._settings
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.group_id,
-            client_id="techx-engine",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_bytes=16 * 1024 * 1024,
-        )
-        consumer.subscribe([settings.topics.commands], listener=_Rebalance(self, consumer))
+        settings, consumer = self._settings, self._consumer
+        consumer.subscribe([settings.topics.commands], listener=_Rebalance(self))
         await consumer.start()
         log.info("engine_started", group=settings.group_id, topic=settings.topics.commands)
         try:
             async with asyncio.TaskGroup() as stages:
                 stages.create_task(self._guard(self._settle_stage()))
                 stages.create_task(self._guard(self._confirm_stage()))
-                recovery = stages.create_task(self._guard(self._recovery_stage(consumer)))
-                await self._match_stage(consumer)
+                recovery = stages.create_task(self._guard(self._recovery_stage()))
+                await self._match_stage()
                 recovery.cancel()
                 await self._to_settle.put(None)  # drain: each stage passes the end along
         finally:
             try:
                 async with self._batch_lock:
                     await self._flush_published_marks()
-                    await self._commit_group_offsets(consumer)
+                    await self._commit_group_offsets()
             except TechXError as e:
                 log.warning("final_bookkeeping_failed", error=str(e))
             await consumer.stop()
@@ -167,19 +182,20 @@ class MatchingEngine:
 
     # -- recovery -----------------------------------------------------------------------
 
-    def assign(self, assigned: list[TopicPartition], consumer: AIOKafkaConsumer) -> None:
+    def assign(self, assigned: list[TopicPartition]) -> None:
         """Take new partitions: paused until recovered, so the rebalance callback returns at
         once and heartbeats go on however long the replay takes."""
         if not assigned:
             return
-        consumer.pause(*assigned)
+        self._consumer.pause(*assigned)
         self._generation += 1
         for tp in assigned:
             self._assigned[tp.partition] = self._generation
         self._ready.clear()
         self._to_recover.put_nowait((self._generation, sorted(assigned, key=lambda t: t.partition)))
 
-    async def _recovery_stage(self, consumer: AIOKafkaConsumer) -> None:
+    async def _recovery_stage(self) -> None:
+        consumer = self._consumer
         while True:
             generation, assigned = await self._to_recover.get()
             for tp in assigned:
@@ -201,95 +217,114 @@ class MatchingEngine:
                 self._ready.set()
 
     async def recover(self, tp: TopicPartition) -> PartitionWorker:
-        """Rebuild a partition's market from its command log, then own it.
+        """Rebuild a partition's market from its snapshot and command log, then own it.
 
-        Events of commands that were settled but perhaps not published are published again
-        (consumers dedupe on ``(technology_id, seq)``); the recomputed deals must match the
-        settled ones, or the engine refuses to go on.
+        Claim (fencing any previous owner), load the newest usable snapshot, replay the log
+        after it, check the replay against what PostgreSQL settled (the determinism
+        tripwire), and publish again what may not have reached the broker (consumers dedupe
+        on the events' unique keys).
         """
         started = time.monotonic()
         claim = await self._retrying("claim partition", partial(self._store.claim, tp.partition))
-        # The newest snapshot no later than the published mark: everything after it must be
-        # replayed anyway, to re-derive events that may not have reached the broker.
+        start, market = await self._load_snapshot(claim)
+        replay = await self._replay(tp, claim, start, market)
+        await self._verify(claim, start, replay.totals)
+        await self._republish(claim, replay.unpublished)
+        self.replayed_commands += replay.replayed
+        log.info(
+            "partition_recovered",
+            partition=tp.partition,
+            epoch=claim.owner_epoch,
+            next_offset=claim.next_offset,
+            snapshot_at=start if market is not None else None,
+            replayed=replay.replayed,
+            deals=replay.totals.deals,
+            republished_from=claim.published_offset,
+            seconds=round(time.monotonic() - started, 3),
+        )
+        return PartitionWorker(
+            replay.processor,
+            claim,
+            matched_offset=claim.next_offset,
+            settled_offset=claim.next_offset,
+            published_offset=claim.next_offset,
+            marked_offset=claim.next_offset,
+            since_snapshot=replay.replayed,  # replay since the last snapshot counts toward the next
+        )
+
+    async def _load_snapshot(self, claim: PartitionClaim) -> tuple[int, Market | None]:
+        """The newest snapshot no later than the published mark, as (offset, market).
+
+        Not later: everything after the mark must be replayed anyway, to re-derive events
+        that may not have reached the broker. An unreadable snapshot (say, from another
+        engine version) only costs time: the replay starts from the beginning instead.
+        """
         snapshot = await self._retrying(
             "load snapshot",
-            partial(self._store.latest_snapshot, tp.partition, claim.published_offset),
+            partial(self._store.latest_snapshot, claim.partition, claim.published_offset),
         )
-        start, market = 0, None
-        if snapshot is not None:
-            try:
-                start, market = snapshot[0], Market.from_snapshot(snapshot[1])
-            except SnapshotError as e:
-                # An unreadable snapshot (say, from another engine version) only costs time.
-                log.warning(
-                    "snapshot_unusable", partition=tp.partition, at=snapshot[0], error=str(e)
-                )
-                start, market, snapshot = 0, None, None
+        if snapshot is None:
+            return 0, None
+        try:
+            return snapshot[0], Market.from_snapshot(snapshot[1])
+        except SnapshotError as e:
+            log.warning(
+                "snapshot_unusable", partition=claim.partition, at=snapshot[0], error=str(e)
+            )
+            return 0, None
+
+    async def _replay(
+        self, tp: TopicPartition, claim: PartitionClaim, start: int, market: Market | None
+    ) -> _Replay:
+        """Apply the log from ``start`` up to the settled offset; silently below the published
+        mark, keeping the batches at or above it to publish again."""
         processor = PartitionProcessor(tp.partition, self._settings.partitions, market)
-        unpublished: list[SettlementBatch] = []
-        replayed = 0
-        totals = DealTotals()
-        log_reader = read_partition(
-            self._settings, tp.topic, tp.partition, start, claim.next_offset
-        )
+        replay = _Replay(processor, DealTotals(), [], 0)
+        published = claim.published_offset
+        log_reader = self._read_log(tp.topic, tp.partition, start, claim.next_offset)
         async with contextlib.aclosing(log_reader):
             async for records in log_reader:
                 for first in range(0, len(records), _YIELD_EVERY):
-                    chunk = records[first : first + _YIELD_EVERY]
-                    silent = [r for r in chunk if r.offset < claim.published_offset]
-                    loud = [r for r in chunk if r.offset >= claim.published_offset]
+                    chunk = list(records[first : first + _YIELD_EVERY])
+                    silent = [r for r in chunk if r.offset < published]
+                    loud = [r for r in chunk if r.offset >= published]
                     if silent:
-                        totals = totals.add(processor.process(silent))
+                        replay.totals = replay.totals.add(processor.process(silent))
                     if loud:
                         batch = processor.process(loud)
-                        totals = totals.add(batch)
-                        unpublished.append(batch)
+                        replay.totals = replay.totals.add(batch)
+                        replay.unpublished.append(batch)
                     await asyncio.sleep(0)
-                previous = replayed
-                replayed += len(records)
-                if replayed // _REPLAY_PROGRESS_EVERY != previous // _REPLAY_PROGRESS_EVERY:
+                previous = replay.replayed
+                replay.replayed += len(records)
+                if replay.replayed // _REPLAY_PROGRESS_EVERY != previous // _REPLAY_PROGRESS_EVERY:
                     log.info(
                         "replay_progress",
                         partition=tp.partition,
-                        replayed=replayed,
-                        of=claim.next_offset,
+                        replayed=replay.replayed,
+                        of=claim.next_offset - start,
                     )
+        return replay
+
+    async def _verify(self, claim: PartitionClaim, start: int, totals: DealTotals) -> None:
+        """The determinism tripwire: the replay must make the deals PostgreSQL settled."""
         settled = await self._retrying(
             "total settled deals",
-            partial(self._store.settled_deal_totals, tp.partition, start, claim.next_offset),
+            partial(self._store.settled_deal_totals, claim.partition, start, claim.next_offset),
         )
         if settled != totals:
             raise DeterminismError(
-                f"partition {tp.partition}: replay of offsets {start}..{claim.next_offset - 1} "
-                f"made {totals} but PostgreSQL holds {settled}"
+                f"partition {claim.partition}: replay of offsets {start}..{claim.next_offset - 1}"
+                f" made {totals} but PostgreSQL holds {settled}"
             )
-        self.replayed_commands += replayed
+
+    async def _republish(self, claim: PartitionClaim, unpublished: list[SettlementBatch]) -> None:
         if unpublished:
             await self._retrying("republish", partial(self._publisher.publish, unpublished))
         if claim.next_offset > claim.published_offset:
             await self._retrying(
                 "mark published", partial(self._store.mark_published, claim, claim.next_offset)
             )
-        log.info(
-            "partition_recovered",
-            partition=tp.partition,
-            epoch=claim.owner_epoch,
-            next_offset=claim.next_offset,
-            snapshot_at=start if snapshot is not None else None,
-            replayed=replayed,
-            deals=totals.deals,
-            republished_from=claim.published_offset,
-            seconds=round(time.monotonic() - started, 3),
-        )
-        return PartitionWorker(
-            processor,
-            claim,
-            matched_offset=claim.next_offset,
-            settled_offset=claim.next_offset,
-            published_offset=claim.next_offset,
-            marked_offset=claim.next_offset,
-            since_snapshot=replayed,  # replay since the last snapshot counts toward the next
-        )
 
     async def release(self, partitions: list[int]) -> None:
         """Hand partitions back only once their batches are settled and published."""
@@ -309,8 +344,8 @@ class MatchingEngine:
 
     # -- the pipeline --------------------------------------------------------------------
 
-    async def _match_stage(self, consumer: AIOKafkaConsumer) -> None:
-        settings = self._settings
+    async def _match_stage(self) -> None:
+        settings, consumer = self._settings, self._consumer
         last_commit = last_progress = time.monotonic()
         progress_mark = 0
         while not self._stopping.is_set():
@@ -318,13 +353,13 @@ class MatchingEngine:
             now = time.monotonic()
             async with self._batch_lock:
                 if fetched:
-                    in_flight = await self._match(fetched, consumer)
+                    in_flight = await self._match(fetched)
                     if in_flight:
                         await self._to_settle.put(in_flight)
                 else:
                     await self._flush_published_marks()
                 if now - last_commit >= _OFFSET_COMMIT_INTERVAL_S:
-                    await self._commit_group_offsets(consumer)
+                    await self._commit_group_offsets()
                     last_commit = now
             if now - last_progress >= _PROGRESS_INTERVAL_S:
                 done = self.commands_processed - progress_mark
@@ -337,9 +372,7 @@ class MatchingEngine:
                 )
                 last_progress, progress_mark = now, self.commands_processed
 
-    async def _match(
-        self, fetched: dict[TopicPartition, list[CommandRecord]], consumer: AIOKafkaConsumer
-    ) -> list[_InFlight]:
+    async def _match(self, fetched: dict[TopicPartition, list[CommandRecord]]) -> list[_InFlight]:
         in_flight: list[_InFlight] = []
         for tp, records in fetched.items():
             worker = self._workers.get(tp.partition)
@@ -433,7 +466,7 @@ class MatchingEngine:
                 return  # only bookkeeping: the next idle moment tries again
             worker.marked_offset = published
 
-    async def _commit_group_offsets(self, consumer: AIOKafkaConsumer) -> None:
+    async def _commit_group_offsets(self) -> None:
         """Kafka's group offsets are for lag monitoring only: PostgreSQL is the commit point."""
         offsets = {
             TopicPartition(self._settings.topics.commands, p): w.settled_offset
@@ -443,7 +476,7 @@ class MatchingEngine:
         if offsets:
             try:
                 async with asyncio.timeout(_OFFSET_COMMIT_TIMEOUT_S):
-                    await consumer.commit(offsets)
+                    await self._consumer.commit(offsets)
             except (KafkaError, TimeoutError) as e:  # lag reporting must never stop matching
                 log.warning("group_offset_commit_failed", error=repr(e))
 
@@ -465,12 +498,11 @@ class MatchingEngine:
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Quick callbacks: hand-over waits for the pipeline; recovery happens in its own stage."""
 
-    def __init__(self, engine: MatchingEngine, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, engine: MatchingEngine) -> None:
         self._engine = engine
-        self._consumer = consumer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self._engine.release([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._engine.assign(list(assigned), self._consumer)
+        self._engine.assign(list(assigned))

@@ -58,6 +58,17 @@ class CommandRecord(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A command record held in memory: for tools, tests and benchmarks that have the log's
+    records from somewhere other than a live consumer. It is a :class:`CommandRecord`."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Why a record never became a command: a stable code and a human detail."""
 

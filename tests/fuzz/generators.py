@@ -24,6 +24,7 @@ import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from engine.core.batch import LogRecord
 from engine.core.partitioning import partition_for
 from schemas.common import INT64_MAX, INT64_MIN, MAX_NOTIONAL, MAX_PRICE, MAX_QUANTITY
 
@@ -79,14 +80,8 @@ Fields = list[tuple[str, str]]
 """A JSON object as (raw key token, raw value token) pairs, in order: room for duplicates."""
 
 
-@dataclass(frozen=True, slots=True)
-class FuzzRecord:
-    """The four fields of a Kafka record the engine reads: an engine.core.batch.CommandRecord."""
-
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
+#: The fuzzer's records are the engine's in-memory command records.
+FuzzRecord = LogRecord
 
 
 @dataclass(frozen=True, slots=True)

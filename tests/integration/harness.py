@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -13,9 +13,25 @@ from engine.commands.run import run_engine
 from engine.consumers.log_reader import read_partition
 from engine.consumers.matching_engine import MatchingEngine
 from engine.core.batch import PartitionProcessor
+from engine.core.codec import decode_event
+from engine.core.market import Market
 from engine.settings import Settings
 from engine.store.connection import connected
-from tests.integration.conftest import eventually
+from schemas.commands import Command
+from schemas.events import Deal
+from tests.polling import eventually
+
+#: Engines started by running_engine and not yet stopped by it: waits fail fast if one dies.
+_running: set[asyncio.Task[MatchingEngine]] = set()
+
+
+def engines_alive() -> None:
+    """Raise at once if an engine of this test stopped by itself (it should run until the
+    test stops it): waiting on its work would only time out, minutes later, saying less."""
+    for task in _running:
+        if task.done():
+            error = None if task.cancelled() else task.exception()
+            raise AssertionError(f"an engine stopped while the test waited: {error!r}") from error
 
 
 @asynccontextmanager
@@ -30,9 +46,11 @@ async def running_engine(settings: Settings) -> AsyncIterator[asyncio.Task[Match
         if task.done():
             task.result()
         raise AssertionError("engine was not ready within 60 s")
+    _running.add(task)
     try:
         yield task
     finally:
+        _running.discard(task)
         stop.set()
         await asyncio.wait_for(task, 30)
 
@@ -70,6 +88,7 @@ async def wait_until_settled(settings: Settings, timeout_s: float = 120) -> dict
     ends = await command_end_offsets(settings)
 
     async def caught_up() -> bool:
+        engines_alive()
         settled = await settled_offsets(settings)
         return all(settled.get(p, 0) >= end for p, end in ends.items())
 
@@ -82,7 +101,7 @@ async def expected_outputs(
 ) -> dict[int, tuple[list[bytes], list[bytes], list[bytes]]]:
     """What the pure engine makes of the command log, per partition: (deals, executions, dlq)."""
     commands = await read_topic(settings, settings.topics.commands)
-    expected = {}
+    expected: dict[int, tuple[list[bytes], list[bytes], list[bytes]]] = {}
     for partition, records in commands.items():
         if not records:
             expected[partition] = ([], [], [])
@@ -99,3 +118,23 @@ async def expected_outputs(
 async def fetch_all(settings: Settings, query: str) -> list[asyncpg.Record]:
     async with connected(settings.database_url) as connection:
         return list(await connection.fetch(query))
+
+
+async def assert_settled_and_published_once(
+    settings: Settings, commands: Sequence[Command]
+) -> list[str]:
+    """The deals a pure market makes of ``commands`` are in PostgreSQL once each and on the
+    deals topic once each: nothing lost, nothing doubled, whatever happened on the way.
+    Returns the deal ids, sorted."""
+    market = Market()
+    expected = sorted(
+        e.deal_id for c in commands for e in market.apply(c, 0, 0) if isinstance(e, Deal)
+    )
+    stored = sorted(r["deal_id"] for r in await fetch_all(settings, "SELECT deal_id FROM deals"))
+    assert stored == expected, "every deal settled exactly once"
+    published = await read_topic(settings, settings.topics.deals)
+    events = [decode_event(r.value) for rs in published.values() for r in rs]
+    assert sorted(e.deal_id for e in events if isinstance(e, Deal)) == expected, (
+        "every settled deal published exactly once"
+    )
+    return expected

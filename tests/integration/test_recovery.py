@@ -9,7 +9,7 @@ import pytest
 
 from engine.commands.replay import run_replay
 from engine.commands.run import run_engine
-from engine.core.batch import PartitionProcessor
+from engine.core.batch import LogRecord, PartitionProcessor
 from engine.core.codec import decode_event, encode
 from engine.core.market import Market
 from engine.core.partitioning import partition_for
@@ -20,7 +20,13 @@ from engine.settings import Settings
 from engine.store.connection import connected
 from engine.store.settlement import Settlement, SettlementStore
 from schemas.events import Deal
-from tests.integration.harness import fetch_all, read_topic, running_engine, wait_until_settled
+from tests.integration.harness import (
+    assert_settled_and_published_once,
+    fetch_all,
+    read_topic,
+    running_engine,
+    wait_until_settled,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,11 +60,8 @@ async def test_restarted_engine_rebuilds_books_from_the_log(settings: Settings) 
         async with running_engine(settings):
             await wait_until_settled(settings)
 
-    expected = _pure_deal_ids(commands)
-    stored = [r[0] for r in await fetch_all(settings, "SELECT deal_id FROM deals")]
-    assert sorted(stored) == sorted(expected), "resting orders of the first run still traded"
-    published = [d.deal_id for d in await _published_deals(settings)]
-    assert sorted(published) == sorted(expected), "a clean stop re-publishes nothing"
+    # Resting orders of the first run still traded; a clean stop re-published nothing.
+    await assert_settled_and_published_once(settings, commands)
 
 
 async def test_unpublished_events_are_published_again_after_a_crash(settings: Settings) -> None:
@@ -92,7 +95,7 @@ async def test_a_stale_owner_is_fenced(settings: Settings) -> None:
         stale = await store.claim(0)
         await store.claim(0)  # the new owner
         processor = PartitionProcessor(0)
-        batch = processor.process([_Record(0, b"not json")])
+        batch = processor.process([LogRecord(0, 0, b"X", b"not json")])
         with pytest.raises(FencedError):
             await store.settle([Settlement(batch, stale, 0, 0)])
         rows = await fetch_all(settings, "SELECT count(*) FROM dead_letters")
@@ -118,21 +121,13 @@ async def test_replay_compare_detects_a_tampered_deal(settings: Settings) -> Non
     assert await run_replay(settings, partition, 0, None, None, compare=True) == 1
 
 
-class _Record:
-    def __init__(self, offset: int, value: bytes, key: bytes = b"X") -> None:
-        self.offset = offset
-        self.value = value
-        self.key = key
-        self.timestamp = 0
-
-
 async def test_a_settlement_retried_after_a_lost_commit_answer_is_not_applied_twice(
     settings: Settings,
 ) -> None:
     """Settling the same batch again (the commit's answer was lost) succeeds and adds nothing."""
     commands = _stream(300)
     records = [
-        _Record(offset, encode(command), command.technology_id.encode())
+        LogRecord(offset, 0, command.technology_id.encode(), encode(command))
         for offset, command in enumerate(commands)
     ]
     home = [
@@ -140,7 +135,7 @@ async def test_a_settlement_retried_after_a_lost_commit_answer_is_not_applied_tw
         for r, c in zip(records, commands, strict=True)
         if partition_for(c.technology_id, settings.partitions) == 0
     ]
-    records = [_Record(i, r.value, r.key) for i, r in enumerate(home)]
+    records = [LogRecord(i, 0, r.key, r.value) for i, r in enumerate(home)]
     batch = PartitionProcessor(0, settings.partitions).process(records)
     assert batch.deals, "the batch should settle some deals"
     store = await SettlementStore.connect(settings.database_url, settings.topics.commands)

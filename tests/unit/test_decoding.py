@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from engine.core.batch import (
     DLQ_TRUNCATED_HEADER,
     CommandRecord,
     KafkaMessage,
+    LogRecord,
     PartitionProcessor,
 )
 from engine.core.codec import MAX_COMMAND_BYTES, decode_command, decode_event, encode
@@ -28,16 +28,6 @@ from schemas.events import Deal, Event, OrderAccepted, OrderDone, TechnologyList
 
 PARTITION = 3
 TIMESTAMP = 1_700_000_000_000
-
-
-@dataclass(frozen=True)
-class FakeRecord:
-    """The four fields of a Kafka record that PartitionProcessor reads."""
-
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
 
 
 def _json(**fields: Any) -> bytes:
@@ -323,7 +313,7 @@ def test_business_values_are_left_to_the_market_not_the_decoder() -> None:
 def records(
     *values: bytes | None, key: bytes | None = b"T1", first: int = 100
 ) -> list[CommandRecord]:
-    return [FakeRecord(first + i, TIMESTAMP + i, key, v) for i, v in enumerate(values)]
+    return [LogRecord(first + i, TIMESTAMP + i, key, v) for i, v in enumerate(values)]
 
 
 def decoded(messages: list[KafkaMessage]) -> list[Event]:
@@ -417,9 +407,9 @@ def test_key_that_differs_from_technology_id_is_a_dead_letter(
     processor = PartitionProcessor(PARTITION)
     batch = processor.process(
         [
-            FakeRecord(7, TIMESTAMP, b"T1", LISTING),
-            FakeRecord(8, TIMESTAMP, key, place()),
-            FakeRecord(9, TIMESTAMP, b"T1", place(client_order_id="c2")),
+            LogRecord(7, TIMESTAMP, b"T1", LISTING),
+            LogRecord(8, TIMESTAMP, key, place()),
+            LogRecord(9, TIMESTAMP, b"T1", place(client_order_id="c2")),
         ]
     )
 
@@ -438,7 +428,7 @@ def test_key_that_differs_from_technology_id_is_a_dead_letter(
 def test_dead_letter_takes_precedence_over_key_check_for_undecodable_values() -> None:
     """A record that is both undecodable and mis-keyed is reported for its value."""
     processor = PartitionProcessor(PARTITION)
-    batch = processor.process([FakeRecord(0, TIMESTAMP, b"OTHER", b"{")])
+    batch = processor.process([LogRecord(0, TIMESTAMP, b"OTHER", b"{")])
     ((_, reason, detail, _, _, _),) = batch.dead_letters
     assert reason == DeadLetterReason.MALFORMED_JSON
     assert str(detail).startswith("not valid JSON")

@@ -1,101 +1,191 @@
 """The engine's control logic (assignment, recovery order, offsets) with hand-written stubs.
 
-The stubs stand in for the store and the consumer only where these tests look at what the
-engine decides; everything that talks to Kafka or PostgreSQL is tested on the real servers
-in tests/integration.
+The engine is given its consumer, store, publisher and log reader (``engine.consumers.ports``),
+so these tests run the real ``MatchingEngine.run`` against stubs and drive it only through
+what Kafka would do: rebalance callbacks and fetches. Ordering comes from events the stubs
+set and the tests wait for, never from sleeps. Everything that talks to Kafka or PostgreSQL
+for real is tested in tests/integration.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import msgspec
-import pytest
 from aiokafka import TopicPartition
 
-import engine.consumers.matching_engine as engine_module
-from engine.consumers.matching_engine import MatchingEngine, PartitionWorker
-from engine.core.batch import PartitionProcessor
+from engine.consumers.matching_engine import MatchingEngine
+from engine.core.batch import CommandRecord, LogRecord, SettlementBatch
 from engine.core.partitioning import partition_for
 from engine.settings import Settings
-from engine.store.settlement import DealTotals, PartitionClaim
+from engine.store.settlement import DealTotals, PartitionClaim, Settlement
+from tests.polling import eventually
+
+TOPIC = Settings().topics.commands
 
 
 class StubStore:
-    """Hands out claims like PostgreSQL's owner_epoch bump, a little slowly."""
+    """Hands out claims like PostgreSQL's owner_epoch bump; a claim can be held at a gate."""
 
     def __init__(self) -> None:
         self.epochs: dict[int, int] = {}
+        self.claimed: list[int] = []
+        self.gates: dict[int, asyncio.Event] = {}
+        self.waiting: dict[int, asyncio.Event] = {}
+        self.settled: list[tuple[int, int, int]] = []
+
+    def hold(self, partition: int) -> None:
+        """The next claims of ``partition`` wait until :meth:`release_claims` opens the gate."""
+        self.gates[partition] = asyncio.Event()
+        self.waiting[partition] = asyncio.Event()
+
+    def release_claims(self, partition: int) -> None:
+        self.gates[partition].set()
 
     async def claim(self, partition: int) -> PartitionClaim:
         self.epochs[partition] = self.epochs.get(partition, 0) + 1
-        await asyncio.sleep(0.01)
-        return PartitionClaim(partition, self.epochs[partition], 0, 0)
+        epoch = self.epochs[partition]
+        self.claimed.append(partition)
+        if partition in self.gates:
+            self.waiting[partition].set()
+            await self.gates[partition].wait()
+        return PartitionClaim(partition, epoch, 0, 0)
 
-    async def latest_snapshot(self, partition: int, at_most: int) -> None:
+    async def latest_snapshot(self, partition: int, at_most: int) -> tuple[int, bytes] | None:
         return None
 
-    async def settled_deal_totals(self, *args: int) -> DealTotals:
+    async def settle(self, items: list[Settlement]) -> None:
+        self.settled.extend(
+            (i.batch.partition, i.batch.first_offset, i.batch.next_offset) for i in items
+        )
+
+    async def mark_published(self, claim: PartitionClaim, published_offset: int) -> None:
+        return None
+
+    async def settled_deal_totals(
+        self, partition: int, from_offset: int, below_offset: int
+    ) -> DealTotals:
         return DealTotals()
 
-    async def mark_published(self, *args: object) -> None:
-        return None
+
+class StubPublisher:
+    """Takes every batch at once, as a broker that acknowledges immediately."""
+
+    def __init__(self) -> None:
+        self.sent: list[SettlementBatch] = []
+
+    async def send(self, batches: list[SettlementBatch]) -> Sequence[asyncio.Future[Any]]:
+        self.sent.extend(batches)
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return [done]
+
+    async def publish(self, batches: list[SettlementBatch]) -> None:
+        self.sent.extend(batches)
 
 
 class StubConsumer:
+    """A group member whose fetches the test feeds, and whose rebalances the test triggers."""
+
     def __init__(self) -> None:
+        self.listener: Any = None
+        self.fetches: asyncio.Queue[dict[TopicPartition, list[CommandRecord]]] = asyncio.Queue()
         self.resumed: list[int] = []
         self.seeks: list[tuple[int, int]] = []
 
-    def pause(self, *tps: TopicPartition) -> None:
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.listener = listener
+
+    async def start(self) -> None:
         return None
 
-    def resume(self, tp: TopicPartition) -> None:
-        self.resumed.append(tp.partition)
+    async def stop(self) -> None:
+        return None
 
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.seeks.append((tp.partition, offset))
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]:
+        try:
+            return await asyncio.wait_for(self.fetches.get(), timeout_ms / 1000)
+        except TimeoutError:
+            return {}
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        return None
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.resumed.extend(tp.partition for tp in partitions)
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.seeks.append((partition.partition, offset))
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        return None
+
+    async def assign(self, *partitions: int) -> None:
+        await self.listener.on_partitions_assigned([TopicPartition(TOPIC, p) for p in partitions])
+
+    async def revoke(self, *partitions: int) -> None:
+        await self.listener.on_partitions_revoked([TopicPartition(TOPIC, p) for p in partitions])
 
 
-async def _empty_log(*args: object, **kwargs: object) -> AsyncGenerator[list[object], None]:
+async def empty_log(
+    topic: str, partition: int, start: int, end: int
+) -> AsyncGenerator[Sequence[CommandRecord], None]:
     return
     yield
 
 
-@dataclass(frozen=True)
-class Record:
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
+@asynccontextmanager
+async def running(
+    store: StubStore, consumer: StubConsumer, publisher: StubPublisher | None = None
+) -> AsyncIterator[MatchingEngine]:
+    engine = MatchingEngine(Settings(), store, publisher or StubPublisher(), consumer, empty_log)
+    task = asyncio.create_task(engine.run())
+    await eventually(lambda: consumer.listener is not None, what="the engine subscribed")
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        await asyncio.wait_for(task, 10)
 
 
-async def test_a_partition_reassigned_during_recovery_is_recovered_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_partition_reassigned_during_recovery_is_recovered_once() -> None:
     """Revoke-and-reassign mid-recovery: each partition goes live once, with the newest claim."""
-    monkeypatch.setattr(engine_module, "read_partition", _empty_log)
     store, consumer = StubStore(), StubConsumer()
-    engine = MatchingEngine(Settings(), store, None)  # type: ignore[arg-type]
-    tps = [TopicPartition("t", 0), TopicPartition("t", 1)]
-    engine.assign(tps, consumer)  # type: ignore[arg-type]
-    recovery = asyncio.create_task(engine._recovery_stage(consumer))  # type: ignore[arg-type]
-    await asyncio.sleep(0.005)  # partition 0 is being recovered for the first assignment
-    await engine.release([0, 1])  # an eager rebalance revokes everything...
-    engine.assign(tps, consumer)  # type: ignore[arg-type]  # ...and gives it all back
-    await asyncio.sleep(0.2)
-    recovery.cancel()
-    assert sorted(consumer.resumed) == [0, 1]
-    claims = {p: w.claim.owner_epoch for p, w in engine._workers.items()}
-    assert claims == store.epochs, "every live worker holds the partition's newest epoch"
+    async with running(store, consumer) as engine:
+        store.hold(0)
+        await consumer.assign(0, 1)
+        await store.waiting[0].wait()  # partition 0 is being claimed for the first assignment
+        await consumer.revoke(0, 1)  # an eager rebalance revokes everything...
+        await consumer.assign(0, 1)  # ...and gives it all back
+        store.release_claims(0)
+        await eventually(lambda: engine.owned_partitions == [0, 1], what="both partitions live")
+        assert sorted(consumer.resumed) == [0, 1], "each partition went live exactly once"
+        assert engine.owner_epochs == store.epochs, "every live worker holds the newest epoch"
+        assert store.claimed == [0, 0, 1], "the stale assignment never claimed partition 1"
 
 
-async def test_a_gap_in_offsets_is_not_mistaken_for_a_stale_fetch() -> None:
-    """Transaction markers leave gaps: records after one are matched, not dropped forever."""
-    technology = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
-    listing = msgspec.json.encode(
+async def test_a_partition_revoked_during_its_recovery_never_goes_live() -> None:
+    """A recovery that finishes after its partition was taken away is thrown away."""
+    store, consumer = StubStore(), StubConsumer()
+    async with running(store, consumer) as engine:
+        store.hold(0)
+        await consumer.assign(0)
+        await store.waiting[0].wait()
+        await consumer.revoke(0)
+        store.release_claims(0)
+        await consumer.assign(1)
+        await eventually(lambda: engine.owned_partitions == [1], what="partition 1 live")
+        assert consumer.resumed == [1]
+        assert 0 not in engine.owner_epochs
+
+
+def _listing(technology: str) -> bytes:
+    return msgspec.json.encode(
         {
             "type": "list_technology",
             "technology_id": technology,
@@ -106,18 +196,22 @@ async def test_a_gap_in_offsets_is_not_mistaken_for_a_stale_fetch() -> None:
         }
     )
 
-    def record(offset: int) -> Record:
-        return Record(offset, 1, technology.encode(), listing)
 
-    engine = MatchingEngine(Settings(), None, None)  # type: ignore[arg-type]
-    worker = PartitionWorker(PartitionProcessor(0, 4), PartitionClaim(0, 1, 0, 0), 0, 0, 0, 0)
-    engine._workers[0] = worker
-    tp, consumer = TopicPartition("t", 0), StubConsumer()
-    await engine._match({tp: [record(0), record(1)]}, consumer)  # type: ignore[dict-item, arg-type]
-    assert worker.matched_offset == 2
-    batches = await engine._match({tp: [record(3)]}, consumer)  # type: ignore[dict-item, arg-type]
-    assert worker.matched_offset == 4
-    assert len(batches) == 1
-    assert consumer.seeks == []
-    again = await engine._match({tp: [record(2), record(3)]}, consumer)  # type: ignore[dict-item, arg-type]
-    assert again == [], "records already matched are never applied twice"
+async def test_a_gap_in_offsets_is_not_mistaken_for_a_stale_fetch() -> None:
+    """Transaction markers leave gaps: records after one are matched, not dropped forever."""
+    technology = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
+    tp = TopicPartition(TOPIC, 0)
+
+    def record(offset: int) -> LogRecord:
+        return LogRecord(offset, 1, technology.encode(), _listing(technology))
+
+    store, consumer = StubStore(), StubConsumer()
+    async with running(store, consumer) as engine:
+        await consumer.assign(0)
+        await eventually(lambda: engine.owned_partitions == [0], what="partition 0 live")
+        await consumer.fetches.put({tp: [record(0), record(1)]})
+        await consumer.fetches.put({tp: [record(3)]})  # offset 2 was a transaction marker
+        await consumer.fetches.put({tp: [record(2), record(3)]})  # a fetch from before a seek
+        await eventually(lambda: consumer.fetches.empty() and len(store.settled) >= 2)
+    assert store.settled == [(0, 0, 2), (0, 3, 4)], "records already matched never apply twice"
+    assert consumer.seeks == [(0, 0)]

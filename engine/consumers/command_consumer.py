@@ -1,0 +1,22 @@
+"""The Kafka consumer the live engine reads commands with: one group member per process."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer
+
+from engine.settings import Settings
+
+
+def command_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A group member that commits nothing by itself (PostgreSQL is the commit point) and
+    reads only committed records, as replay and recovery do, so their outputs agree."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.group_id,
+        client_id="techx-engine",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
