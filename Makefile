@@ -7,7 +7,7 @@ bootstrap:
 	@bash deploy/local/bootstrap.sh
 
 ## Bring the local Kafka + PostgreSQL up and trade for ~20 s, printing deals as they settle.
-demo: bootstrap
+demo: bootstrap stack-up
 	$(BIN)/techx demo --seconds 20
 
 ## The whole suite: lint, types, unit and integration tests on the real broker and server.
@@ -29,14 +29,15 @@ unit: bootstrap
 integration: bootstrap stack-up
 	$(BIN)/pytest tests/integration
 
+## The local development stack (devstack/, not shipped): `python -m devstack --help`.
 stack-up: bootstrap
-	$(BIN)/techx stack up
+	$(BIN)/python -m devstack up
 
 stack-down:
-	$(BIN)/techx stack down
+	$(BIN)/python -m devstack down
 
 stack-status:
-	$(BIN)/techx stack status
+	$(BIN)/python -m devstack status
 
 schemas: bootstrap
 	$(BIN)/python -m schemas.generate

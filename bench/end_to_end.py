@@ -28,7 +28,8 @@ from dataclasses import replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from engine import stack
+import devstack
+from devstack import StackSettings
 from engine.commands.setup import setup
 from engine.consumers.log_reader import read_partition
 from engine.core.codec import decode_event
@@ -154,8 +155,11 @@ def _percentile(values: list[int], q: float) -> float:
 
 
 async def run(orders: int, rate: int, seconds: float, technologies: int, seed: int) -> None:
-    base = Settings.from_env()
-    await asyncio.to_thread(stack.up, base)
+    stack = StackSettings.from_env()
+    await asyncio.to_thread(devstack.up, stack)
+    base = replace(
+        Settings.from_env(), kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url
+    )
     settings = await _fresh(base, str(int(time.time())))
     flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
     backlog = flow.listing_commands() + flow.next_commands(orders)

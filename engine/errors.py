@@ -19,12 +19,8 @@ class ConfigError(TechXError):
     """A ``TECHX_*`` setting is missing or malformed; fix the environment and restart."""
 
 
-class StackError(TechXError):
-    """The local Kafka/PostgreSQL stack could not be installed, started or stopped."""
-
-
-class MissingToolError(StackError):
-    """A program the local stack needs (java, mvn, PostgreSQL) is not installed."""
+class DemoError(TechXError):
+    """``techx demo`` cannot run: a server does not answer, or a demo task never got ready."""
 
 
 class DecodeError(TechXError):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from engine.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The checkout's root when running from one (tests read files there); not a wheel's concern.
 
-DEFAULT_KAFKA_PORT = 29092
-DEFAULT_POSTGRES_PORT = 25432
+#: Where ``python -m devstack up`` (the local development stack) serves with its defaults.
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:29092"
+DEFAULT_DATABASE_URL = "postgresql://techx@127.0.0.1:25432/techx"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +43,10 @@ class Topics:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the engine, the stack scripts and the CLI need to know about their world."""
+    """Everything the engine and the CLI need to know about their world."""
 
-    kafka_bootstrap: str = f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
-    database_url: str = f"postgresql://techx@127.0.0.1:{DEFAULT_POSTGRES_PORT}/techx"
-    #: True when the user pointed us at servers of their own: the stack then starts nothing.
-    external_kafka: bool = False
-    external_database: bool = False
+    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    database_url: str = DEFAULT_DATABASE_URL
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4
     replication_factor: int = 1
@@ -58,9 +55,6 @@ class Settings:
     batch_max_records: int = 5000
     #: Commands between two snapshots of a partition's market (0: never snapshot).
     snapshot_every: int = 100_000
-    state_dir: Path = PROJECT_ROOT / ".techx"
-    kafka_port: int = DEFAULT_KAFKA_PORT
-    postgres_port: int = DEFAULT_POSTGRES_PORT
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
 
@@ -69,29 +63,19 @@ class Settings:
         """Build settings from ``TECHX_*`` variables; unknown values fail here, not later."""
         env = os.environ if env is None else env
         base = cls()
-        kafka_port = _int(env, "TECHX_KAFKA_PORT", base.kafka_port, minimum=1)
-        postgres_port = _int(env, "TECHX_POSTGRES_PORT", base.postgres_port, minimum=1)
-        kafka = env.get("TECHX_KAFKA_BOOTSTRAP")
-        database = env.get("TECHX_DATABASE_URL")
         log_format = env.get("TECHX_LOG_FORMAT", base.log_format)
         if log_format not in {"auto", "json", "console"}:
             raise ConfigError(f"TECHX_LOG_FORMAT must be auto, json or console, not {log_format!r}")
-        state_dir = Path(env["TECHX_STATE_DIR"]) if "TECHX_STATE_DIR" in env else base.state_dir
         return replace(
             base,
-            kafka_bootstrap=kafka or f"127.0.0.1:{kafka_port}",
-            database_url=database or f"postgresql://techx@127.0.0.1:{postgres_port}/techx",
-            external_kafka=kafka is not None,
-            external_database=database is not None,
+            kafka_bootstrap=env.get("TECHX_KAFKA_BOOTSTRAP") or base.kafka_bootstrap,
+            database_url=env.get("TECHX_DATABASE_URL") or base.database_url,
             topics=Topics(env.get("TECHX_TOPIC_PREFIX", base.topics.prefix)),
             partitions=_int(env, "TECHX_PARTITIONS", base.partitions, minimum=1),
             replication_factor=_int(env, "TECHX_REPLICATION_FACTOR", base.replication_factor, 1),
             group_id=env.get("TECHX_GROUP_ID", base.group_id),
             batch_max_records=_int(env, "TECHX_BATCH_MAX_RECORDS", base.batch_max_records, 1),
             snapshot_every=_int(env, "TECHX_SNAPSHOT_EVERY", base.snapshot_every, 0),
-            state_dir=state_dir,
-            kafka_port=kafka_port,
-            postgres_port=postgres_port,
             log_format=log_format,
             log_level=env.get("TECHX_LOG_LEVEL", base.log_level).lower(),
         )

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import structlog
 
-from engine import stack
 from engine.errors import TechXError
 from engine.logs import configure_logging
 from engine.settings import Settings
@@ -21,13 +20,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="techx", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    stack_parser = commands.add_parser("stack", help="local Kafka + PostgreSQL, no Docker")
+    stack_parser = commands.add_parser(
+        "stack", help="local Kafka + PostgreSQL, no Docker (`python -m devstack` in a checkout)"
+    )
     stack_parser.add_argument("action", choices=["up", "down", "status"])
 
     commands.add_parser("setup", help="create topics and tables (idempotent)")
     commands.add_parser("run", help="run one engine process (a consumer group member)")
 
-    demo = commands.add_parser("demo", help="stack up, engine and a simulated front-end")
+    demo = commands.add_parser("demo", help="engine and a simulated front-end on running servers")
     demo.add_argument("--seconds", type=float, default=20.0)
     demo.add_argument("--rate", type=int, default=50, help="orders per second")
     demo.add_argument("--seed", type=int, default=2026)
@@ -69,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "stack":
+        return _stack(args.action)
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_format, settings.log_level)
@@ -101,10 +104,8 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    if args.command == "stack":
-        return _stack(args.action, settings)
     if args.command == "setup":
-        from engine.commands.setup import setup  # noqa: PLC0415 - keep `techx stack` free of aiokafka
+        from engine.commands.setup import setup  # noqa: PLC0415 - each command loads what it needs
 
         asyncio.run(setup(settings))
         return 0
@@ -132,12 +133,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError(args.command)
 
 
-def _stack(action: str, settings: Settings) -> int:
-    if action == "up":
-        stack.up(settings)
-    elif action == "down":
-        stack.down(settings)
-    for service in stack.status(settings):
-        state = "running" if service.running else "stopped"
-        print(f"{service.name:<12} {state:<8} {service.address}  {service.detail}", file=sys.stdout)
-    return 0
+def _stack(action: str) -> int:
+    """``techx stack`` is ``python -m devstack``, which only a checkout has (not the wheel)."""
+    try:
+        from devstack.__main__ import main as devstack_main  # noqa: PLC0415 - dev checkout only
+    except ModuleNotFoundError as e:
+        if e.name not in ("devstack", "devstack.__main__"):
+            raise  # a checkout's devstack that is broken: show it
+        print(
+            "the local stack is a development tool: run `python -m devstack` from a TechX checkout",
+            file=sys.stderr,
+        )
+        return 2
+    return devstack_main([action])

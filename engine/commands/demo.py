@@ -1,28 +1,79 @@
 """``techx demo``: the whole exchange on this machine, watched live.
 
-Brings the local stack up, runs one engine in-process, lets a simulated front-end trade a
-few technologies for a while, prints each deal as it is settled and published, then reads
-a summary back from PostgreSQL. The simulator may use a seeded RNG and the wall clock; the
-engine never does.
+Checks that Kafka and PostgreSQL answer (``make demo`` starts the local development stack
+first, with ``python -m devstack up``), runs one engine in-process, lets a simulated
+front-end trade a few technologies for a while, prints each deal as it is settled and
+published, then reads a summary back from PostgreSQL. The simulator may use a seeded RNG
+and the wall clock; the engine never does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
-from engine import stack
 from engine.commands.run import run_engine
 from engine.commands.setup import setup
 from engine.core.codec import decode_event
-from engine.errors import StackError
+from engine.errors import DemoError, TechXError
 from engine.producers.client import TradingClient
 from engine.producers.simulation import DEMO_LISTINGS, OrderFlow
 from engine.settings import Settings
+from engine.store.connection import connected
 from engine.store.reports import turnover_since
 from schemas.events import Deal
+
+#: How long each server may take to answer the check before the demo gives up.
+SERVER_CHECK_TIMEOUT_S = 10.0
+_START_SERVERS = (
+    "start them first: `make stack-up` (or `python -m devstack up`) in a TechX checkout, "
+    "or point TECHX_KAFKA_BOOTSTRAP and TECHX_DATABASE_URL at servers that run"
+)
+
+
+async def _kafka_problem(bootstrap: str, timeout_s: float) -> str | None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="techx-demo")
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            await admin.list_topics()
+    except TimeoutError:
+        return f"no answer within {timeout_s:.0f} s"
+    except (KafkaError, OSError) as e:
+        return str(e) or repr(e)
+    finally:
+        await admin.close()
+    return None
+
+
+async def _database_problem(dsn: str, timeout_s: float) -> str | None:
+    try:
+        async with asyncio.timeout(timeout_s), connected(dsn) as connection:
+            await connection.fetchval("SELECT 1")
+    except TimeoutError:
+        return f"no answer within {timeout_s:.0f} s"
+    except TechXError as e:
+        return str(e)
+    return None
+
+
+async def check_servers(settings: Settings, timeout_s: float = SERVER_CHECK_TIMEOUT_S) -> None:
+    """Fail at once, saying what to do, when Kafka or PostgreSQL does not answer."""
+    problems = []
+    kafka = await _kafka_problem(settings.kafka_bootstrap, timeout_s)
+    if kafka is not None:
+        problems.append(f"Kafka at {settings.kafka_bootstrap} ({kafka})")
+    database = await _database_problem(settings.database_url, timeout_s)
+    if database is not None:
+        where = urlsplit(settings.database_url)
+        problems.append(f"PostgreSQL at {where.hostname}:{where.port or 5432} ({database})")
+    if problems:
+        raise DemoError(f"no answer from {' and '.join(problems)}; {_START_SERVERS}")
 
 
 def _vnd(amount: int) -> str:
@@ -83,14 +134,14 @@ async def _ready(ready: asyncio.Event, task: asyncio.Task[object], timeout_s: fl
     if task in done:
         waiter.cancel()
         task.result()  # raises what killed it
-        raise StackError("a demo task ended before it was ready")
+        raise DemoError("a demo task ended before it was ready")
     if waiter not in done:
         waiter.cancel()
-        raise StackError(f"a demo task was not ready within {timeout_s:.0f} s")
+        raise DemoError(f"a demo task was not ready within {timeout_s:.0f} s")
 
 
 async def run_demo(settings: Settings, seconds: float, rate: int, seed: int) -> int:
-    await asyncio.to_thread(stack.up, settings)
+    await check_servers(settings)
     await setup(settings)
     stop_engine, stop_printer = asyncio.Event(), asyncio.Event()
     engine_ready, printer_ready = asyncio.Event(), asyncio.Event()

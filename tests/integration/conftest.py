@@ -1,22 +1,23 @@
 """Fixtures for tests against the real Kafka broker and PostgreSQL server.
 
-The stack is brought up once per session (idempotent: `make test` has usually started it);
+The local stack (``devstack``) is brought up once per session (idempotent: `make test` has
+usually started it), and the engine is pointed at it, whatever ports TECHX_* chose;
 each test gets its own topic prefix, consumer group and database, so tests never see each
 other's records and can run against a long-lived dev stack.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from engine import stack
+import devstack
+from devstack import StackSettings
 from engine.commands.setup import setup
 from engine.settings import Settings, Topics
 from engine.store.connection import connected
@@ -25,10 +26,20 @@ _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def stack_settings() -> Settings:
-    settings = Settings.from_env()
-    stack.up(settings)
-    return settings
+def local_stack() -> StackSettings:
+    """The running development stack (or the servers TECHX_KAFKA_BOOTSTRAP/DATABASE_URL name)."""
+    stack = StackSettings.from_env()
+    devstack.up(stack)
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stack_settings(local_stack: StackSettings) -> Settings:
+    return replace(
+        Settings.from_env(),
+        kafka_bootstrap=local_stack.kafka_bootstrap,
+        database_url=local_stack.database_url,
+    )
 
 
 async def _create_database(admin_url: str, name: str) -> None:
@@ -61,14 +72,3 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
         await admin.delete_topics(list(test_settings.topics.all()))
     finally:
         await admin.close()
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], timeout_s: float = 60.0, what: str = "condition"
-) -> None:
-    """Poll until ``condition`` holds instead of sleeping a guessed amount."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout_s} s")
-        await asyncio.sleep(0.1)

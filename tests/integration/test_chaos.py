@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
-from engine import stack
+import devstack
+from devstack import StackSettings
 from engine.commands.run import run_engine
 from engine.core.codec import decode_event
 from engine.core.market import Market
@@ -18,6 +20,7 @@ from engine.store.settlement import SettlementStore
 from schemas.commands import Command
 from schemas.events import Deal
 from tests.integration.harness import fetch_all, read_topic, running_engine, wait_until_settled
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -28,21 +31,29 @@ def _stream(orders: int) -> list[Command]:
 
 
 async def test_a_postgresql_restart_mid_stream_loses_and_doubles_nothing(
-    settings: Settings, stack_settings: Settings
+    settings: Settings, local_stack: StackSettings
 ) -> None:
     """While PostgreSQL is down the engine retries; afterwards every deal is settled once."""
-    if stack_settings.external_database:
-        pytest.skip("restarts the local PostgreSQL that `techx stack` started")
+    if local_stack.external_database is not None:
+        pytest.skip("restarts the local PostgreSQL that `python -m devstack up` started")
     commands = _stream(3000)
     async with TradingClient(settings) as client, running_engine(settings):
         await client.send_many(commands[:1500])
         await wait_until_settled(settings)
-        await asyncio.to_thread(stack._stop_postgres, stack_settings)
-        try:
-            await client.send_many(commands[1500:])
-            await asyncio.sleep(2.0)  # the engine matches, fails to settle, retries
-        finally:
-            await asyncio.to_thread(stack.up, stack_settings)
+        with capture_logs() as logs:
+            await asyncio.to_thread(devstack.stop_postgres, local_stack)
+            try:
+                await client.send_many(commands[1500:])
+
+                async def settle_retried() -> bool:
+                    return any(
+                        log["event"] == "retrying" and log.get("what") == "settle" for log in logs
+                    )
+
+                # The engine matches, fails to settle and retries, with the database down.
+                await eventually(settle_retried, 60, what="a settle retry with PostgreSQL down")
+            finally:
+                await asyncio.to_thread(devstack.start_postgres, local_stack)
         await wait_until_settled(settings)
 
     market = Market()

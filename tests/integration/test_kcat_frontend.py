@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ import pytest
 from engine.core.batch import DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASON_HEADER
 from engine.core.codec import decode_event
 from engine.core.partitioning import partition_for
-from engine.settings import PROJECT_ROOT, Settings
+from engine.settings import Settings
 from engine.store.connection import connected
 from schemas.common import DeadLetterReason, RejectReason
 from schemas.events import (
@@ -32,12 +33,12 @@ from schemas.events import (
     OrderDone,
     TechnologyListed,
 )
-from tests.integration.conftest import eventually
 from tests.integration.harness import read_topic, running_engine
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
-GUIDE = PROJECT_ROOT / "schemas" / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "schemas" / "README.md"
 _BLOCK = re.compile(
     r"^<!-- kcat-example: (?P<name>[a-z-]+) -->\n```sh\n(?P<body>.*?)^```$",
     re.MULTILINE | re.DOTALL,

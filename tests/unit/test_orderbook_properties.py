@@ -3,6 +3,9 @@
 The model keeps every order in a dict and finds the resting ones by scanning; it matches an
 incoming order by sorting the crossing opposite orders on (price priority, arrival). It has
 no levels, no signed keys and no lazy deletion, so it shares none of the book's tricks.
+
+Two machines run: one participant without self-trade prevention (the bare book), and several
+participants with it, which is how the exchange's venues run the book.
 """
 
 from __future__ import annotations
@@ -15,20 +18,24 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
-from engine.orderbook import DepthLevel, Order, OrderBook
+from engine.orderbook import DepthLevel, Order, OrderBook, SelfTradeCancel
 from schemas.common import Side
 
 PRICES = st.integers(min_value=95, max_value=105)
 QUANTITIES = st.integers(min_value=1, max_value=20)
 SIDES = st.sampled_from([Side.BID, Side.OFFER])
+#: Few participants, so that an order often meets its own participant's resting orders.
+PARTICIPANTS = st.sampled_from(["alice", "bob", "carol"])
 
-#: A fill as the tests compare it: (resting order id, quantity, price).
-Trade = tuple[str, int, int]
+#: An execution as the tests compare it: ("trade", resting order id, quantity, price), or
+#: ("self_trade", resting order id, open quantity cancelled, 0).
+Trade = tuple[str, str, int, int]
 
 
 @dataclass
 class ModelOrder:
     order_id: str
+    participant: str
     side: Side
     price: int | None  # None: market
     quantity: int
@@ -40,9 +47,10 @@ class ModelOrder:
 class ReferenceBook:
     """The simplest book that could possibly work: a scan-and-sort over a dict of orders."""
 
-    def __init__(self) -> None:
+    def __init__(self, self_trade_prevention: bool) -> None:
         self.orders: dict[str, ModelOrder] = {}
         self._arrivals = count()
+        self.self_trade_prevention = self_trade_prevention
 
     def resting(self, side: Side) -> list[ModelOrder]:
         """Resting orders of one side in priority order: best price, then earliest arrival."""
@@ -50,8 +58,12 @@ class ReferenceBook:
         sign = -1 if side is Side.BID else 1  # bids: high price first; offers: low first
         return sorted(live, key=lambda o: (sign * (o.price or 0), o.arrival))
 
-    def place(self, order_id: str, side: Side, price: int | None, quantity: int) -> list[Trade]:
-        incoming = ModelOrder(order_id, side, price, quantity, next(self._arrivals), quantity)
+    def place(
+        self, order_id: str, participant: str, side: Side, price: int | None, quantity: int
+    ) -> list[Trade]:
+        incoming = ModelOrder(
+            order_id, participant, side, price, quantity, next(self._arrivals), quantity
+        )
         self.orders[order_id] = incoming
         opposite = Side.OFFER if side is Side.BID else Side.BID
         trades: list[Trade] = []
@@ -63,12 +75,17 @@ class ReferenceBook:
                 crosses = resting.price <= price if side is Side.BID else resting.price >= price
                 if not crosses:
                     break
+            if self.self_trade_prevention and resting.participant == participant:
+                trades.append(("self_trade", resting.order_id, resting.remaining, 0))
+                resting.remaining = 0
+                resting.resting = False
+                continue
             quantity_traded = min(incoming.remaining, resting.remaining)
             incoming.remaining -= quantity_traded
             resting.remaining -= quantity_traded
             if resting.remaining == 0:
                 resting.resting = False
-            trades.append((resting.order_id, quantity_traded, resting.price))
+            trades.append(("trade", resting.order_id, quantity_traded, resting.price))
         incoming.resting = price is not None and incoming.remaining > 0
         return trades
 
@@ -91,16 +108,17 @@ class ReferenceBook:
         return [DepthLevel(p, q, orders[p]) for p, q in quantity.items()]
 
 
-@settings(max_examples=200, stateful_step_count=40, deadline=None)
 class OrderBookMachine(RuleBasedStateMachine):
     """Drives OrderBook and ReferenceBook with the same commands and compares everything."""
 
     placed = Bundle("placed")
+    #: Set by the concrete machines below.
+    self_trade_prevention = False
 
     def __init__(self) -> None:
         super().__init__()
-        self.book = OrderBook()
-        self.model = ReferenceBook()
+        self.book = OrderBook(self_trade_prevention=self.self_trade_prevention)
+        self.model = ReferenceBook(self.self_trade_prevention)
         self.real: dict[str, Order] = {}
         self._ids = count(1)
         # Bookkeeping from the book's own outputs, for the conservation invariant.
@@ -109,15 +127,27 @@ class OrderBookMachine(RuleBasedStateMachine):
         self.bought = 0
         self.sold = 0
 
-    def _place(self, side: Side, price: int | None, quantity: int) -> str:
+    def _place(self, participant: str, side: Side, price: int | None, quantity: int) -> str:
         order_id = f"{'M' if price is None else 'L'}{side.value}{next(self._ids)}"
-        order = Order(order_id, "participant", "c" + order_id, side, price, quantity)
+        order = Order(order_id, participant, "c" + order_id, side, price, quantity)
         self.real[order_id] = order
-        fills = self.book.place(order)
-        got = [(resting.order_id, traded, at) for resting, traded, at in fills]
-        expected = self.model.place(order_id, side, price, quantity)
+        executions = self.book.place(order)
+        got: list[Trade] = []
+        fills = []
+        for execution in executions:
+            if isinstance(execution, SelfTradeCancel):
+                resting = execution.resting
+                assert resting.participant_id == participant, "only one's own order is cancelled"
+                got.append(("self_trade", resting.order_id, execution.open_quantity, 0))
+                self.cancelled[resting.order_id] += execution.open_quantity
+            else:
+                fills.append(execution)
+                got.append(("trade", execution[0].order_id, execution[1], execution[2]))
+        expected = self.model.place(order_id, participant, side, price, quantity)
         assert got == expected, f"{order!r}: book filled {got}, model filled {expected}"
         for resting, traded, _ in fills:
+            if self.self_trade_prevention:
+                assert resting.participant_id != participant, f"{order!r} traded with itself"
             assert resting.side is not side, f"{order!r} traded with its own side {resting!r}"
             assert traded > 0
             self.filled[resting.order_id] += traded
@@ -132,20 +162,24 @@ class OrderBookMachine(RuleBasedStateMachine):
                 self.sold += traded
         return order_id
 
-    @initialize(target=placed, side=SIDES, price=PRICES, quantity=QUANTITIES)
-    def place_first_limit(self, side: Side, price: int, quantity: int) -> str:
+    @initialize(target=placed, who=PARTICIPANTS, side=SIDES, price=PRICES, quantity=QUANTITIES)
+    def place_first_limit(self, who: str, side: Side, price: int, quantity: int) -> str:
         """Start with one order so that ``cancel`` always has something to draw from."""
-        return self._place(side, price, quantity)
+        return self._place(self.participant(who), side, price, quantity)
 
-    @rule(target=placed, side=SIDES, price=PRICES, quantity=QUANTITIES)
-    def place_limit(self, side: Side, price: int, quantity: int) -> str:
-        return self._place(side, price, quantity)
+    @rule(target=placed, who=PARTICIPANTS, side=SIDES, price=PRICES, quantity=QUANTITIES)
+    def place_limit(self, who: str, side: Side, price: int, quantity: int) -> str:
+        return self._place(self.participant(who), side, price, quantity)
 
-    @rule(target=placed, side=SIDES, quantity=QUANTITIES)
-    def place_market(self, side: Side, quantity: int) -> str:
-        order_id = self._place(side, None, quantity)
+    @rule(target=placed, who=PARTICIPANTS, side=SIDES, quantity=QUANTITIES)
+    def place_market(self, who: str, side: Side, quantity: int) -> str:
+        order_id = self._place(self.participant(who), side, None, quantity)
         assert self.real[order_id] not in self.book.resting_orders(side), "a market order rests"
         return order_id
+
+    def participant(self, drawn: str) -> str:
+        """Who places an order: always the same one in the bare machine."""
+        return drawn if self.self_trade_prevention else "participant"
 
     @rule(order_id=placed)
     def cancel(self, order_id: str) -> None:
@@ -207,4 +241,17 @@ class OrderBookMachine(RuleBasedStateMachine):
             )
 
 
-test_order_book_matches_reference_model = OrderBookMachine.TestCase
+@settings(max_examples=200, stateful_step_count=40, deadline=None)
+class BareBookMachine(OrderBookMachine):
+    """One participant, no self-trade prevention: the book's own price-time priority."""
+
+
+@settings(max_examples=200, stateful_step_count=40, deadline=None)
+class VenueBookMachine(OrderBookMachine):
+    """Several participants with self-trade prevention, as the exchange's venues run it."""
+
+    self_trade_prevention = True
+
+
+test_order_book_matches_reference_model = BareBookMachine.TestCase
+test_order_book_with_self_trade_prevention_matches_reference_model = VenueBookMachine.TestCase

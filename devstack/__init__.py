@@ -1,0 +1,106 @@
+"""The local development stack: a single-node Kafka broker and a private PostgreSQL, no Docker.
+
+A development tool that lives in the checkout and is not shipped in the wheel: it needs
+``deploy/local`` (the Maven POM and the broker's config templates). ``up`` is idempotent,
+``down`` stops only what ``up`` started (by the PIDs it recorded) and stale PID files are
+recognised, so an interrupted session never leaves the next one confused. With
+``TECHX_KAFKA_BOOTSTRAP`` or ``TECHX_DATABASE_URL`` set, that server is the user's: it is
+checked, never started or stopped.
+
+The functions are synchronous because the command line and pytest fixtures call them once;
+from async code use ``await asyncio.to_thread(devstack.up, settings)``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from devstack import kafka, postgres
+from devstack.errors import (
+    DevStackError,
+    MissingToolError,
+    StackConfigError,
+    StackError,
+    StackTimeoutError,
+)
+from devstack.processes import ServiceStatus, since, state_lock
+from devstack.settings import StackSettings
+
+__all__ = [
+    "DevStackError",
+    "MissingToolError",
+    "ServiceStatus",
+    "StackConfigError",
+    "StackError",
+    "StackSettings",
+    "StackTimeoutError",
+    "down",
+    "start_postgres",
+    "status",
+    "stop_postgres",
+    "up",
+]
+
+log = structlog.get_logger()
+
+
+def up(settings: StackSettings) -> None:
+    """Start whatever of Kafka and PostgreSQL is not running yet, and wait until both serve.
+
+    Every tool and port is checked before anything starts, so a missing program leaves
+    nothing half-up. Kafka is launched first and awaited last: its JVM start overlaps
+    PostgreSQL's.
+    """
+    started = time.monotonic()
+    with state_lock(settings.state_dir):
+        java = None if settings.external_kafka is not None else kafka.find_java()
+        pg_bin = None if settings.external_database is not None else postgres.preflight(settings)
+        if settings.external_kafka is not None:
+            kafka.check_external(settings.external_kafka)
+        if settings.external_database is not None:
+            postgres.check_external(settings.external_database)
+        pending = None if java is None else kafka.launch(settings, java)
+        if pg_bin is not None:
+            postgres.start(settings, pg_bin)
+        if pending is not None:
+            kafka.await_ready(settings, pending)
+    log.info("stack_up", duration_s=since(started), state_dir=str(settings.state_dir))
+
+
+def down(settings: StackSettings) -> None:
+    """Stop the broker and the cluster that ``up`` started; external servers are left alone."""
+    with state_lock(settings.state_dir):
+        if settings.external_kafka is None:
+            kafka.stop(settings)
+        if settings.external_database is None:
+            postgres.stop(settings)
+
+
+def status(settings: StackSettings) -> list[ServiceStatus]:
+    """Report each service without changing anything (a stale PID file is only reported)."""
+    return [kafka.status(settings), postgres.status(settings)]
+
+
+def stop_postgres(settings: StackSettings) -> None:
+    """Stop only the local PostgreSQL (tests of the engine riding out a database outage)."""
+    _refuse_external_database(settings, "stop")
+    with state_lock(settings.state_dir):
+        postgres.stop(settings)
+
+
+def start_postgres(settings: StackSettings) -> None:
+    """Start only the local PostgreSQL again, and wait until it serves (idempotent)."""
+    _refuse_external_database(settings, "start")
+    with state_lock(settings.state_dir):
+        postgres.start(settings, postgres.preflight(settings))
+
+
+def _refuse_external_database(settings: StackSettings, action: str) -> None:
+    if settings.external_database is not None:
+        raise StackError(
+            f"cannot {action} PostgreSQL: TECHX_DATABASE_URL points at a server the stack "
+            "does not run",
+            hint="unset TECHX_DATABASE_URL to use the local one",
+        )

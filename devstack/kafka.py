@@ -1,0 +1,365 @@
+"""The local broker: a single-node KRaft Kafka run from jars that Maven fetches once.
+
+The jars come from ``deploy/local/pom.xml`` into ``<state dir>/kafka/libs``, the storage is
+formatted once, and the JVM is launched detached with its PID recorded. Starting is split in
+two (:func:`launch`, then :func:`await_ready`) so that PostgreSQL starts while the JVM does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import string
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient
+
+from devstack.errors import MissingToolError, StackError, StackTimeoutError
+from devstack.processes import (
+    ServiceStatus,
+    describe,
+    forget_stale_pid,
+    log_contains,
+    port_open,
+    process_matches,
+    run,
+    run_async,
+    running_pid,
+    since,
+    stopped_detail,
+    tail,
+    wait_gone,
+    write_atomic,
+)
+from devstack.settings import DEPLOY_DIR, StackSettings
+
+log = structlog.get_logger()
+
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+MAVEN_TIMEOUT_S = 900.0
+MIN_JAVA = 17
+#: What the broker writes to server.log once it serves clients (KafkaRaftServer.startup).
+STARTED_LINE = "Kafka Server started"
+INSTALL_JAVA = "apt-get install openjdk-17-jre-headless"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaPaths:
+    """Where the broker's jars, data, config, logs and PID file live under the state dir."""
+
+    root: Path
+    libs: Path
+    libs_marker: Path
+    data: Path
+    config: Path
+    logs: Path
+    server_log: Path
+    console_log: Path
+    pid_file: Path
+
+    @classmethod
+    def of(cls, settings: StackSettings) -> KafkaPaths:
+        root = settings.state_dir.resolve() / "kafka"
+        logs = root / "logs"
+        return cls(
+            root=root,
+            libs=root / "libs",
+            libs_marker=root / "libs" / ".techx-complete",
+            data=root / "data",
+            config=root / "server.properties",
+            logs=logs,
+            server_log=logs / "server.log",
+            console_log=logs / "kafka.out",
+            pid_file=root / "kafka.pid",
+        )
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """What the broker's command line holds, and a reused PID's does not."""
+        return ("kafka.Kafka", str(self.config))
+
+
+@dataclass(frozen=True, slots=True)
+class PendingKafka:
+    """A broker not yet known to serve; ``log_offset`` is None when an earlier ``up`` started it."""
+
+    pid: int
+    log_offset: int | None
+    started: float
+
+
+def render_server_properties(settings: StackSettings, template: str | None = None) -> str:
+    """Fill the broker config template with this instance's ports and data folder."""
+    if template is None:
+        template = (DEPLOY_DIR / "server.properties.template").read_text(encoding="utf-8")
+    return string.Template(template).substitute(
+        kafka_port=settings.kafka_port,
+        controller_port=settings.controller_port,
+        log_dirs=str(KafkaPaths.of(settings).data),
+    )
+
+
+def find_java() -> str:
+    """``$JAVA_HOME/bin/java`` or ``java`` on PATH, at least Java 17 (Kafka 4's minimum)."""
+    java_home = os.environ.get("JAVA_HOME")
+    candidate = Path(java_home) / "bin" / "java" if java_home else None
+    java = str(candidate) if candidate and candidate.exists() else shutil.which("java")
+    if java is None:
+        raise MissingToolError(
+            f"java is not installed; Kafka needs Java {MIN_JAVA} or newer", hint=INSTALL_JAVA
+        )
+    result = run([java, "-version"], what="ask java for its version", timeout=30)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if match:
+        major = int(match[1]) if match[1] != "1" else int(match[2] or 0)
+        if major < MIN_JAVA:
+            raise MissingToolError(
+                f"{java} is Java {major}; Kafka 4 needs {MIN_JAVA} or newer", hint=INSTALL_JAVA
+            )
+    return java
+
+
+def launch(settings: StackSettings, java: str) -> PendingKafka:
+    """Fetch jars, format storage and start the broker detached, unless it already runs."""
+    paths = KafkaPaths.of(settings)
+    address = f"127.0.0.1:{settings.kafka_port}"
+    pid = running_pid(paths.pid_file, paths.markers)
+    if pid is not None:
+        log.info("kafka_already_running", address=address, pid=pid)
+        return PendingKafka(pid=pid, log_offset=None, started=time.monotonic())
+    forget_stale_pid(paths.pid_file, "kafka")
+    for port in (settings.kafka_port, settings.controller_port):
+        if port_open(port):
+            raise StackError(
+                f"port {port} on 127.0.0.1 is taken by a process techx did not start",
+                hint="stop it or choose another TECHX_KAFKA_PORT (the controller uses port + 1)",
+            )
+    _ensure_jars(paths)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    write_atomic(paths.config, render_server_properties(settings))
+    _ensure_storage(paths, java)
+
+    log_offset = paths.server_log.stat().st_size if paths.server_log.exists() else 0
+    command = [
+        *_java_command(java, paths),
+        "-Xmx512m",
+        "-XX:+ExitOnOutOfMemoryError",
+        "kafka.Kafka",
+        str(paths.config),
+    ]
+    # Launched through a shell that backgrounds the JVM and exits: the broker is then not a
+    # child of this process, so no zombie and no "subprocess still running" warning.
+    launcher = 'out=$1; shift; "$@" >>"$out" 2>&1 </dev/null & echo $!'
+    result = run(
+        ["sh", "-c", launcher, "techx-kafka", str(paths.console_log), *command],
+        what="launch the Kafka broker",
+        cwd=paths.root,
+        timeout=30,
+        new_session=True,
+    )
+    pid = int(result.stdout.strip())
+    write_atomic(paths.pid_file, f"{pid}\n")
+    log.info("kafka_launched", address=address, pid=pid, log=str(paths.server_log))
+    return PendingKafka(pid=pid, log_offset=log_offset, started=time.monotonic())
+
+
+def await_ready(settings: StackSettings, pending: PendingKafka) -> None:
+    """Poll until the broker logged its start, accepts connections and answers metadata."""
+    paths = KafkaPaths.of(settings)
+    bootstrap = f"127.0.0.1:{settings.kafka_port}"
+    deadline = pending.started + READY_TIMEOUT_S
+    problem = "not started yet"
+    while True:
+        if not process_matches(pending.pid, paths.markers):
+            raise StackError(
+                f"the Kafka broker (pid {pending.pid}) exited while starting",
+                hint=f"read {paths.server_log} and {paths.console_log}",
+                output=tail(paths.server_log) + tail(paths.console_log),
+            )
+        logged = pending.log_offset is None or log_contains(
+            paths.server_log, pending.log_offset, STARTED_LINE
+        )
+        if logged and port_open(settings.kafka_port):
+            answer = probe(bootstrap, timeout_s=5.0)
+            if answer is None:
+                break
+            problem = answer
+        if time.monotonic() > deadline:
+            raise StackTimeoutError(
+                f"the Kafka broker (pid {pending.pid}) did not answer on {bootstrap} within "
+                f"{READY_TIMEOUT_S:.0f} s ({problem})",
+                hint=f"read {paths.server_log}",
+            )
+        time.sleep(0.25)
+    if pending.log_offset is None:
+        return
+    log.info(
+        "kafka_started",
+        address=bootstrap,
+        pid=pending.pid,
+        duration_s=since(pending.started),
+        log=str(paths.server_log),
+    )
+
+
+def stop(settings: StackSettings) -> None:
+    """SIGTERM (controlled shutdown), then SIGKILL if the broker hangs."""
+    paths = KafkaPaths.of(settings)
+    pid = running_pid(paths.pid_file, paths.markers)
+    if pid is None:
+        if not forget_stale_pid(paths.pid_file, "kafka"):
+            log.info("kafka_not_running")
+        return
+    started = time.monotonic()
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not wait_gone(pid, paths.markers, STOP_TIMEOUT_S):
+        log.warning("kafka_killed", pid=pid, reason=f"no exit {STOP_TIMEOUT_S:.0f} s after SIGTERM")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_gone(pid, paths.markers, 10.0)
+    paths.pid_file.unlink(missing_ok=True)
+    log.info("kafka_stopped", pid=pid, duration_s=since(started))
+
+
+def status(settings: StackSettings) -> ServiceStatus:
+    """The broker's state, read only (an external broker is asked for metadata)."""
+    if settings.external_kafka is not None:
+        problem = probe(settings.external_kafka, timeout_s=5.0)
+        detail = "external, answers" if problem is None else f"external, no answer: {problem}"
+        return ServiceStatus("kafka", problem is None, settings.external_kafka, None, detail)
+    paths = KafkaPaths.of(settings)
+    address = f"127.0.0.1:{settings.kafka_port}"
+    pid = running_pid(paths.pid_file, paths.markers)
+    if pid is None:
+        return ServiceStatus("kafka", False, address, None, stopped_detail(paths.pid_file))
+    if not port_open(settings.kafka_port):
+        return ServiceStatus("kafka", False, address, pid, f"starting; log {paths.server_log}")
+    return ServiceStatus("kafka", True, address, pid, f"log {paths.server_log}")
+
+
+def check_external(bootstrap: str) -> None:
+    """Refuse to go on when the user's broker (``TECHX_KAFKA_BOOTSTRAP``) does not answer."""
+    problem = probe(bootstrap, timeout_s=10.0)
+    if problem is not None:
+        raise StackError(
+            f"the Kafka at TECHX_KAFKA_BOOTSTRAP={bootstrap} does not answer: {problem}",
+            hint="start that broker, or unset TECHX_KAFKA_BOOTSTRAP to run the local one",
+        )
+    log.info("kafka_external_checked", address=bootstrap)
+
+
+def probe(bootstrap: str, timeout_s: float) -> str | None:
+    """None when a metadata request succeeds, else why not (a port that accepts is not enough)."""
+    return run_async(_answers(bootstrap, timeout_s))
+
+
+async def _answers(bootstrap: str, timeout_s: float) -> str | None:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        await asyncio.wait_for(admin.list_topics(), timeout_s)
+    except Exception as e:
+        return describe(e)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    return None
+
+
+def _java_command(java: str, paths: KafkaPaths) -> list[str]:
+    return [
+        java,
+        "-Djava.awt.headless=true",
+        f"-Dkafka.logs.dir={paths.logs}",
+        f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'log4j2.properties'}",
+        "-cp",
+        f"{paths.libs}/*",
+    ]
+
+
+def _ensure_jars(paths: KafkaPaths) -> None:
+    """Fetch the broker's jars unless a completed fetch of the same POM is cached.
+
+    Maven copies into a scratch folder that replaces ``libs`` only once it finished, and the
+    marker (the POM's digest) is written last, so an interrupted fetch is simply redone.
+    """
+    pom = DEPLOY_DIR / "pom.xml"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
+    with contextlib.suppress(OSError):
+        if paths.libs_marker.read_text(encoding="ascii").strip() == digest:
+            return
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise MissingToolError(
+            "mvn is not installed; it fetches the Kafka jars once", hint="apt-get install maven"
+        )
+    started = time.monotonic()
+    scratch = paths.root / "libs.partial"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={scratch}",
+            "-DincludeScope=runtime",
+        ],
+        what="fetch the Kafka jars with Maven",
+        hint="Maven needs Maven Central, or a mirror in ~/.m2/settings.xml",
+        cwd=DEPLOY_DIR,
+        timeout=MAVEN_TIMEOUT_S,
+    )
+    jars = list(scratch.glob("*.jar"))
+    if not any(jar.name.startswith("kafka_2.13-") for jar in jars):
+        raise StackError(
+            f"Maven finished but {scratch} holds no kafka_2.13 jar", hint=f"check {pom}"
+        )
+    size_mb = sum(jar.stat().st_size for jar in jars) / 1e6
+    shutil.rmtree(paths.libs, ignore_errors=True)
+    scratch.rename(paths.libs)
+    write_atomic(paths.libs_marker, f"{digest}\n")
+    log.info(
+        "kafka_jars_fetched",
+        jars=len(jars),
+        size_mb=round(size_mb, 1),
+        duration_s=since(started),
+        into=str(paths.libs),
+    )
+
+
+def _ensure_storage(paths: KafkaPaths, java: str) -> None:
+    """Format the KRaft log folder once: a fresh cluster id, this node as the only voter."""
+    if (paths.data / "meta.properties").exists():
+        return
+    started = time.monotonic()
+    tool = [*_java_command(java, paths), "kafka.tools.StorageTool"]
+    cluster_id = run(
+        [*tool, "random-uuid"], what="make a Kafka cluster id", timeout=120
+    ).stdout.strip()
+    run(
+        [*tool, "format", "--standalone", "-t", cluster_id, "-c", str(paths.config)],
+        what="format the Kafka storage",
+        timeout=120,
+    )
+    log.info(
+        "kafka_storage_formatted",
+        cluster_id=cluster_id,
+        data=str(paths.data),
+        duration_s=since(started),
+    )
