@@ -85,7 +85,7 @@ def bench_pipeline(seed: int, count: int) -> float:
     processor = PartitionProcessor(0)
     started = time.perf_counter()
     for start in range(0, len(records), 5000):
-        processor.process(records[start : start + 5000])  # type: ignore[arg-type]
+        processor.process(records[start : start + 5000])
     return len(records) / (time.perf_counter() - started)
 
 

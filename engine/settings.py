@@ -63,22 +63,55 @@ class Settings:
         """Build settings from ``TECHX_*`` variables; unknown values fail here, not later."""
         env = os.environ if env is None else env
         base = cls()
-        log_format = env.get("TECHX_LOG_FORMAT", base.log_format)
-        if log_format not in {"auto", "json", "console"}:
-            raise ConfigError(f"TECHX_LOG_FORMAT must be auto, json or console, not {log_format!r}")
+        database_url = env.get("TECHX_DATABASE_URL") or base.database_url
+        if not database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                f"TECHX_DATABASE_URL must be a postgresql:// URL, not {_shown(database_url)}"
+            )
         return replace(
             base,
             kafka_bootstrap=env.get("TECHX_KAFKA_BOOTSTRAP") or base.kafka_bootstrap,
-            database_url=env.get("TECHX_DATABASE_URL") or base.database_url,
-            topics=Topics(env.get("TECHX_TOPIC_PREFIX", base.topics.prefix)),
+            database_url=database_url,
+            topics=Topics(_name(env, "TECHX_TOPIC_PREFIX", base.topics.prefix)),
             partitions=_int(env, "TECHX_PARTITIONS", base.partitions, minimum=1),
             replication_factor=_int(env, "TECHX_REPLICATION_FACTOR", base.replication_factor, 1),
-            group_id=env.get("TECHX_GROUP_ID", base.group_id),
+            group_id=_name(env, "TECHX_GROUP_ID", base.group_id),
             batch_max_records=_int(env, "TECHX_BATCH_MAX_RECORDS", base.batch_max_records, 1),
             snapshot_every=_int(env, "TECHX_SNAPSHOT_EVERY", base.snapshot_every, 0),
-            log_format=log_format,
-            log_level=env.get("TECHX_LOG_LEVEL", base.log_level).lower(),
+            log_format=_choice(env, "TECHX_LOG_FORMAT", base.log_format, _LOG_FORMATS),
+            log_level=_choice(env, "TECHX_LOG_LEVEL", base.log_level, _LOG_LEVELS),
         )
+
+
+_LOG_FORMATS = ("auto", "json", "console")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+#: Kafka's legal characters for topic names; group ids and prefixes keep to them too.
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {_shown(value)}")
+    return value
+
+
+def _name(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    if not value or not set(value) <= _NAME_CHARACTERS or len(value) > 200:
+        raise ConfigError(
+            f"{name} must be 1-200 letters, digits, dots, underscores or hyphens, "
+            f"not {_shown(value)}"
+        )
+    return value
+
+
+def _shown(value: str) -> str:
+    """A setting's value in an error: quoted, short, and without a password."""
+    if "@" in value and "://" in value:
+        scheme, rest = value.split("://", 1)
+        value = f"{scheme}://...@{rest.rsplit('@', 1)[1]}"
+    return f'"{value[:80]}"'
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -88,7 +121,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError as e:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from e
+        raise ConfigError(f"{name} must be a whole number, not {_shown(raw)}") from e
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
     return value

@@ -6,6 +6,7 @@ the same code over the same records, which is what makes their outputs identical
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -160,13 +161,13 @@ class PartitionProcessor:
                 )
         return command, self.market.apply(command, record.timestamp, record.offset)
 
-    def process(self, records: list[CommandRecord]) -> SettlementBatch:
+    def process(self, records: Sequence[CommandRecord]) -> SettlementBatch:
         """Apply the records in offset order; a bad record becomes a dead letter, never a stop."""
         batch = SettlementBatch(self.partition, records[0].offset, records[-1].offset + 1)
         self.process_into(batch, records)
         return batch
 
-    def process_into(self, batch: SettlementBatch, records: list[CommandRecord]) -> None:
+    def process_into(self, batch: SettlementBatch, records: Sequence[CommandRecord]) -> None:
         """Add the outcomes of the next records (which follow the batch's) to ``batch``."""
         batch.next_offset = records[-1].offset + 1
         apply = self.apply

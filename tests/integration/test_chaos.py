@@ -10,16 +10,18 @@ from structlog.testing import capture_logs
 import devstack
 from devstack import StackSettings
 from engine.commands.run import run_engine
-from engine.core.codec import decode_event
-from engine.core.market import Market
 from engine.errors import FencedError
 from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings
 from engine.store.settlement import SettlementStore
 from schemas.commands import Command
-from schemas.events import Deal
-from tests.integration.harness import fetch_all, read_topic, running_engine, wait_until_settled
+from tests.integration.harness import (
+    assert_settled_and_published_once,
+    fetch_all,
+    running_engine,
+    wait_until_settled,
+)
 from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
@@ -56,20 +58,7 @@ async def test_a_postgresql_restart_mid_stream_loses_and_doubles_nothing(
                 await asyncio.to_thread(devstack.start_postgres, local_stack)
         await wait_until_settled(settings)
 
-    market = Market()
-    expected = sorted(
-        e.deal_id for c in commands for e in market.apply(c, 0, 0) if isinstance(e, Deal)
-    )
-    stored = sorted(r[0] for r in await fetch_all(settings, "SELECT deal_id FROM deals"))
-    assert stored == expected
-    published = await read_topic(settings, settings.topics.deals)
-    ids = sorted(
-        d.deal_id
-        for rs in published.values()
-        for d in (decode_event(r.value) for r in rs)
-        if isinstance(d, Deal)
-    )
-    assert ids == expected, "every settled deal was published exactly once"
+    await assert_settled_and_published_once(settings, commands)
 
 
 async def test_an_engine_fenced_by_a_new_owner_stops(settings: Settings) -> None:

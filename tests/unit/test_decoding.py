@@ -489,12 +489,21 @@ def test_identifier_with_trailing_newline_is_refused() -> None:
 
 
 def test_nothing_settled_contains_a_nul_character() -> None:
-    """Event bodies and dead-letter reasons are storable in PostgreSQL text and jsonb."""
-    listing = ListTechnology("T1", "admin", "Coating\x00", 10, 5)
+    """Event bodies and dead-letter details are storable in PostgreSQL text and jsonb."""
+    bad_name = ListTechnology("T1", "admin", "Coating\x00", 10, 5)
     batch = PartitionProcessor(PARTITION).process(
-        records(encode(listing), place(type="\x00"), first=0)
+        records(
+            encode(bad_name),  # dead letter: a control character in a name
+            place(type="\x00"),  # dead letter quoting a NUL
+            LISTING,
+            place(side="b\x00d"),  # rejected: its detail quotes the side
+            first=0,
+        )
     )
-    assert batch.outcomes or batch.dead_letters
+    assert len(batch.dead_letters) == 2
+    assert len(batch.outcomes) == 2, "the listing and the rejected order were applied"
+    rejected = json.loads(batch.outcomes[1].events_json)
+    assert rejected[0]["reason"] == "unknown_side", "the NUL reached the market's answer"
     bodies = [outcome.events_json.decode() for outcome in batch.outcomes]
     details = [dead.detail for dead in batch.dead_letters]
     assert not any("\\u0000" in body or "\x00" in body for body in bodies)

@@ -221,7 +221,7 @@ def test_cancel_of_a_non_best_level_removes_exactly_that_level() -> None:
     assert [level.price for level in book.depth(Side.BID)] == [100, 98]
     assert book.best_bid() == 100
     fills = book.place(offer(97, 10))
-    assert [price for _, _, price in fills] == [100, 98]
+    assert [price for _, _, price in trades(fills)] == [100, 98]
 
 
 def test_cancel_of_filled_or_cancelled_order_returns_zero() -> None:

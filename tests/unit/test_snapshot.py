@@ -6,6 +6,7 @@ import pytest
 
 from engine.core.codec import encode
 from engine.core.market import Market
+from engine.core.mechanisms.continuous import ContinuousVenue
 from engine.core.snapshot import (
     SNAPSHOT_VERSION,
     ContinuousState,
@@ -96,5 +97,5 @@ def test_restored_orders_keep_their_cancel_index() -> None:
     resting = (state.bids or state.offers)[0]
     restored = Market.from_snapshot(market.snapshot())
     restored_venue = restored.venue("TECH-0001")
-    assert restored_venue is not None
+    assert isinstance(restored_venue, ContinuousVenue)
     assert restored_venue.live_order(resting.participant_id, resting.client_order_id) is not None

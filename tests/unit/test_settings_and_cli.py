@@ -1,0 +1,97 @@
+"""Settings refuse bad TECHX_* values at start; the CLI answers with exit codes, not tracebacks;
+the partitioner agrees with the Java client."""
+
+from __future__ import annotations
+
+import pytest
+import structlog
+
+from engine.commands.cli import main
+from engine.core.partitioning import murmur2, partition_for
+from engine.errors import ConfigError
+from engine.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("TECHX_PARTITIONS", "four", 'must be a whole number, not "four"'),
+        ("TECHX_PARTITIONS", "0", "must be at least 1"),
+        ("TECHX_BATCH_MAX_RECORDS", "-5", "must be at least 1"),
+        ("TECHX_LOG_FORMAT", "xml", "TECHX_LOG_FORMAT must be one of auto, json, console"),
+        ("TECHX_LOG_LEVEL", "verbose", "TECHX_LOG_LEVEL must be one of debug, info"),
+        ("TECHX_GROUP_ID", "", "TECHX_GROUP_ID must be 1-200 letters"),
+        ("TECHX_TOPIC_PREFIX", "", "TECHX_TOPIC_PREFIX must be 1-200 letters"),
+        ("TECHX_TOPIC_PREFIX", "a b", "TECHX_TOPIC_PREFIX must be 1-200 letters"),
+        ("TECHX_DATABASE_URL", "not-a-url", "must be a postgresql:// URL"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_the_variable(
+    variable: str, value: str, fragment: str
+) -> None:
+    """Each malformed TECHX_* value stops the start with a ConfigError that names it."""
+    with pytest.raises(ConfigError, match=fragment):
+        Settings.from_env({variable: value})
+
+
+def test_a_database_password_never_appears_in_a_settings_error() -> None:
+    """The DSN is quoted without its credentials when it is refused."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"TECHX_DATABASE_URL": "mysql://u:secret@db/x"})
+    assert "secret" not in str(caught.value)
+
+
+def test_good_settings_are_read() -> None:
+    """The control case: valid values arrive typed."""
+    settings = Settings.from_env(
+        {"TECHX_PARTITIONS": "8", "TECHX_LOG_LEVEL": "WARNING", "TECHX_TOPIC_PREFIX": "tenant-a"}
+    )
+    assert (settings.partitions, settings.log_level) == (8, "warning")
+    assert settings.topics.commands == "tenant-a.commands.v1"
+
+
+def test_a_command_with_a_bad_setting_exits_1_with_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`techx setup` under a broken environment logs command_failed and exits 1, no traceback."""
+    monkeypatch.setenv("TECHX_PARTITIONS", "four")
+    with structlog.testing.capture_logs() as logs:
+        assert main(["setup"]) == 1
+    (failure,) = [entry for entry in logs if entry["event"] == "command_failed"]
+    assert failure["error_type"] == "ConfigError"
+    assert "TECHX_PARTITIONS" in failure["error"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["frobnicate"], ["replay"], ["replay", "--partition", "x"], ["order", "bid"]],
+)
+def test_a_malformed_command_line_exits_2(argv: list[str]) -> None:
+    """Usage errors are argparse's exit code 2, before anything connects anywhere."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+
+
+#: Kafka's own test vectors for Utils.murmur2 (clients' UtilsTest), as signed Java ints.
+JAVA_MURMUR2 = [
+    (b"21", -973932308),
+    (b"foobar", -790332482),
+    (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    (b"abc", 479470107),
+]
+
+
+@pytest.mark.parametrize(("key", "java"), JAVA_MURMUR2)
+def test_murmur2_matches_the_java_client(key: bytes, java: int) -> None:
+    """The engine's murmur2 gives the Java client's values, so both route keys alike."""
+    assert murmur2(key) == java & 0xFFFFFFFF
+
+
+def test_partition_is_positive_murmur2_modulo_the_partition_count() -> None:
+    """Kafka's default partitioner: (murmur2(key) & 0x7fffffff) % partitions."""
+    for key, java in JAVA_MURMUR2:
+        for partitions in (1, 3, 4, 12):
+            assert partition_for(key.decode(), partitions) == (java & 0x7FFFFFFF) % partitions
