@@ -55,6 +55,28 @@ async def settled_offset(database_url: str, topic: str, partition: int) -> int:
     return int(offset or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionPosition:
+    #: First command offset not settled yet: the commit point.
+    next_offset: int
+    #: Every event of commands below this offset is known to be on the output topics.
+    published_offset: int
+
+
+async def partition_positions(database_url: str, topic: str) -> dict[int, PartitionPosition]:
+    """How far the engines have settled and published each claimed partition of a topic."""
+    async with connected(database_url) as connection:
+        rows = await connection.fetch(
+            "SELECT partition, next_offset, published_offset FROM partition_state"
+            " WHERE topic = $1 ORDER BY partition",
+            topic,
+        )
+    return {
+        row["partition"]: PartitionPosition(row["next_offset"], row["published_offset"])
+        for row in rows
+    }
+
+
 async def turnover_since(
     database_url: str, topic: str, since_ms: int
 ) -> tuple[list[TechnologyTurnover], int]:

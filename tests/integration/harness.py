@@ -17,6 +17,7 @@ from engine.core.codec import decode_event
 from engine.core.market import Market
 from engine.settings import Settings
 from engine.store.connection import connected
+from engine.store.reports import partition_positions
 from schemas.commands import Command
 from schemas.events import Deal
 from tests.polling import eventually
@@ -75,12 +76,8 @@ async def command_end_offsets(settings: Settings) -> dict[int, int]:
 
 
 async def settled_offsets(settings: Settings) -> dict[int, int]:
-    async with connected(settings.database_url) as connection:
-        rows = await connection.fetch(
-            "SELECT partition, next_offset FROM partition_state WHERE topic = $1",
-            settings.topics.commands,
-        )
-    return {row["partition"]: row["next_offset"] for row in rows}
+    positions = await partition_positions(settings.database_url, settings.topics.commands)
+    return {partition: position.next_offset for partition, position in positions.items()}
 
 
 async def wait_until_settled(settings: Settings, timeout_s: float = 120) -> dict[int, int]:

@@ -23,7 +23,7 @@ from engine.core.batch import DLQ_OFFSET_HEADER, DLQ_PARTITION_HEADER, DLQ_REASO
 from engine.core.codec import decode_event
 from engine.core.partitioning import partition_for
 from engine.settings import Settings
-from engine.store.connection import connected
+from engine.store.reports import partition_positions
 from schemas.common import DeadLetterReason, RejectReason
 from schemas.events import (
     CommandRejected,
@@ -125,12 +125,8 @@ def consumed(output: str) -> list[tuple[int, dict[str, Any]]]:
 
 async def published_offsets(settings: Settings) -> dict[int, int]:
     """The engine's published mark per command partition, from PostgreSQL."""
-    async with connected(settings.database_url) as connection:
-        rows = await connection.fetch(
-            "SELECT partition, published_offset FROM partition_state WHERE topic = $1",
-            settings.topics.commands,
-        )
-    return {row["partition"]: row["published_offset"] for row in rows}
+    positions = await partition_positions(settings.database_url, settings.topics.commands)
+    return {partition: position.published_offset for partition, position in positions.items()}
 
 
 async def wait_published(settings: Settings, partition: int, offset: int) -> None:
