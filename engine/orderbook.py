@@ -26,6 +26,7 @@ class Order:
     __slots__ = (
         "client_order_id",
         "order_id",
+        "owner_key",
         "participant_id",
         "price",
         "quantity",
@@ -41,6 +42,7 @@ class Order:
         side: Side,
         price: int | None,
         quantity: int,
+        owner_key: str = "",
     ) -> None:
         self.order_id = order_id
         self.participant_id = participant_id
@@ -49,6 +51,9 @@ class Order:
         self.price = price
         self.quantity = quantity
         self.remaining = quantity
+        #: Whatever key the book's owner finds the order by; the book never reads it. Carried
+        #: here so that a filled resting order needs no key rebuilt on the hot path.
+        self.owner_key = owner_key
 
     def __repr__(self) -> str:
         return (

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
+
+import msgspec
 
 from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode
 from engine.core.market import Market
@@ -77,8 +79,12 @@ class DeadLetter:
     detail: str
 
 
-class CommandOutcome(NamedTuple):
-    """One applied command and every event it caused, as published (a JSON array)."""
+class CommandOutcome(msgspec.Struct, frozen=True, gc=False):
+    """One applied command and every event it caused, as published (a JSON array).
+
+    A msgspec Struct: built once per command on the hot path, and its C constructor costs a
+    fifth of a NamedTuple's.
+    """
 
     offset: int
     technology_id: str
@@ -88,7 +94,7 @@ class CommandOutcome(NamedTuple):
     events_json: bytes
 
 
-class DeadLetterRecord(NamedTuple):
+class DeadLetterRecord(msgspec.Struct, frozen=True, gc=False):
     """A record that never became a command, whole, with why."""
 
     offset: int

@@ -35,7 +35,7 @@ MAX_NESTING = 32
 #: A JSON string token, and whether a colon follows it (then it is an object key). Matched
 #: left to right without overlap, so a quote inside a string never starts a token.
 _STRING_TOKEN = re.compile(rb'"([^"\\]*(?:\\.[^"\\]*)*)"(\s*:)?', re.DOTALL)
-#: A quote followed by JSON whitespace: the fast key count below does not cover that layout.
+#: A quote followed by JSON whitespace: a layout the second fast key count does not cover.
 _QUOTE_THEN_SPACE = re.compile(rb'"[ \t\n\r]')
 _plain_decoder = msgspec.json.Decoder()
 #: The same, for the depth scan over records that failed to decode: an unclosed string runs to
@@ -114,16 +114,16 @@ def _duplicate_key(raw: bytes) -> str | None:
     checked the first may have approved something else; so a repeat is refused. Keys are
     compared after unescaping: ``"participant\\u005fid"`` repeats ``participant_id``.
 
-    Fast path for the usual layout (no escapes, no space after a quote): then every ``":``
-    ends a key or opens a value starting with a colon, so it counts the keys at least once
-    each, and a count equal to the number of distinct keys proves there is no repeat. Any
-    other record is tokenized exactly.
+    Two cheap proofs come first. Every key is followed by exactly one colon outside strings,
+    and strings may hold more, so a record has at least as many colons as keys, and at least
+    as many keys as distinct keys: equal counts prove there is no repeat. Without escapes and
+    without a space after a quote, every ``":`` ends a key or opens a string starting with a
+    colon: the same proof for ids that hold colons. Anything else is tokenized.
     """
-    if (
-        b"\\" not in raw
-        and _QUOTE_THEN_SPACE.search(raw) is None
-        and raw.count(b'":') == len(_plain_decoder.decode(raw))
-    ):
+    distinct = len(_plain_decoder.decode(raw))
+    if raw.count(b":") == distinct:
+        return None
+    if b"\\" not in raw and _QUOTE_THEN_SPACE.search(raw) is None and raw.count(b'":') == distinct:
         return None
     seen: set[str] = set()
     for key, colon in _STRING_TOKEN.findall(raw):

@@ -13,7 +13,12 @@ from schemas.events import CommandRejected
 Refusal = tuple[RejectReason, str]
 
 
-def check_price(price: int, tick_size: int, reserve_price: int | None) -> Refusal | None:
+def check_price(
+    price: int, quantity: int, tick_size: int, reserve_price: int | None
+) -> Refusal | None:
+    """A limit price on the grid, above the reserve, and an order value (price times
+    quantity) within MAX_NOTIONAL, so every deal's value, never above the resting order's,
+    fits a signed 64-bit integer downstream, in any language."""
     if price <= 0:
         return RejectReason.PRICE_NOT_POSITIVE, f"price {price} must be above zero"
     if price > MAX_PRICE:
@@ -22,6 +27,11 @@ def check_price(price: int, tick_size: int, reserve_price: int | None) -> Refusa
         return RejectReason.PRICE_OFF_TICK, f"price {price} is not a multiple of tick {tick_size}"
     if reserve_price is not None and price < reserve_price:
         return RejectReason.PRICE_BELOW_RESERVE, f"price {price} is below reserve {reserve_price}"
+    if price * quantity > MAX_NOTIONAL:
+        return (
+            RejectReason.NOTIONAL_TOO_LARGE,
+            f"price {price} times quantity {quantity} is above the limit {MAX_NOTIONAL} đồng",
+        )
     return None
 
 
@@ -34,17 +44,6 @@ def check_quantity(quantity: int, lot_size: int) -> Refusal | None:
         return (
             RejectReason.QUANTITY_OFF_LOT,
             f"quantity {quantity} is not a multiple of lot {lot_size}",
-        )
-    return None
-
-
-def check_notional(price: int, quantity: int) -> Refusal | None:
-    """A limit order's value is bounded, so every deal's value (price times quantity, never above
-    the resting order's) fits a signed 64-bit integer downstream, in any language."""
-    if price * quantity > MAX_NOTIONAL:
-        return (
-            RejectReason.NOTIONAL_TOO_LARGE,
-            f"price {price} times quantity {quantity} is above the limit {MAX_NOTIONAL} đồng",
         )
     return None
 

@@ -80,7 +80,16 @@ def outcome_rows(topic: str, batches: Iterable[SettlementBatch]) -> Iterator[Row
     for batch in batches:
         partition = batch.partition
         for outcome in batch.outcomes:
-            yield (topic, partition, *outcome)
+            yield (
+                topic,
+                partition,
+                outcome.offset,
+                outcome.technology_id,
+                outcome.command_type,
+                outcome.participant_id,
+                outcome.client_order_id,
+                outcome.events_json,
+            )
 
 
 def dead_letter_rows(topic: str, batches: Iterable[SettlementBatch]) -> Iterator[Row]:

@@ -509,7 +509,9 @@ class _Run:
                         "refused_but_answered",
                         "decode_command raised DecodeError, process made an outcome",
                     )
-                self._check_columns(feed, tuple(outcome), outcome.offset, "outcome")
+                self._check_columns(
+                    feed, msgspec.structs.astuple(outcome), outcome.offset, "outcome"
+                )
             if len(batch.dead_letters_out) != len(batch.dead_letters):
                 offset = batch.dead_letters[0].offset if batch.dead_letters else -1
                 self.fail(
@@ -525,7 +527,9 @@ class _Run:
             ):
                 answered[dead_letter.offset] += 1
                 self._check_dead_letter(feed, dead_letter.offset, reason)
-                self._check_columns(feed, tuple(dead_letter), dead_letter.offset, "dead letter")
+                self._check_columns(
+                    feed, msgspec.structs.astuple(dead_letter), dead_letter.offset, "dead letter"
+                )
             for message in batch.dead_letters_out:
                 if not any(name == DLQ_REASON_HEADER for name, _ in message[2]):
                     self.fail(feed, -1, "invariant", "no_reason_header", "a dead letter lacks it")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 
 from engine.core.batch import (
@@ -348,7 +349,7 @@ def test_bad_record_becomes_a_dead_letter_and_the_batch_goes_on(
     assert (batch.partition, batch.first_offset, batch.next_offset) == (PARTITION, 100, 104)
     assert batch.commands == 4
     (dead,) = batch.dead_letters
-    offset, reason, detail, key, raw, timestamp = dead
+    offset, reason, detail, key, raw, timestamp = msgspec.structs.astuple(dead)
     assert (offset, key, raw, timestamp) == (102, b"T1", value, TIMESTAMP + 2)
     assert reason is code
     assert isinstance(detail, str)
@@ -413,7 +414,8 @@ def test_key_that_differs_from_technology_id_is_a_dead_letter(
         ]
     )
 
-    ((offset, reason, detail, row_key, raw, _),) = batch.dead_letters
+    (dead,) = batch.dead_letters
+    offset, reason, detail, row_key, raw, _ = msgspec.structs.astuple(dead)
     assert (offset, row_key, raw) == (8, key, place())
     assert reason == DeadLetterReason.KEY_MISMATCH
     assert fragment in str(detail)
@@ -429,7 +431,7 @@ def test_dead_letter_takes_precedence_over_key_check_for_undecodable_values() ->
     """A record that is both undecodable and mis-keyed is reported for its value."""
     processor = PartitionProcessor(PARTITION)
     batch = processor.process([LogRecord(0, TIMESTAMP, b"OTHER", b"{")])
-    ((_, reason, detail, _, _, _),) = batch.dead_letters
+    ((_, reason, detail, _, _, _),) = [msgspec.structs.astuple(d) for d in batch.dead_letters]
     assert reason == DeadLetterReason.MALFORMED_JSON
     assert str(detail).startswith("not valid JSON")
 
