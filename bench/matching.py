@@ -23,7 +23,7 @@ from engine.core.codec import encode
 from engine.core.market import Market
 from engine.orderbook import Order, OrderBook
 from engine.producers.simulation import OrderFlow, generated_listings
-from schemas.commands import CancelOrder, Command
+from schemas.commands import CancelOrder, TechnologyCommand
 from schemas.common import Side
 
 
@@ -59,7 +59,7 @@ def bench_book(seed: int, count: int) -> float:
     return count / elapsed
 
 
-def _commands(seed: int, count: int) -> list[Command]:
+def _commands(seed: int, count: int) -> list[TechnologyCommand]:
     flow = OrderFlow(seed, generated_listings(8), invalid_ratio=0.01)
     return flow.listing_commands() + flow.next_commands(count)
 

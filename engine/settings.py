@@ -37,8 +37,12 @@ class Topics:
     def dead_letters(self) -> str:
         return f"{self.prefix}.commands.dlq.v1"
 
+    @property
+    def market_data(self) -> str:
+        return f"{self.prefix}.marketdata.v1"
+
     def all(self) -> tuple[str, ...]:
-        return (self.commands, self.deals, self.executions, self.dead_letters)
+        return (self.commands, self.deals, self.executions, self.dead_letters, self.market_data)
 
 
 @dataclass(frozen=True, slots=True)

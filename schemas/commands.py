@@ -9,7 +9,10 @@ from msgspec import Struct
 
 from schemas.common import (
     DisplayText,
+    DurationMs,
     Identifier,
+    ListingActionText,
+    LogTimeMs,
     LotSize,
     MechanismText,
     OrderTypeText,
@@ -17,6 +20,7 @@ from schemas.common import (
     Quantity,
     SideText,
     TickSize,
+    TimeInForceText,
 )
 
 
@@ -31,6 +35,10 @@ class PlaceOrder(
     technology, so a resent order is refused (duplicate_client_order_id), never traded twice.
     A limit order's value, price times quantity, is at most 10^18 đồng (notional_too_large):
     every deal's value then fits a signed 64-bit integer.
+
+    In an auction a place_order is a bid (side bid); in a Dutch auction a bid without a price
+    accepts the current price. ``time_in_force``, ``expires_at_ms`` and ``post_only`` apply to
+    the continuous book and the call auction (docs: schemas/MECHANISMS.md).
     """
 
     technology_id: Identifier
@@ -40,6 +48,9 @@ class PlaceOrder(
     quantity: Quantity
     order_type: OrderTypeText = "limit"
     price: Price | None = None
+    time_in_force: TimeInForceText = "gtc"
+    expires_at_ms: LogTimeMs | None = None
+    post_only: bool = False
 
 
 class CancelOrder(
@@ -52,6 +63,43 @@ class CancelOrder(
     client_order_id: Identifier
 
 
+class AmendOrder(
+    Struct, frozen=True, gc=False, tag="amend_order", tag_field="type", forbid_unknown_fields=True
+):
+    """Change a live order's quantity or price; only the participant that placed it may.
+
+    Quantity down keeps the order's time priority; a price change or quantity up loses it (the
+    order goes to the back of its new price), and an amend that crosses trades at once.
+    """
+
+    technology_id: Identifier
+    participant_id: Identifier
+    client_order_id: Identifier
+    quantity: Quantity | None = None
+    price: Price | None = None
+
+
+class ManageListing(
+    Struct,
+    frozen=True,
+    gc=False,
+    tag="manage_listing",
+    tag_field="type",
+    forbid_unknown_fields=True,
+):
+    """Halt, resume, close or withdraw a listing: the seller (its listing participant) or an
+    operator may."""
+
+    technology_id: Identifier
+    participant_id: Identifier
+    action: ListingActionText
+
+
+class Tick(Struct, frozen=True, gc=False, tag="tick", tag_field="type", forbid_unknown_fields=True):
+    """The ticker's heartbeat: lets log time reach deadlines (auction ends, Dutch steps, GTD
+    expiry, call uncrosses) when nobody trades. Any key; written to every partition."""
+
+
 class ListTechnology(
     Struct,
     frozen=True,
@@ -60,7 +108,17 @@ class ListTechnology(
     tag_field="type",
     forbid_unknown_fields=True,
 ):
-    """Open a technology for trading with its price grid and optional reserve price."""
+    """Open a technology for trading with its price grid, mechanism and its parameters.
+
+    The participant that lists is the seller. Times are log times (the broker's clock, ms).
+    - continuous: reserve_price (optional floor for every order).
+    - call: first_uncross_at_ms and call_interval_ms (the uncross schedule), reserve_price.
+    - english: starting_price, min_increment, ends_at_ms; optional reserve_price with
+      reserve_shown, soft_close_window_ms with soft_close_extension_ms, buy_now_price.
+    - sealed_first / sealed_second: ends_at_ms, optional reserve_price.
+    - dutch: starting_price, price_step, step_interval_ms, reserve_price (the floor),
+      offered_quantity (units for sale, default 1).
+    """
 
     technology_id: Identifier
     participant_id: Identifier
@@ -69,12 +127,23 @@ class ListTechnology(
     lot_size: LotSize
     mechanism: MechanismText = "continuous"
     reserve_price: Price | None = None
+    starting_price: Price | None = None
+    min_increment: Price | None = None
+    ends_at_ms: LogTimeMs | None = None
+    reserve_shown: bool = False
+    soft_close_window_ms: DurationMs | None = None
+    soft_close_extension_ms: DurationMs | None = None
+    buy_now_price: Price | None = None
+    first_uncross_at_ms: LogTimeMs | None = None
+    call_interval_ms: DurationMs | None = None
+    price_step: Price | None = None
+    step_interval_ms: DurationMs | None = None
+    offered_quantity: Quantity | None = None
 
 
-Command = PlaceOrder | CancelOrder | ListTechnology
+Command = PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing | Tick
 
-COMMAND_TYPES: tuple[type[PlaceOrder], type[CancelOrder], type[ListTechnology]] = (
-    PlaceOrder,
-    CancelOrder,
-    ListTechnology,
-)
+#: Commands that name a technology (all but the ticker's Tick).
+TechnologyCommand = PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing
+
+COMMAND_TYPES = (PlaceOrder, CancelOrder, AmendOrder, ListTechnology, ManageListing, Tick)

@@ -149,9 +149,48 @@ OrderTypeText = Annotated[
 MechanismText = Annotated[
     str,
     Meta(
-        description="How the technology trades. Only continuous is live in this version.",
-        extra_json_schema={"enum": ["continuous"]},
+        description=(
+            "How the technology trades: continuous (a price-time book), call (periodic "
+            "uniform-price auctions), english (open ascending), sealed_first / sealed_second "
+            "(confidential bids, first or second price), dutch (descending clock)."
+        ),
+        extra_json_schema={
+            "enum": ["continuous", "call", "english", "sealed_first", "sealed_second", "dutch"]
+        },
     ),
+]
+TimeInForceText = Annotated[
+    str,
+    Meta(
+        description=(
+            "gtc rests until cancelled; ioc fills what it can now and cancels the rest; fok "
+            "fills completely now or not at all; gtd rests until expires_at_ms (log time)."
+        ),
+        extra_json_schema={"enum": ["gtc", "ioc", "fok", "gtd"]},
+    ),
+]
+ListingActionText = Annotated[
+    str,
+    Meta(
+        description=(
+            "halt stops trading until resume; close ends trading now (an auction is decided "
+            "at once); withdraw takes the listing back before its first order or bid."
+        ),
+        extra_json_schema={"enum": ["halt", "resume", "close", "withdraw"]},
+    ),
+]
+#: A time on the broker's clock (LogAppendTime of the command records), ms since the epoch.
+LogTimeMs = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=INT64_MAX,
+        description="Milliseconds since the epoch on the broker's clock (log time).",
+    ),
+]
+#: A duration on the broker's clock, in milliseconds.
+DurationMs = Annotated[
+    int, Meta(ge=INT64_MIN, le=INT64_MAX, description="A duration in milliseconds.")
 ]
 #: Broker timestamp (LogAppendTime) of the command that caused the event, in ms since epoch.
 TimestampMs = Annotated[int, Meta(ge=0)]
@@ -181,6 +220,32 @@ class OrderType(StrEnum):
 
 class Mechanism(StrEnum):
     CONTINUOUS = "continuous"
+    CALL = "call"
+    ENGLISH = "english"
+    SEALED_FIRST = "sealed_first"
+    SEALED_SECOND = "sealed_second"
+    DUTCH = "dutch"
+
+
+class TimeInForce(StrEnum):
+    GTC = "gtc"
+    IOC = "ioc"
+    FOK = "fok"
+    GTD = "gtd"
+
+
+class ListingState(StrEnum):
+    """Where a listing is in its life: open -> halted <-> open -> closed, or withdrawn."""
+
+    OPEN = "open"
+    HALTED = "halted"
+    CLOSED = "closed"
+    WITHDRAWN = "withdrawn"
+
+
+class AuctionOutcome(StrEnum):
+    SOLD = "sold"
+    UNSOLD = "unsold"
 
 
 class RejectReason(StrEnum):
@@ -207,6 +272,35 @@ class RejectReason(StrEnum):
     UNKNOWN_ORDER = "unknown_order"
     #: price * quantity above MAX_NOTIONAL: keeps every deal's value inside a signed 64-bit int.
     NOTIONAL_TOO_LARGE = "notional_too_large"
+    #: A listing parameter is missing, out of range or does not fit the mechanism.
+    INVALID_LISTING = "invalid_listing"
+    #: The technology is halted: no order, amend or bid until it is resumed.
+    TECHNOLOGY_HALTED = "technology_halted"
+    #: The technology is closed or withdrawn: it takes no more orders or bids.
+    TECHNOLOGY_CLOSED = "technology_closed"
+    #: Only the seller (the listing's participant) or an operator may manage a listing.
+    NOT_PERMITTED = "not_permitted"
+    #: The listing action does not apply in its current state (resume an open listing...).
+    INVALID_LISTING_ACTION = "invalid_listing_action"
+    #: The listing had orders or bids already: it can be closed, not withdrawn.
+    LISTING_HAS_ORDERS = "listing_has_orders"
+    UNKNOWN_TIME_IN_FORCE = "unknown_time_in_force"
+    #: A gtd order needs expires_at_ms in the future; other orders take none.
+    INVALID_EXPIRY = "invalid_expiry"
+    #: A post-only order would have traded on arrival.
+    POST_ONLY_WOULD_TRADE = "post_only_would_trade"
+    #: The mechanism does not take this command or option (amend in an auction...).
+    NOT_SUPPORTED_BY_MECHANISM = "not_supported_by_mechanism"
+    #: An auction bid does not beat the current high bid by the minimum increment.
+    BID_TOO_LOW = "bid_too_low"
+    #: The seller (or the seller's participant) may not bid in its own auction.
+    SELLER_MAY_NOT_BID = "seller_may_not_bid"
+    #: Auction bids cannot be withdrawn (english), or the order is not amendable.
+    CANCEL_NOT_ALLOWED = "cancel_not_allowed"
+    #: The auction has not started, or has ended.
+    AUCTION_NOT_RUNNING = "auction_not_running"
+    #: An amend that changes nothing.
+    AMEND_CHANGES_NOTHING = "amend_changes_nothing"
 
 
 class DeadLetterReason(StrEnum):
@@ -247,3 +341,14 @@ class CancelReason(StrEnum):
     MARKET_ORDER_UNFILLED = "market_order_unfilled"
     #: The participant's own incoming order would have traded with it (no wash trades).
     SELF_TRADE_PREVENTED = "self_trade_prevented"
+    #: An immediate-or-cancel order's rest, cancelled on arrival.
+    IMMEDIATE_OR_CANCEL = "immediate_or_cancel"
+    #: A fill-or-kill order that could not fill completely on arrival: nothing traded.
+    FILL_OR_KILL = "fill_or_kill"
+    #: A good-till-date order reached its expiry time (log time).
+    EXPIRED = "expired"
+    #: The listing closed or was withdrawn while the order rested, or the auction ended
+    #: without it winning.
+    TECHNOLOGY_CLOSED = "technology_closed"
+    #: A sealed bid replaced by the same participant's newer bid.
+    REPLACED = "replaced"

@@ -13,8 +13,10 @@ from __future__ import annotations
 from msgspec import Struct
 
 from schemas.common import (
+    AuctionOutcome,
     CancelReason,
     Identifier,
+    ListingState,
     Mechanism,
     OrderType,
     RejectReason,
@@ -33,12 +35,28 @@ class _Event(Struct, frozen=True, gc=False, tag_field="type", forbid_unknown_fie
 
 
 class TechnologyListed(_Event, frozen=True, tag="technology_listed"):
+    """A listing opened, with its mechanism's parameters as listed (see list_technology).
+
+    On the back-office executions topic: a hidden reserve is only ever shown here."""
+
     participant_id: Identifier
     name: str
     mechanism: Mechanism
     tick_size: int
     lot_size: int
     reserve_price: int | None
+    starting_price: int | None = None
+    min_increment: int | None = None
+    ends_at_ms: int | None = None
+    reserve_shown: bool = False
+    soft_close_window_ms: int | None = None
+    soft_close_extension_ms: int | None = None
+    buy_now_price: int | None = None
+    first_uncross_at_ms: int | None = None
+    call_interval_ms: int | None = None
+    price_step: int | None = None
+    step_interval_ms: int | None = None
+    offered_quantity: int | None = None
 
 
 class OrderAccepted(_Event, frozen=True, tag="order_accepted"):
@@ -99,4 +117,108 @@ class OrderDone(_Event, frozen=True, tag="order_done"):
     filled_quantity: int
 
 
-Event = TechnologyListed | OrderAccepted | CommandRejected | Deal | OrderCancelled | OrderDone
+class OrderAmended(_Event, frozen=True, tag="order_amended"):
+    """A live order's open quantity or price changed; ``priority_kept`` says whether it kept
+    its place in the queue (only a quantity reduction does)."""
+
+    order_id: str
+    participant_id: Identifier
+    client_order_id: Identifier
+    open_quantity: int
+    price: int | None
+    priority_kept: bool
+
+
+class ListingStateChanged(_Event, frozen=True, tag="listing_state_changed"):
+    """A listing moved to ``state`` (halted, open, closed, withdrawn); ``participant_id`` is
+    who asked, or empty when the mechanism itself ended (an auction's close)."""
+
+    participant_id: str
+    state: ListingState
+    previous: ListingState
+
+
+class AuctionExtended(_Event, frozen=True, tag="auction_extended"):
+    """Soft close: a bid in the closing window moved the end."""
+
+    ends_at_ms: int
+    order_id: str
+
+
+class AuctionClosed(_Event, frozen=True, tag="auction_closed"):
+    """An auction (english, sealed, dutch) or a call uncross was decided.
+
+    For english/sealed/dutch: ``outcome`` sold with the winning ``order_id``, ``winner_id``,
+    ``price`` and ``quantity`` (the deals follow on the deals topic), or unsold with
+    ``detail`` saying why (no bids, reserve not met). For a call uncross: sold at the
+    clearing ``price`` for ``quantity`` units, or unsold when nothing crossed.
+    """
+
+    outcome: AuctionOutcome
+    winner_id: str | None
+    order_id: str | None
+    price: int | None
+    quantity: int
+    bids: int
+    detail: str
+
+
+Event = (
+    TechnologyListed
+    | OrderAccepted
+    | CommandRejected
+    | Deal
+    | OrderCancelled
+    | OrderDone
+    | OrderAmended
+    | ListingStateChanged
+    | AuctionExtended
+    | AuctionClosed
+)
+
+
+class PriceLevel(Struct, frozen=True, gc=False, array_like=True):
+    """One price of a book side: [price, quantity, orders]."""
+
+    price: int
+    quantity: int
+    orders: int
+
+
+class MarketView(
+    Struct, frozen=True, gc=False, tag="market_view", tag_field="type", forbid_unknown_fields=True
+):
+    """What a public trading screen shows of one technology (``techx.marketdata.v1``).
+
+    Published when it changed, at most once per technology per 64 command offsets and at each
+    ticker record: conflated, yet the same log always gives the same views. A view never
+    reveals a sealed bid, a hidden reserve or who bid. Fields that do not apply to the
+    mechanism are null.
+    """
+
+    technology_id: str
+    timestamp_ms: TimestampMs
+    source_offset: SourceOffset
+    mechanism: Mechanism
+    state: ListingState
+    #: continuous and call: the best levels of each side, best first (call: while collecting).
+    bids: list[PriceLevel] = []
+    offers: list[PriceLevel] = []
+    last_price: int | None = None
+    last_quantity: int | None = None
+    #: call: what an uncross now would do.
+    indicative_price: int | None = None
+    indicative_volume: int | None = None
+    surplus: int | None = None
+    next_uncross_at_ms: int | None = None
+    #: english: the high bid, the least a new bid must offer, the end.
+    high_bid: int | None = None
+    next_minimum_bid: int | None = None
+    ends_at_ms: int | None = None
+    reserve_met: bool | None = None
+    #: english, sealed: how many bids (sealed: live bids, never their prices).
+    bid_count: int | None = None
+    #: dutch: the clock.
+    current_price: int | None = None
+    next_step_at_ms: int | None = None
+    remaining_quantity: int | None = None

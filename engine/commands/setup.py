@@ -17,6 +17,7 @@ log = structlog.get_logger()
 _KEEP_FOREVER = "-1"
 _TOPIC_ALREADY_EXISTS = 36
 _THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
+_COMPACTED = {"cleanup.policy": "compact,delete"}
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -35,6 +36,8 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
         topics.deals: {**broker_time, "retention.ms": _KEEP_FOREVER},
         topics.executions: {**broker_time, "retention.ms": _THIRTY_DAYS_MS},
         topics.dead_letters: {**broker_time, "retention.ms": _THIRTY_DAYS_MS},
+        # Public views, newest per technology is what a new screen needs: compacted.
+        topics.market_data: {**broker_time, "retention.ms": _THIRTY_DAYS_MS, **_COMPACTED},
     }
 
 

@@ -12,11 +12,11 @@ from typing import Protocol
 
 import msgspec
 
-from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode
+from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode, encode_view
 from engine.core.market import Market
 from engine.core.partitioning import partition_for
 from engine.errors import DecodeError
-from schemas.commands import Command
+from schemas.commands import Command, Tick
 from schemas.common import DeadLetterReason
 from schemas.events import Deal, Event
 
@@ -125,6 +125,7 @@ class SettlementBatch:
     deals_out: list[KafkaMessage] = field(default_factory=list)
     executions_out: list[KafkaMessage] = field(default_factory=list)
     dead_letters_out: list[KafkaMessage] = field(default_factory=list)
+    market_data_out: list[KafkaMessage] = field(default_factory=list)
     commands: int = 0
     #: The market right after this batch, when a snapshot is due; settled with the batch.
     snapshot: bytes | None = None
@@ -151,6 +152,9 @@ class PartitionProcessor:
             command = decode_command(record.value)
         except DecodeError as e:
             return DeadLetter(e.reason, e.detail)
+        if type(command) is Tick:  # the ticker's: any key, every partition
+            return command, self.market.apply(command, record.timestamp, record.offset)
+        assert not isinstance(command, Tick)
         if record.key is None or record.key.decode("utf-8", "replace") != command.technology_id:
             return DeadLetter(
                 DeadLetterReason.KEY_MISMATCH,
@@ -186,28 +190,62 @@ class PartitionProcessor:
                 continue
             assert not isinstance(outcome, DeadLetter)
             command, events = outcome
-            offset = record.offset
+            if type(command) is Tick:
+                if events:
+                    outcomes.append(_tick_outcome(record.offset, events, deals, batch))
+                continue
+            assert not isinstance(command, Tick)
+            technology_id = command.technology_id
             key = record.key
             values = []
             for event in events:
                 value = encode(event)
                 values.append(value)
+                # A deadline of another technology may fire before this command: its events
+                # go out under their own technology's key.
+                event_key = key if event.technology_id == technology_id else _key(event)
                 if type(event) is Deal:
-                    deals_out.append((key, value, _NO_HEADERS))
+                    deals_out.append((event_key, value, _NO_HEADERS))
                     deals.append(event)
                 else:
-                    executions_out.append((key, value, _NO_HEADERS))
+                    executions_out.append((event_key, value, _NO_HEADERS))
             outcomes.append(
                 CommandOutcome(
-                    offset,
-                    command.technology_id,
+                    record.offset,
+                    technology_id,
                     _COMMAND_TAGS[type(command)],
                     command.participant_id,
                     getattr(command, "client_order_id", ""),
                     b"[" + b",".join(values) + b"]",
                 )
             )
+        views = self.market.views_out
+        if views:
+            batch.market_data_out.extend(
+                (view.technology_id.encode(), encode_view(view), _NO_HEADERS) for view in views
+            )
+            views.clear()
         batch.commands += len(records)
+
+
+def _key(event: Event) -> bytes:
+    return event.technology_id.encode()
+
+
+def _tick_outcome(
+    offset: int, events: list[Event], deals: list[Deal], batch: SettlementBatch
+) -> CommandOutcome:
+    """What a tick made happen (deadlines that fired): each event under its technology."""
+    values = []
+    for event in events:
+        value = encode(event)
+        values.append(value)
+        if type(event) is Deal:
+            batch.deals_out.append((_key(event), value, _NO_HEADERS))
+            deals.append(event)
+        else:
+            batch.executions_out.append((_key(event), value, _NO_HEADERS))
+    return CommandOutcome(offset, "", "tick", "", "", b"[" + b",".join(values) + b"]")
 
 
 def _dead_letter(batch: SettlementBatch, record: CommandRecord, dead: DeadLetter) -> None:

@@ -18,10 +18,11 @@ import msgspec
 from engine.errors import DecodeError
 from schemas.commands import Command
 from schemas.common import DeadLetterReason
-from schemas.events import Event
+from schemas.events import Event, MarketView
 
 _command_decoder: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
 _event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+_view_decoder: msgspec.json.Decoder[MarketView] = msgspec.json.Decoder(MarketView)
 _encoder = msgspec.json.Encoder()
 _string_decoder: msgspec.json.Decoder[str] = msgspec.json.Decoder(str)
 
@@ -138,6 +139,14 @@ def _duplicate_key(raw: bytes) -> str | None:
 
 def encode(message: Event | Command) -> bytes:
     return _encoder.encode(message)
+
+
+def encode_view(view: MarketView) -> bytes:
+    return _encoder.encode(view)
+
+
+def decode_view(raw: bytes) -> MarketView:
+    return _view_decoder.decode(raw)
 
 
 def decode_event(raw: bytes) -> Event:

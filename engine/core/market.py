@@ -1,72 +1,106 @@
 """The market of one command partition: routes each command to its technology's venue.
 
-A venue is a mechanism's state for one technology. Only the continuous book is live; the
-auction mechanisms of the design (call, English, sealed, Dutch) plug in as siblings by
-implementing :class:`Venue` and being named in ``_VENUE_FACTORIES``.
+A venue is a mechanism's state for one technology (:mod:`engine.core.venue`; one module per
+mechanism in :mod:`engine.core.mechanisms`). The market owns what all of them share:
+- the listing's life: open -> halted <-> open -> closed, or withdrawn before any order;
+  only the seller (the listing participant) or an operator may change it;
+- time: before any record is applied, every deadline at or before its log time fires, in
+  deadline order (ties in listing order), so auctions close, Dutch clocks step and GTD
+  orders expire at the same log positions live and in replay;
+- market data: views of the technologies touched, published when they changed, at every
+  tick and every 64th offset: conflated, yet a function of the log alone;
+- snapshots of all of it.
 
-Pure and deterministic: the caller passes the broker timestamp, venues are kept in listing
-order, and ids come from counters, so one command log always yields the same events.
+Pure and deterministic: the caller passes the broker timestamp and the offset, listings are
+kept in listing order, and ids come from counters, so one command log always yields the
+same events.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from heapq import heappop, heappush
 
+import msgspec
+
+from engine.core.mechanisms.call import CallKind
 from engine.core.mechanisms.continuous import ContinuousVenue
-from engine.core.rules import check_listing, quoted, rejection
+from engine.core.mechanisms.dutch import DutchKind
+from engine.core.mechanisms.english import EnglishKind
+from engine.core.mechanisms.sealed import SealedKind
+from engine.core.rules import may_manage, quoted, rejection
 from engine.core.snapshot import (
     SNAPSHOT_VERSION,
-    ContinuousState,
+    ListingSnapshot,
     MarketState,
-    VenueState,
     decode_state,
     encode_state,
 )
-from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
-from schemas.common import Mechanism, RejectReason
-from schemas.events import CommandRejected, Event, TechnologyListed
+from engine.core.venue import Venue, VenueKind
+from schemas.commands import (
+    AmendOrder,
+    CancelOrder,
+    Command,
+    ListTechnology,
+    ManageListing,
+    PlaceOrder,
+    Tick,
+)
+from schemas.common import ListingState, Mechanism, RejectReason
+from schemas.events import (
+    CommandRejected,
+    Event,
+    ListingStateChanged,
+    MarketView,
+    TechnologyListed,
+)
+
+#: Each mechanism's constructors, by the name a listing gives.
+MECHANISMS: dict[str, VenueKind] = {
+    Mechanism.CONTINUOUS.value: ContinuousVenue,
+    Mechanism.CALL.value: CallKind,
+    Mechanism.ENGLISH.value: EnglishKind,
+    Mechanism.SEALED_FIRST.value: SealedKind,
+    Mechanism.SEALED_SECOND.value: SealedKind,
+    Mechanism.DUTCH.value: DutchKind,
+}
+
+#: Market views are flushed at every tick and whenever an offset is the last of a block.
+MARKET_DATA_BLOCK = 64
+
+_view_encoder = msgspec.json.Encoder()
 
 
-class Venue(Protocol):
-    """What the market needs from a mechanism for one technology."""
+@dataclass(slots=True)
+class Listing:
+    """A listed technology: its venue and what the market keeps about it."""
 
-    technology_id: str
+    venue: Venue
     mechanism: str
-
-    def next_seq(self) -> int: ...
-
-    def place(self, command: PlaceOrder, timestamp_ms: int, source_offset: int) -> list[Event]: ...
-
-    def cancel(
-        self, command: CancelOrder, timestamp_ms: int, source_offset: int
-    ) -> list[Event]: ...
-
-    def to_state(self) -> VenueState: ...
-
-
-VenueFactory = Callable[[ListTechnology], Venue]
-
-_VENUE_FACTORIES: dict[str, VenueFactory] = {
-    Mechanism.CONTINUOUS.value: lambda listing: ContinuousVenue(
-        listing.technology_id, listing.tick_size, listing.lot_size, listing.reserve_price
-    ),
-}
-
-
-_VENUE_RESTORERS: dict[type[VenueState], Callable[[VenueState], Venue]] = {
-    ContinuousState: ContinuousVenue.from_state,
-}
+    seller_id: str
+    state: ListingState
+    #: Position in listing order: breaks ties between deadlines at the same time.
+    index: int
+    #: The last view published (encoded, without time and offset), or empty.
+    last_view: bytes = b""
+    #: The deadline this listing has in the market's heap, if any.
+    scheduled: int | None = None
 
 
 class Market:
     """All technologies whose commands arrive on one partition."""
 
-    __slots__ = ("_venues",)
+    __slots__ = ("_deadlines", "_listings", "_touched", "views_out")
 
     def __init__(self) -> None:
-        self._venues: dict[str, Venue] = {}
+        self._listings: dict[str, Listing] = {}
+        #: (deadline, listing index, technology): a lazy heap; stale entries are skipped.
+        self._deadlines: list[tuple[int, int, str]] = []
+        #: Technologies whose view may have changed since the last flush, in first-touch order.
+        self._touched: dict[str, None] = {}
+        #: Market views made by the commands applied so far; the caller takes them away.
+        self.views_out: list[MarketView] = []
 
     def apply(self, command: Command, timestamp_ms: int, source_offset: int) -> list[Event]:
         """Apply one command; returns the events it caused, in the order they happened.
@@ -74,23 +108,111 @@ class Market:
         ``timestamp_ms`` and ``source_offset`` are the command record's broker time and
         offset: the market's only clock, and the position every event is stamped with.
         """
-        venue = self._venues.get(command.technology_id)
+        deadlines = self._deadlines
+        if deadlines and deadlines[0][0] <= timestamp_ms:
+            events = self._fire_deadlines(timestamp_ms, source_offset)
+            events.extend(self._apply(command, timestamp_ms, source_offset))
+        else:
+            events = self._apply(command, timestamp_ms, source_offset)
+        if type(command) is Tick or source_offset % MARKET_DATA_BLOCK == MARKET_DATA_BLOCK - 1:
+            self._flush_views(timestamp_ms, source_offset)
+        return events
+
+    def _apply(self, command: Command, timestamp_ms: int, source_offset: int) -> list[Event]:
+        if type(command) is Tick:
+            return []
+        technology_id = command.technology_id  # type: ignore[union-attr]
+        listing = self._listings.get(technology_id)
         if type(command) is PlaceOrder:
-            if venue is None:
+            if listing is None:
                 return [_unknown_technology(command, timestamp_ms, source_offset)]
-            return venue.place(command, timestamp_ms, source_offset)
-        if type(command) is CancelOrder:
-            if venue is None:
+            if listing.state is not ListingState.OPEN:
+                return [_not_open(listing, command, timestamp_ms, source_offset)]
+            events = listing.venue.place(command, timestamp_ms, source_offset)
+        elif type(command) is CancelOrder:
+            if listing is None:
                 return [_unknown_technology(command, timestamp_ms, source_offset)]
-            return venue.cancel(command, timestamp_ms, source_offset)
-        assert type(command) is ListTechnology
-        return self._list(command, venue, timestamp_ms, source_offset)
+            if listing.state in (ListingState.CLOSED, ListingState.WITHDRAWN):
+                return [_not_open(listing, command, timestamp_ms, source_offset)]
+            events = listing.venue.cancel(command, timestamp_ms, source_offset)
+        elif type(command) is AmendOrder:
+            if listing is None:
+                return [_unknown_technology(command, timestamp_ms, source_offset)]
+            if listing.state is not ListingState.OPEN:
+                return [_not_open(listing, command, timestamp_ms, source_offset)]
+            events = listing.venue.amend(command, timestamp_ms, source_offset)
+        elif type(command) is ManageListing:
+            if listing is None:
+                return [_unknown_technology(command, timestamp_ms, source_offset)]
+            events = self._manage(listing, command, timestamp_ms, source_offset)
+        else:
+            assert type(command) is ListTechnology
+            return self._list(command, listing, timestamp_ms, source_offset)
+        self._after(technology_id, listing, events, timestamp_ms, source_offset)
+        return events
+
+    def _after(
+        self,
+        technology_id: str,
+        listing: Listing,
+        events: list[Event],
+        timestamp_ms: int,
+        source_offset: int,
+    ) -> None:
+        """Bookkeeping after a venue acted: its view, its deadline, whether it ended."""
+        self._touched[technology_id] = None
+        venue = listing.venue
+        if listing.state is ListingState.OPEN and venue.finished():
+            events.append(
+                self._change_state(listing, ListingState.CLOSED, "", timestamp_ms, source_offset)
+            )
+        deadline = venue.next_deadline()
+        if deadline is not None and deadline != listing.scheduled:
+            heappush(self._deadlines, (deadline, listing.index, technology_id))
+        listing.scheduled = deadline
+
+    def _fire_deadlines(self, now_ms: int, source_offset: int) -> list[Event]:
+        events: list[Event] = []
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now_ms:
+            due, _, technology_id = heappop(deadlines)
+            listing = self._listings[technology_id]
+            if listing.scheduled != due:
+                continue  # stale: the venue's deadline moved since
+            listing.scheduled = None
+            fired = listing.venue.on_deadline(due, source_offset)
+            self._after(technology_id, listing, fired, due, source_offset)
+            events.extend(fired)
+        return events
+
+    def _flush_views(self, timestamp_ms: int, source_offset: int) -> None:
+        for technology_id in self._touched:
+            listing = self._listings[technology_id]
+            view = listing.venue.view(listing.state, timestamp_ms, source_offset)
+            # Compared without its time and offset: only a change of what it shows counts.
+            shown = _view_encoder.encode(
+                msgspec.structs.replace(view, timestamp_ms=0, source_offset=0)
+            )
+            if shown != listing.last_view:
+                listing.last_view = shown
+                self.views_out.append(view)
+        self._touched.clear()
 
     def venue(self, technology_id: str) -> Venue | None:
-        return self._venues.get(technology_id)
+        listing = self._listings.get(technology_id)
+        return None if listing is None else listing.venue
+
+    def listing_state(self, technology_id: str) -> ListingState | None:
+        listing = self._listings.get(technology_id)
+        return None if listing is None else listing.state
 
     def technologies(self) -> list[str]:
-        return list(self._venues)
+        return list(self._listings)
+
+    def next_deadline(self) -> int | None:
+        """The earliest log time at which something is due (stale entries aside)."""
+        live = [d for d, _, t in self._deadlines if self._listings[t].scheduled == d]
+        return min(live) if live else None
 
     def state_digest(self) -> str:
         """A hash of everything that decides future matching: the determinism tripwire.
@@ -101,58 +223,92 @@ class Market:
 
     def snapshot(self) -> bytes:
         return encode_state(
-            MarketState(SNAPSHOT_VERSION, [venue.to_state() for venue in self._venues.values()])
+            MarketState(
+                SNAPSHOT_VERSION,
+                [
+                    ListingSnapshot(
+                        technology_id,
+                        listing.mechanism,
+                        listing.seller_id,
+                        listing.state.value,
+                        listing.venue.to_snapshot(),
+                        listing.last_view,
+                    )
+                    for technology_id, listing in self._listings.items()
+                ],
+                list(self._touched),
+            )
         )
 
     @classmethod
     def from_snapshot(cls, data: bytes) -> Market:
         market = cls()
-        for state in decode_state(data).venues:
-            market._venues[state.technology_id] = _VENUE_RESTORERS[type(state)](state)
+        state = decode_state(data)
+        for index, saved in enumerate(state.listings):
+            venue = MECHANISMS[saved.mechanism].restore(saved.venue)
+            listing = Listing(
+                venue,
+                saved.mechanism,
+                saved.seller_id,
+                ListingState(saved.state),
+                index,
+                saved.last_view,
+            )
+            market._listings[saved.technology_id] = listing
+            deadline = venue.next_deadline()
+            if deadline is not None:
+                heappush(market._deadlines, (deadline, index, saved.technology_id))
+                listing.scheduled = deadline
+        market._touched = dict.fromkeys(state.touched)
         return market
 
     def _list(
         self,
         command: ListTechnology,
-        existing: Venue | None,
+        existing: Listing | None,
         timestamp_ms: int,
         source_offset: int,
     ) -> list[Event]:
-        seq = 0
         if existing is not None:
-            seq = existing.next_seq()
             return [
                 rejection(
                     command,
-                    seq,
+                    existing.venue.next_seq(),
                     RejectReason.TECHNOLOGY_ALREADY_LISTED,
                     f"{command.technology_id} is already listed",
                     timestamp_ms,
                     source_offset,
                 )
             ]
-        factory = _VENUE_FACTORIES.get(command.mechanism)
-        if factory is None:
+        kind = MECHANISMS.get(command.mechanism)
+        if kind is None:
             return [
                 rejection(
                     command,
-                    seq,
+                    0,
                     RejectReason.UNSUPPORTED_MECHANISM,
                     f"mechanism {quoted(command.mechanism)} is not supported; "
-                    f"use one of {', '.join(sorted(_VENUE_FACTORIES))}",
+                    f"use one of {', '.join(sorted(MECHANISMS))}",
                     timestamp_ms,
                     source_offset,
                 )
             ]
-        refusal = check_listing(command.tick_size, command.lot_size, command.reserve_price)
-        if refusal is not None:
-            return [rejection(command, seq, refusal[0], refusal[1], timestamp_ms, source_offset)]
-        venue = factory(command)
-        self._venues[command.technology_id] = venue
-        return [
+        opened = kind.open(command)
+        if isinstance(opened, tuple):
+            reason, detail = opened
+            return [rejection(command, 0, reason, detail, timestamp_ms, source_offset)]
+        listing = Listing(
+            opened,
+            command.mechanism,
+            command.participant_id,
+            ListingState.OPEN,
+            len(self._listings),
+        )
+        self._listings[command.technology_id] = listing
+        events: list[Event] = [
             TechnologyListed(
                 technology_id=command.technology_id,
-                seq=venue.next_seq(),
+                seq=opened.next_seq(),
                 timestamp_ms=timestamp_ms,
                 source_offset=source_offset,
                 participant_id=command.participant_id,
@@ -161,18 +317,115 @@ class Market:
                 tick_size=command.tick_size,
                 lot_size=command.lot_size,
                 reserve_price=command.reserve_price,
+                starting_price=command.starting_price,
+                min_increment=command.min_increment,
+                ends_at_ms=command.ends_at_ms,
+                reserve_shown=command.reserve_shown,
+                soft_close_window_ms=command.soft_close_window_ms,
+                soft_close_extension_ms=command.soft_close_extension_ms,
+                buy_now_price=command.buy_now_price,
+                first_uncross_at_ms=command.first_uncross_at_ms,
+                call_interval_ms=command.call_interval_ms,
+                price_step=command.price_step,
+                step_interval_ms=command.step_interval_ms,
+                offered_quantity=command.offered_quantity,
             )
         ]
+        self._after(command.technology_id, listing, events, timestamp_ms, source_offset)
+        return events
+
+    def _manage(
+        self, listing: Listing, command: ManageListing, timestamp_ms: int, source_offset: int
+    ) -> list[Event]:
+        venue, state, action = listing.venue, listing.state, command.action
+
+        def refuse(reason: RejectReason, detail: str) -> list[Event]:
+            return [
+                rejection(command, venue.next_seq(), reason, detail, timestamp_ms, source_offset)
+            ]
+
+        if not may_manage(command.participant_id, listing.seller_id):
+            return refuse(
+                RejectReason.NOT_PERMITTED,
+                f"only the seller {listing.seller_id} or an operator may {quoted(action)} "
+                f"{command.technology_id}",
+            )
+        who = command.participant_id
+        if action == "halt" and state is ListingState.OPEN:
+            return [
+                self._change_state(listing, ListingState.HALTED, who, timestamp_ms, source_offset)
+            ]
+        if action == "resume" and state is ListingState.HALTED:
+            return [
+                self._change_state(listing, ListingState.OPEN, who, timestamp_ms, source_offset)
+            ]
+        if action in ("close", "withdraw") and state in (ListingState.OPEN, ListingState.HALTED):
+            if action == "withdraw" and venue.has_orders():
+                return refuse(
+                    RejectReason.LISTING_HAS_ORDERS,
+                    f"{command.technology_id} has had orders or bids: close it instead",
+                )
+            events = venue.close(timestamp_ms, source_offset)
+            target = ListingState.CLOSED if action == "close" else ListingState.WITHDRAWN
+            events.append(self._change_state(listing, target, who, timestamp_ms, source_offset))
+            return events
+        if action not in ("halt", "resume", "close", "withdraw"):
+            return refuse(
+                RejectReason.INVALID_LISTING_ACTION,
+                f"action {quoted(action)} is not halt, resume, close or withdraw",
+            )
+        return refuse(
+            RejectReason.INVALID_LISTING_ACTION,
+            f"cannot {action} {command.technology_id} while it is {state.value}",
+        )
+
+    def _change_state(
+        self,
+        listing: Listing,
+        state: ListingState,
+        participant_id: str,
+        timestamp_ms: int,
+        source_offset: int,
+    ) -> ListingStateChanged:
+        previous, listing.state = listing.state, state
+        return ListingStateChanged(
+            technology_id=listing.venue.technology_id,
+            seq=listing.venue.next_seq(),
+            timestamp_ms=timestamp_ms,
+            source_offset=source_offset,
+            participant_id=participant_id,
+            state=state,
+            previous=previous,
+        )
 
 
 def _unknown_technology(
-    command: PlaceOrder | CancelOrder, timestamp_ms: int, source_offset: int
+    command: PlaceOrder | CancelOrder | AmendOrder | ManageListing,
+    timestamp_ms: int,
+    source_offset: int,
 ) -> CommandRejected:
     return rejection(
         command,
         0,
         RejectReason.UNKNOWN_TECHNOLOGY,
         f"technology {command.technology_id} is not listed",
+        timestamp_ms,
+        source_offset,
+    )
+
+
+def _not_open(
+    listing: Listing,
+    command: PlaceOrder | CancelOrder | AmendOrder,
+    timestamp_ms: int,
+    source_offset: int,
+) -> CommandRejected:
+    halted = listing.state is ListingState.HALTED
+    return rejection(
+        command,
+        listing.venue.next_seq(),
+        RejectReason.TECHNOLOGY_HALTED if halted else RejectReason.TECHNOLOGY_CLOSED,
+        f"{command.technology_id} is {listing.state.value}",
         timestamp_ms,
         source_offset,
     )

@@ -6,7 +6,7 @@ venue turns a refusal into a ``CommandRejected`` event.
 
 from __future__ import annotations
 
-from schemas.commands import Command
+from schemas.commands import TechnologyCommand
 from schemas.common import MAX_NOTIONAL, MAX_PRICE, MAX_QUANTITY, RejectReason
 from schemas.events import CommandRejected
 
@@ -64,6 +64,16 @@ def check_listing(tick_size: int, lot_size: int, reserve_price: int | None) -> R
     return None
 
 
+#: Participants that may manage any listing. A placeholder for the registered operator role
+#: that access control brings: until then, this one well-known id.
+OPERATORS = frozenset({"exchange-ops"})
+
+
+def may_manage(participant_id: str, seller_id: str) -> bool:
+    """The seller (who listed it) or an operator may halt, resume, close or withdraw."""
+    return participant_id == seller_id or participant_id in OPERATORS
+
+
 def quoted(text: str, limit: int = 40) -> str:
     """Free text from a command as it may appear in a rejection's detail: quoted, short,
     with controls escaped, so a 16 KiB side cannot make a 16 KiB event."""
@@ -72,7 +82,7 @@ def quoted(text: str, limit: int = 40) -> str:
 
 
 def rejection(
-    command: Command,
+    command: TechnologyCommand,
     seq: int,
     reason: RejectReason,
     detail: str,

@@ -14,7 +14,9 @@ import msgspec
 from engine.errors import SnapshotError
 
 #: 2: ended client order ids (rules of 2026-11: ids are not reused within a window).
-SNAPSHOT_VERSION = 2
+#: 3: listings with their life (state, seller), any mechanism as its own bytes, deadlines and
+#:    the market-data conflation state.
+SNAPSHOT_VERSION = 3
 
 
 class RestingOrderState(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -26,7 +28,7 @@ class RestingOrderState(msgspec.Struct, array_like=True, frozen=True, gc=False):
     remaining: int
 
 
-class ContinuousState(msgspec.Struct, array_like=True, frozen=True, tag="continuous"):
+class ContinuousState(msgspec.Struct, array_like=True, frozen=True):
     technology_id: str
     tick_size: int
     lot_size: int
@@ -39,15 +41,31 @@ class ContinuousState(msgspec.Struct, array_like=True, frozen=True, tag="continu
     offers: list[RestingOrderState]
     #: (participant, client order id) of the most recent ended orders, oldest first.
     ended_client_orders: list[tuple[str, str]]
+    last_price: int | None = None
+    last_quantity: int | None = None
+    #: Live good-till-date orders: (expires_at_ms, order_id), by expiry then arrival.
+    expiries: list[tuple[int, str]] = []
 
 
-VenueState = ContinuousState
+class ListingSnapshot(msgspec.Struct, array_like=True, frozen=True):
+    """One listing: the market's part (its life, its seller) and the venue's own bytes."""
+
+    technology_id: str
+    mechanism: str
+    seller_id: str
+    state: str
+    #: The venue's snapshot (Venue.to_snapshot), opaque to the market.
+    venue: bytes
+    #: The last market view published for it (encoded), so a restored market conflates alike.
+    last_view: bytes
 
 
 class MarketState(msgspec.Struct, frozen=True):
     version: int
     #: In listing order, which is the order the market iterates them in.
-    venues: list[VenueState]
+    listings: list[ListingSnapshot]
+    #: Technologies whose view may have changed since the last market-data flush, in order.
+    touched: list[str] = []
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -66,3 +84,8 @@ def decode_state(data: bytes) -> MarketState:
     if state.version != SNAPSHOT_VERSION:
         raise SnapshotError(f"snapshot version {state.version} is not {SNAPSHOT_VERSION}")
     return state
+
+
+def encode_venue(state: msgspec.Struct) -> bytes:
+    """A venue's own state as bytes (each mechanism decodes its own type)."""
+    return _encoder.encode(state)

@@ -20,7 +20,7 @@ from engine.core.partitioning import partition_for
 from engine.errors import BrokerUnavailableError
 from engine.producers.publisher import make_producer, send_in_batches
 from engine.settings import Settings
-from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
+from schemas.commands import CancelOrder, ListTechnology, PlaceOrder, TechnologyCommand
 
 
 class TradingClient:
@@ -52,7 +52,7 @@ class TradingClient:
     ) -> None:
         await self.stop()
 
-    async def send(self, command: Command) -> int:
+    async def send(self, command: TechnologyCommand) -> int:
         """Publish one command and wait for the broker; returns its offset."""
         try:
             metadata = await self._producer.send_and_wait(
@@ -69,10 +69,10 @@ class TradingClient:
         )
         return int(metadata.offset)
 
-    async def send_many(self, commands: Iterable[Command]) -> int:
+    async def send_many(self, commands: Iterable[TechnologyCommand]) -> int:
         """Publish many commands in per-partition batches, in order; returns how many."""
         partitions = sorted(await self._producer.partitions_for(self._topic))
-        by_partition: dict[int, list[Command]] = {}
+        by_partition: dict[int, list[TechnologyCommand]] = {}
         for command in commands:
             partition = partition_for(command.technology_id, len(partitions))
             by_partition.setdefault(partition, []).append(command)

@@ -55,6 +55,7 @@ class EventPublisher:
                     (self._topics.deals, batch.deals_out),
                     (self._topics.executions, batch.executions_out),
                     (self._topics.dead_letters, batch.dead_letters_out),
+                    (self._topics.market_data, batch.market_data_out),
                 ):
                     if messages:
                         pending.extend(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
+from schemas.commands import CancelOrder, ListTechnology, PlaceOrder, TechnologyCommand
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class OrderFlow:
         self._placed: list[PlaceOrder] = []
         self._count = 0
 
-    def listing_commands(self) -> list[Command]:
+    def listing_commands(self) -> list[TechnologyCommand]:
         return [
             ListTechnology(
                 technology_id=x.technology_id,
@@ -78,10 +78,10 @@ class OrderFlow:
             for x in self._listings
         ]
 
-    def next_commands(self, count: int) -> list[Command]:
+    def next_commands(self, count: int) -> list[TechnologyCommand]:
         return [self._next() for _ in range(count)]
 
-    def _next(self) -> Command:
+    def _next(self) -> TechnologyCommand:
         rng = self._rng
         roll = rng.random()
         if roll < self._cancel_ratio and self._placed:

@@ -18,7 +18,7 @@ from engine.core.market import Market
 from engine.settings import Settings
 from engine.store.connection import connected
 from engine.store.reports import partition_positions
-from schemas.commands import Command
+from schemas.commands import TechnologyCommand
 from schemas.events import Deal
 from tests.polling import eventually
 
@@ -118,7 +118,7 @@ async def fetch_all(settings: Settings, query: str) -> list[asyncpg.Record]:
 
 
 async def assert_settled_and_published_once(
-    settings: Settings, commands: Sequence[Command]
+    settings: Settings, commands: Sequence[TechnologyCommand]
 ) -> list[str]:
     """The deals a pure market makes of ``commands`` are in PostgreSQL once each and on the
     deals topic once each: nothing lost, nothing doubled, whatever happened on the way.

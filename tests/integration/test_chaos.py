@@ -15,7 +15,7 @@ from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings
 from engine.store.settlement import SettlementStore
-from schemas.commands import Command
+from schemas.commands import TechnologyCommand
 from tests.integration.harness import (
     assert_settled_and_published_once,
     fetch_all,
@@ -27,7 +27,7 @@ from tests.polling import eventually
 pytestmark = pytest.mark.integration
 
 
-def _stream(orders: int) -> list[Command]:
+def _stream(orders: int) -> list[TechnologyCommand]:
     flow = OrderFlow(41, generated_listings(6), invalid_ratio=0.02)
     return flow.listing_commands() + flow.next_commands(orders)
 

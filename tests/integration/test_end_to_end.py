@@ -11,7 +11,7 @@ from engine.core.market import Market
 from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings
-from schemas.commands import Command
+from schemas.commands import TechnologyCommand
 from schemas.events import Deal
 from tests.integration.harness import (
     expected_outputs,
@@ -27,7 +27,7 @@ SEED = 20261126
 ORDERS = 4000
 
 
-def seeded_stream() -> list[Command]:
+def seeded_stream() -> list[TechnologyCommand]:
     flow = OrderFlow(SEED, generated_listings(8), invalid_ratio=0.03)
     return flow.listing_commands() + flow.next_commands(ORDERS)
 

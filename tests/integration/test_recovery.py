@@ -19,7 +19,7 @@ from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings
 from engine.store.connection import connected
 from engine.store.settlement import Settlement, SettlementStore
-from schemas.commands import Command
+from schemas.commands import TechnologyCommand
 from schemas.events import Deal
 from tests.integration.harness import (
     assert_settled_and_published_once,
@@ -32,12 +32,12 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.integration
 
 
-def _stream(orders: int) -> list[Command]:
+def _stream(orders: int) -> list[TechnologyCommand]:
     flow = OrderFlow(99, generated_listings(4), invalid_ratio=0.02)
     return flow.listing_commands() + flow.next_commands(orders)
 
 
-def _pure_deal_ids(commands: list[Command]) -> list[str]:
+def _pure_deal_ids(commands: list[TechnologyCommand]) -> list[str]:
     market = Market()
     return [e.deal_id for c in commands for e in market.apply(c, 0, 0) if isinstance(e, Deal)]
 

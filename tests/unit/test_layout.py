@@ -20,6 +20,7 @@ _CORE_MAY_IMPORT = (
     "dataclasses",
     "enum",
     "hashlib",
+    "heapq",
     "itertools",
     "re",
     "typing",

@@ -16,7 +16,7 @@ from engine.core.codec import decode_command, encode
 from engine.core.market import Market
 from engine.core.mechanisms import continuous
 from engine.core.mechanisms.continuous import ContinuousVenue
-from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
+from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder, TechnologyCommand
 from schemas.common import (
     MAX_NOTIONAL,
     MAX_PRICE,
@@ -141,7 +141,7 @@ def test_duplicate_listing_is_refused_inside_the_existing_stream() -> None:
 @pytest.mark.parametrize(
     ("command", "reason", "detail"),
     [
-        (listing(mechanism="dutch"), RejectReason.UNSUPPORTED_MECHANISM, '"dutch"'),
+        (listing(mechanism="barter"), RejectReason.UNSUPPORTED_MECHANISM, '"barter"'),
         (listing(tick_size=0), RejectReason.INVALID_TICK_SIZE, "tick size 0"),
         (listing(tick_size=-10), RejectReason.INVALID_TICK_SIZE, "tick size -10"),
         (listing(tick_size=MAX_PRICE + 1), RejectReason.INVALID_TICK_SIZE, "tick size"),
@@ -518,7 +518,7 @@ def test_a_limit_order_worth_more_than_the_notional_limit_is_rejected() -> None:
 def test_seq_is_contiguous_per_technology_across_event_types() -> None:
     """Each technology's events, of every type, are numbered 1, 2, 3... without gaps."""
     market = Market()
-    commands: list[Command] = [
+    commands: list[TechnologyCommand] = [
         listing("A"),
         listing("B", tick_size=1, lot_size=1, reserve_price=None),
         bid("p1", "c1", 10, 100, "A"),
@@ -583,10 +583,10 @@ _TECHNOLOGIES = ["T1", "T1", "T2", "T2", "T3", "GHOST"]
 _PARTICIPANTS = [f"p{i}" for i in range(6)]
 
 
-def random_commands(seed: int, count: int) -> list[Command]:
+def random_commands(seed: int, count: int) -> list[TechnologyCommand]:
     """A reproducible stream of mostly valid and some invalid commands over few ids."""
     rng = random.Random(seed)
-    commands: list[Command] = [
+    commands: list[TechnologyCommand] = [
         listing("T1"),
         listing("T2", reserve_price=None),
         listing("T3", tick_size=1, lot_size=1, reserve_price=None),

@@ -10,18 +10,20 @@ from engine.core.mechanisms.continuous import ContinuousVenue
 from engine.core.snapshot import (
     SNAPSHOT_VERSION,
     ContinuousState,
+    ListingSnapshot,
     MarketState,
     RestingOrderState,
     encode_state,
+    encode_venue,
 )
 from engine.errors import SnapshotError
 from engine.producers.simulation import OrderFlow, generated_listings
-from schemas.commands import Command, ListTechnology, PlaceOrder
+from schemas.commands import ListTechnology, PlaceOrder, TechnologyCommand
 from schemas.common import RejectReason
 from schemas.events import CommandRejected
 
 
-def _stream(count: int) -> list[Command]:
+def _stream(count: int) -> list[TechnologyCommand]:
     flow = OrderFlow(3, generated_listings(6), invalid_ratio=0.03)
     return flow.listing_commands() + flow.next_commands(count)
 
@@ -35,7 +37,7 @@ def test_a_restored_market_answers_the_rest_of_the_log_byte_for_byte() -> None:
     restored = Market.from_snapshot(original.snapshot())
     assert restored.state_digest() == original.state_digest()
     resting = original.venue("TECH-0000")
-    assert resting is not None
+    assert isinstance(resting, ContinuousVenue)
     assert resting.to_state().bids or resting.to_state().offers, "books should hold orders"
 
     def run(market: Market) -> list[bytes]:
@@ -68,8 +70,9 @@ def test_a_crossed_snapshot_is_refused() -> None:
         offers=[RestingOrderState("T1:o2", "q", "o", 100, 1, 1)],
         ended_client_orders=[],
     )
+    listing = ListingSnapshot("T1", "continuous", "p", "open", encode_venue(crossed), b"")
     with pytest.raises(SnapshotError, match="crossed"):
-        Market.from_snapshot(encode_state(MarketState(SNAPSHOT_VERSION, [crossed])))
+        Market.from_snapshot(encode_state(MarketState(SNAPSHOT_VERSION, [listing])))
 
 
 def test_ended_client_order_ids_survive_a_snapshot() -> None:
@@ -92,7 +95,7 @@ def test_restored_orders_keep_their_cancel_index() -> None:
     for offset, command in enumerate(commands):
         market.apply(command, offset, offset)
     venue = market.venue("TECH-0001")
-    assert venue is not None
+    assert isinstance(venue, ContinuousVenue)
     state = venue.to_state()
     resting = (state.bids or state.offers)[0]
     restored = Market.from_snapshot(market.snapshot())

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 from collections import deque
 
-from engine.core.rules import check_price, check_quantity, quoted, rejection
-from engine.core.snapshot import ContinuousState, RestingOrderState
+import msgspec
+
+from engine.core.rules import check_listing, check_price, check_quantity, quoted, rejection
+from engine.core.snapshot import ContinuousState, RestingOrderState, encode_venue
+from engine.core.venue import ListingRefusal
 from engine.errors import SnapshotError
 from engine.orderbook import Order, OrderBook, SelfTradeCancel
-from schemas.commands import CancelOrder, PlaceOrder
-from schemas.common import CancelReason, OrderType, RejectReason, Side
+from schemas.commands import AmendOrder, CancelOrder, ListTechnology, PlaceOrder
+from schemas.common import CancelReason, ListingState, Mechanism, OrderType, RejectReason, Side
 from schemas.events import (
     CommandRejected,
     Deal,
     Event,
+    MarketView,
     OrderAccepted,
     OrderCancelled,
     OrderDone,
+    PriceLevel,
 )
 
 #: How many ended orders' client order ids each technology remembers, oldest forgotten first.
@@ -29,6 +34,9 @@ from schemas.events import (
 #: resends) must not trade twice, so an id stays taken after its order ends; the bound keeps
 #: memory and snapshots finite (about 150 bytes an id, 15 MB at most per technology).
 ENDED_ORDERS_REMEMBERED = 100_000
+
+#: Price levels of each side a market view shows.
+_VIEW_LEVELS = 5
 
 _SIDES = {"bid": Side.BID, "offer": Side.OFFER}
 _ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
@@ -47,6 +55,8 @@ class ContinuousVenue:
         "_taken",
         "book",
         "deal_count",
+        "last_price",
+        "last_quantity",
         "lot_size",
         "order_count",
         "reserve_price",
@@ -72,6 +82,85 @@ class ContinuousVenue:
         self._ended_in_order: deque[str] = deque()
         #: Every id a new order may not use: the live ones and the remembered ended ones.
         self._taken: set[str] = set()
+        self.last_price: int | None = None
+        self.last_quantity: int | None = None
+
+    @classmethod
+    def open(cls, listing: ListTechnology) -> ContinuousVenue | ListingRefusal:
+        refusal = check_listing(listing.tick_size, listing.lot_size, listing.reserve_price)
+        if refusal is not None:
+            return refusal
+        return cls(
+            listing.technology_id, listing.tick_size, listing.lot_size, listing.reserve_price
+        )
+
+    @classmethod
+    def restore(cls, data: bytes) -> ContinuousVenue:
+        try:
+            state = _state_decoder.decode(data)
+        except msgspec.DecodeError as e:
+            raise SnapshotError(f"continuous venue snapshot does not decode: {e}") from e
+        return cls.from_state(state)
+
+    def to_snapshot(self) -> bytes:
+        return encode_venue(self.to_state())
+
+    def has_orders(self) -> bool:
+        return self.order_count > 0
+
+    def finished(self) -> bool:
+        return False  # a continuous book trades until its listing is closed
+
+    def next_deadline(self) -> int | None:
+        return None
+
+    def on_deadline(self, now_ms: int, source_offset: int) -> list[Event]:
+        return []
+
+    def amend(self, command: AmendOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
+        return [
+            rejection(
+                command,
+                self.next_seq(),
+                RejectReason.NOT_SUPPORTED_BY_MECHANISM,
+                "amend is not available yet",
+                timestamp_ms,
+                source_offset,
+            )
+        ]
+
+    def close(self, timestamp_ms: int, source_offset: int) -> list[Event]:
+        """Cancel every resting order, best price first on each side, bids first."""
+        events: list[Event] = []
+        live = self._live
+        for side in (Side.BID, Side.OFFER):
+            for order in self.book.resting_orders(side):
+                open_quantity = self.book.cancel(order)
+                del live[order.owner_key]
+                events.append(
+                    self._cancelled(
+                        order,
+                        open_quantity,
+                        timestamp_ms,
+                        source_offset,
+                        CancelReason.TECHNOLOGY_CLOSED,
+                    )
+                )
+        return events
+
+    def view(self, state: ListingState, timestamp_ms: int, source_offset: int) -> MarketView:
+        book = self.book
+        return MarketView(
+            technology_id=self.technology_id,
+            timestamp_ms=timestamp_ms,
+            source_offset=source_offset,
+            mechanism=Mechanism.CONTINUOUS,
+            state=state,
+            bids=[PriceLevel(*level) for level in book.depth(Side.BID, _VIEW_LEVELS)],
+            offers=[PriceLevel(*level) for level in book.depth(Side.OFFER, _VIEW_LEVELS)],
+            last_price=self.last_price,
+            last_quantity=self.last_quantity,
+        )
 
     def to_state(self) -> ContinuousState:
         book = self.book
@@ -86,6 +175,8 @@ class ContinuousVenue:
             [_resting_state(o) for o in book.resting_orders(Side.BID)],
             [_resting_state(o) for o in book.resting_orders(Side.OFFER)],
             [_split_key(key) for key in self._ended_in_order],
+            self.last_price,
+            self.last_quantity,
         )
 
     @classmethod
@@ -96,6 +187,7 @@ class ContinuousVenue:
             state.order_count,
             state.deal_count,
         )
+        venue.last_price, venue.last_quantity = state.last_price, state.last_quantity
         for side, orders in ((Side.BID, state.bids), (Side.OFFER, state.offers)):
             for resting in orders:
                 key = _order_key(resting.participant_id, resting.client_order_id)
@@ -184,6 +276,7 @@ class ContinuousVenue:
             resting, quantity, price = execution  # type: ignore[misc]
             self.deal_count += 1
             self.seq += 1
+            self.last_price, self.last_quantity = price, quantity
             bid, offer = (order, resting) if side is _BID else (resting, order)
             events.append(
                 Deal(
@@ -365,3 +458,6 @@ def _resting_state(order: Order) -> RestingOrderState:
         order.quantity,
         order.remaining,
     )
+
+
+_state_decoder = msgspec.msgpack.Decoder(ContinuousState)
