@@ -59,6 +59,9 @@ class Settings:
     batch_max_records: int = 5000
     #: Commands between two snapshots of a partition's market (0: never snapshot).
     snapshot_every: int = 100_000
+    #: How often `techx run` appends a tick to every command partition, so deadlines (auction
+    #: ends, Dutch steps, GTD expiry, call uncrosses) fire when nobody trades; 0: no ticker.
+    tick_interval_ms: int = 500
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
 
@@ -82,6 +85,7 @@ class Settings:
             group_id=_name(env, "TECHX_GROUP_ID", base.group_id),
             batch_max_records=_int(env, "TECHX_BATCH_MAX_RECORDS", base.batch_max_records, 1),
             snapshot_every=_int(env, "TECHX_SNAPSHOT_EVERY", base.snapshot_every, 0),
+            tick_interval_ms=_int(env, "TECHX_TICK_INTERVAL_MS", base.tick_interval_ms, 0),
             log_format=_choice(env, "TECHX_LOG_FORMAT", base.log_format, _LOG_FORMATS),
             log_level=_choice(env, "TECHX_LOG_LEVEL", base.log_level, _LOG_LEVELS),
         )

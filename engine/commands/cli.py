@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 
 import structlog
 
@@ -27,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("setup", help="create topics and tables (idempotent)")
     commands.add_parser("run", help="run one engine process (a consumer group member)")
+    commands.add_parser(
+        "ticker",
+        help="append a tick to every command partition every TECHX_TICK_INTERVAL_MS "
+        "(when engines run with TECHX_TICK_INTERVAL_MS=0)",
+    )
 
     demo = commands.add_parser("demo", help="engine and a simulated front-end on running servers")
     demo.add_argument("--seconds", type=float, default=20.0)
@@ -114,6 +121,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         asyncio.run(run_engine(settings))
         return 0
+    if args.command == "ticker":
+        from engine.producers.ticker import run_ticker  # noqa: PLC0415
+
+        return asyncio.run(_tick_until_signalled(settings, run_ticker))
     if args.command == "demo":
         from engine.commands.demo import run_demo  # noqa: PLC0415
 
@@ -131,6 +142,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     raise AssertionError(args.command)
+
+
+async def _tick_until_signalled(
+    settings: Settings, ticker: Callable[[Settings, asyncio.Event], Awaitable[None]]
+) -> int:
+    """Run the ticker until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    interval = settings.tick_interval_ms or 500
+    await ticker(replace(settings, tick_interval_ms=interval), stop)
+    return 0
 
 
 def _stack(action: str) -> int:

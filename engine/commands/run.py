@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 from functools import partial
@@ -13,6 +14,7 @@ from engine.consumers.command_consumer import command_consumer
 from engine.consumers.log_reader import read_partition
 from engine.consumers.matching_engine import MatchingEngine
 from engine.producers.publisher import EventPublisher, make_producer
+from engine.producers.ticker import run_ticker
 from engine.settings import Settings
 from engine.store.settlement import SettlementStore
 
@@ -52,9 +54,19 @@ async def run_engine(
             except (NotImplementedError, RuntimeError):  # not the main thread
                 break
     watcher = asyncio.create_task(_stop_when_set(stop, engine)) if stop is not None else None
+    ticker_stop = asyncio.Event()
+    ticker = (
+        asyncio.create_task(run_ticker(settings, ticker_stop))
+        if settings.tick_interval_ms > 0
+        else None
+    )
     try:
         await engine.run(ready)
     finally:
+        ticker_stop.set()
+        if ticker is not None:
+            with contextlib.suppress(Exception):
+                await ticker
         if watcher is not None:
             watcher.cancel()
         for sig in installed:

@@ -14,7 +14,7 @@ any record stamped at or after that time.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from schemas.commands import AmendOrder, CancelOrder, ListTechnology, PlaceOrder
 from schemas.common import ListingState, RejectReason
@@ -77,6 +77,13 @@ class Venue(Protocol):
     def to_snapshot(self) -> bytes:
         """Everything that decides the venue's future answers, as bytes."""
         ...
+
+
+@runtime_checkable
+class ClockedVenue(Protocol):
+    """A venue whose schedule runs from the log time of its listing (a Dutch clock)."""
+
+    def start(self, timestamp_ms: int) -> None: ...
 
 
 class VenueKind(Protocol):

@@ -61,6 +61,7 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
         group_id=f"test-{tag}",
         database_url=f"{base}/{database}",
         batch_max_records=500,
+        tick_interval_ms=0,  # tests that need time to pass turn the ticker on themselves
     )
     await setup(test_settings)
     yield test_settings

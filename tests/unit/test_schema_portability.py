@@ -118,6 +118,34 @@ _SETUP = [
 
 #: (case id, record, the engine's verdict: ACCEPTED, DEAD_LETTER or a reject reason code)
 SAMPLES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "amend a resting order's price",
+        _record(
+            type="amend_order",
+            technology_id="T1",
+            participant_id="p9",
+            client_order_id="rest-1",
+            price=5_100,
+        ),
+        ACCEPTED,
+    ),
+    (
+        "halt a listing",
+        _record(type="manage_listing", technology_id="T1", participant_id="ops", action="halt"),
+        ACCEPTED,
+    ),
+    ("a tick", _record(type="tick"), ACCEPTED),
+    (
+        "an english auction",
+        _listing(
+            mechanism="english",
+            starting_price=1_000,
+            min_increment=100,
+            ends_at_ms=1_700_000_000_000,
+        ),
+        ACCEPTED,
+    ),
+    ("a gtd order", _order(price=1_000, time_in_force="gtd", expires_at_ms=10**13), ACCEPTED),
     ("limit order with price", _order(order_type="limit", price=1_000), ACCEPTED),
     ("limit by default, with price", _order(price=1_000), ACCEPTED),
     ("market order without price", _order(order_type="market"), ACCEPTED),

@@ -11,21 +11,35 @@ from typing import Any, get_args
 import pytest
 
 from engine.core.codec import decode_command, decode_event, encode
-from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder
+from schemas.commands import (
+    AmendOrder,
+    CancelOrder,
+    Command,
+    ListTechnology,
+    ManageListing,
+    PlaceOrder,
+    Tick,
+)
 from schemas.common import (
     MAX_PRICE,
     MAX_QUANTITY,
+    AuctionOutcome,
     CancelReason,
+    ListingState,
     Mechanism,
     OrderType,
     RejectReason,
     Side,
 )
 from schemas.events import (
+    AuctionClosed,
+    AuctionExtended,
     CommandRejected,
     Deal,
     Event,
+    ListingStateChanged,
     OrderAccepted,
+    OrderAmended,
     OrderCancelled,
     OrderDone,
     TechnologyListed,
@@ -41,7 +55,17 @@ COMMANDS: list[Command] = [
     CancelOrder("T1", "p1", "c1"),
     ListTechnology("T1", "admin", "Solar panel coating", 10, 5, "continuous", 100),
     ListTechnology("T.2:x-y_z", "admin", "Thiết bị đo đồng hồ ✓", 1, 1),
-]
+    ListTechnology(
+        "PAT-9", "uni-a", "Patent lot", 1_000, 1, "english", 50_000,
+        starting_price=10_000, min_increment=1_000, ends_at_ms=1_700_000_600_000,
+        soft_close_window_ms=60_000, soft_close_extension_ms=120_000, buy_now_price=900_000,
+    ),
+    PlaceOrder("T1", "p1", "c4", "bid", 10, "limit", 1_000, "gtd", 1_700_000_001_000, True),
+    AmendOrder("T1", "p1", "c1", quantity=5),
+    AmendOrder("T1", "p1", "c1", price=990),
+    ManageListing("T1", "admin", "halt"),
+    Tick(),
+]  # fmt: skip
 
 EVENTS: list[Event] = [
     TechnologyListed(
@@ -62,6 +86,11 @@ EVENTS: list[Event] = [
         "T1", 7, 4, 42, "T1:o3", "p3", "c7", 0, 5, CancelReason.CANCELLED_BY_PARTICIPANT
     ),
     OrderDone("T1", 8, 5, 42, "T1:o1", "p1", "c1", 10),
+    OrderAmended("T1", 9, 6, 43, "T1:o1", "p1", "c1", 5, 1_000, True),
+    ListingStateChanged("T1", 10, 7, 44, "admin", ListingState.HALTED, ListingState.OPEN),
+    AuctionExtended("PAT-9", 5, 8, 45, 1_700_000_720_000, "PAT-9:o3"),
+    AuctionClosed("PAT-9", 6, 9, 46, AuctionOutcome.SOLD, "b2", "PAT-9:o3", 60_000, 1, 3, ""),
+    AuctionClosed("PAT-8", 2, 9, 47, AuctionOutcome.UNSOLD, None, None, None, 0, 0, "no bids"),
 ]
 
 
@@ -217,6 +246,8 @@ def test_command_schema_documents_identifiers_and_forbids_extra_fields() -> None
         definition = defs[cls.__name__]
         assert definition["additionalProperties"] is False
         assert "type" in definition["required"]
+        if cls is Tick:
+            continue  # the ticker's record names no technology
         identifier = definition["properties"]["technology_id"]
         assert identifier["minLength"] == 1
         assert identifier["maxLength"] == 64
