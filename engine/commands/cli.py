@@ -18,6 +18,69 @@ from engine.settings import Settings
 log = structlog.get_logger()
 
 
+#: The integer parameters of a listing that `techx order list` takes as --options.
+LISTING_PARAMETERS = (
+    "starting_price",
+    "min_increment",
+    "ends_at_ms",
+    "soft_close_window_ms",
+    "soft_close_extension_ms",
+    "buy_now_price",
+    "first_uncross_at_ms",
+    "call_interval_ms",
+    "price_step",
+    "step_interval_ms",
+    "offered_quantity",
+)
+
+
+def _add_order_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`techx order ...`: every command a front-end may publish, from the shell."""
+    order = commands.add_parser("order", help="publish one command as a front-end would")
+    order_kinds = order.add_subparsers(dest="order_kind", required=True)
+    for kind, what in (("bid", "a bid"), ("offer", "an offer")):
+        place = order_kinds.add_parser(kind, help=f"place {what}")
+        place.add_argument("technology_id")
+        place.add_argument("quantity", type=int)
+        place.add_argument("price", type=int, nargs="?", help="omit for a market order")
+        place.add_argument("--participant", required=True)
+        place.add_argument("--client-order-id", required=True)
+        place.add_argument(
+            "--tif", default="gtc", choices=["gtc", "ioc", "fok", "gtd"], help="time in force"
+        )
+        place.add_argument("--expires-at-ms", type=int, help="gtd: expiry on the broker's clock")
+        place.add_argument("--post-only", action="store_true", help="refused if it would trade")
+    amend = order_kinds.add_parser("amend", help="change a live order's quantity or price")
+    amend.add_argument("technology_id")
+    amend.add_argument("--participant", required=True)
+    amend.add_argument("--client-order-id", required=True)
+    amend.add_argument("--quantity", type=int)
+    amend.add_argument("--price", type=int)
+    for action in ("halt", "resume", "close", "withdraw"):
+        manage = order_kinds.add_parser(action, help=f"{action} a listing (seller or operator)")
+        manage.add_argument("technology_id")
+        manage.add_argument("--participant", required=True)
+    cancel = order_kinds.add_parser("cancel", help="cancel a live order")
+    cancel.add_argument("technology_id")
+    cancel.add_argument("--participant", required=True)
+    cancel.add_argument("--client-order-id", required=True)
+    listing = order_kinds.add_parser("list", help="list a technology for trading")
+    listing.add_argument("technology_id")
+    listing.add_argument("--participant", required=True)
+    listing.add_argument("--name", required=True)
+    listing.add_argument("--tick", type=int, default=1)
+    listing.add_argument("--lot", type=int, default=1)
+    listing.add_argument("--reserve", type=int)
+    listing.add_argument(
+        "--mechanism",
+        default="continuous",
+        choices=["continuous", "call", "english", "sealed_first", "sealed_second", "dutch"],
+    )
+    for parameter in LISTING_PARAMETERS:
+        listing.add_argument(f"--{parameter.replace('_', '-')}", type=int, dest=parameter)
+    listing.add_argument("--reserve-shown", action="store_true", help="english: show the reserve")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="techx", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -40,26 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=int, default=50, help="orders per second")
     demo.add_argument("--seed", type=int, default=2026)
 
-    order = commands.add_parser("order", help="publish one command as a front-end would")
-    order_kinds = order.add_subparsers(dest="order_kind", required=True)
-    for kind in ("bid", "offer"):
-        place = order_kinds.add_parser(kind, help=f"place a {kind}")
-        place.add_argument("technology_id")
-        place.add_argument("quantity", type=int)
-        place.add_argument("price", type=int, nargs="?", help="omit for a market order")
-        place.add_argument("--participant", required=True)
-        place.add_argument("--client-order-id", required=True)
-    cancel = order_kinds.add_parser("cancel", help="cancel a live order")
-    cancel.add_argument("technology_id")
-    cancel.add_argument("--participant", required=True)
-    cancel.add_argument("--client-order-id", required=True)
-    listing = order_kinds.add_parser("list", help="list a technology for trading")
-    listing.add_argument("technology_id")
-    listing.add_argument("--participant", required=True)
-    listing.add_argument("--name", required=True)
-    listing.add_argument("--tick", type=int, default=1)
-    listing.add_argument("--lot", type=int, default=1)
-    listing.add_argument("--reserve", type=int)
+    _add_order_commands(commands)
 
     replay = commands.add_parser("replay", help="rebuild a partition's events from the log")
     replay.add_argument("--partition", type=int, required=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from engine.commands.cli import LISTING_PARAMETERS
 from engine.producers.client import TradingClient
 from engine.settings import Settings
 
@@ -19,12 +20,36 @@ async def send_order(settings: Settings, args: argparse.Namespace) -> int:
                 args.quantity,
                 args.price,
                 "limit" if args.price is not None else "market",
+                time_in_force=args.tif,
+                expires_at_ms=args.expires_at_ms,
+                post_only=args.post_only,
             )
         elif args.order_kind == "cancel":
             offset = await client.cancel(args.technology_id, args.participant, args.client_order_id)
+        elif args.order_kind == "amend":
+            offset = await client.amend(
+                args.technology_id,
+                args.participant,
+                args.client_order_id,
+                quantity=args.quantity,
+                price=args.price,
+            )
+        elif args.order_kind in {"halt", "resume", "close", "withdraw"}:
+            offset = await client.manage(args.technology_id, args.participant, args.order_kind)
         else:
+            parameters: dict[str, int | bool | None] = {
+                name: getattr(args, name) for name in LISTING_PARAMETERS
+            }
             offset = await client.list_technology(
-                args.technology_id, args.participant, args.name, args.tick, args.lot, args.reserve
+                args.technology_id,
+                args.participant,
+                args.name,
+                args.tick,
+                args.lot,
+                args.reserve,
+                mechanism=args.mechanism,
+                reserve_shown=args.reserve_shown,
+                **parameters,
             )
     print(f"published {args.order_kind} for {args.technology_id} at offset {offset}")
     return 0

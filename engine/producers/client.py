@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Iterable
 from types import TracebackType
 
+import msgspec
 from aiokafka.errors import KafkaError
 
 from engine.core.batch import KafkaMessage
@@ -20,7 +21,14 @@ from engine.core.partitioning import partition_for
 from engine.errors import BrokerUnavailableError
 from engine.producers.publisher import make_producer, send_in_batches
 from engine.settings import Settings
-from schemas.commands import CancelOrder, ListTechnology, PlaceOrder, TechnologyCommand
+from schemas.commands import (
+    AmendOrder,
+    CancelOrder,
+    ListTechnology,
+    ManageListing,
+    PlaceOrder,
+    TechnologyCommand,
+)
 
 
 class TradingClient:
@@ -100,6 +108,10 @@ class TradingClient:
         quantity: int,
         price: int | None = None,
         order_type: str = "limit",
+        *,
+        time_in_force: str = "gtc",
+        expires_at_ms: int | None = None,
+        post_only: bool = False,
     ) -> int:
         return await self.send(
             PlaceOrder(
@@ -110,8 +122,28 @@ class TradingClient:
                 quantity=quantity,
                 price=price,
                 order_type=order_type,
+                time_in_force=time_in_force,
+                expires_at_ms=expires_at_ms,
+                post_only=post_only,
             )
         )
+
+    async def amend(
+        self,
+        technology_id: str,
+        participant_id: str,
+        client_order_id: str,
+        *,
+        quantity: int | None = None,
+        price: int | None = None,
+    ) -> int:
+        return await self.send(
+            AmendOrder(technology_id, participant_id, client_order_id, quantity, price)
+        )
+
+    async def manage(self, technology_id: str, participant_id: str, action: str) -> int:
+        """halt, resume, close or withdraw a listing (its seller or an operator)."""
+        return await self.send(ManageListing(technology_id, participant_id, action))
 
     async def cancel(self, technology_id: str, participant_id: str, client_order_id: str) -> int:
         return await self.send(
@@ -130,14 +162,23 @@ class TradingClient:
         tick_size: int,
         lot_size: int,
         reserve_price: int | None = None,
+        *,
+        mechanism: str = "continuous",
+        **parameters: int | bool | None,
     ) -> int:
+        """List a technology; ``parameters`` are the mechanism's (ends_at_ms, starting_price,
+        min_increment, ...: see ListTechnology)."""
         return await self.send(
-            ListTechnology(
-                technology_id=technology_id,
-                participant_id=participant_id,
-                name=name,
-                tick_size=tick_size,
-                lot_size=lot_size,
-                reserve_price=reserve_price,
+            msgspec.structs.replace(
+                ListTechnology(
+                    technology_id=technology_id,
+                    participant_id=participant_id,
+                    name=name,
+                    tick_size=tick_size,
+                    lot_size=lot_size,
+                    reserve_price=reserve_price,
+                    mechanism=mechanism,
+                ),
+                **parameters,
             )
         )
