@@ -17,16 +17,17 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from engine.commands.auction_show import describe, run_show
 from engine.commands.run import run_engine
 from engine.commands.setup import setup
-from engine.core.codec import decode_event
+from engine.core.codec import decode_event, decode_view
 from engine.errors import DemoError, TechXError
 from engine.producers.client import TradingClient
 from engine.producers.simulation import DEMO_LISTINGS, OrderFlow
 from engine.settings import Settings
 from engine.store.connection import connected
 from engine.store.reports import turnover_since
-from schemas.events import Deal
+from schemas.events import Deal, Event, MarketView
 
 #: How long each server may take to answer the check before the demo gives up.
 SERVER_CHECK_TIMEOUT_S = 10.0
@@ -87,7 +88,8 @@ async def _print_deals(settings: Settings, started: asyncio.Event, stop: asyncio
     await consumer.start()
     printed = 0
     try:
-        tps = [TopicPartition(settings.topics.deals, p) for p in range(settings.partitions)]
+        topics = (settings.topics.deals, settings.topics.executions, settings.topics.market_data)
+        tps = [TopicPartition(topic, p) for topic in topics for p in range(settings.partitions)]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:
@@ -95,8 +97,13 @@ async def _print_deals(settings: Settings, started: asyncio.Event, stop: asyncio
         started.set()
         while not stop.is_set():
             fetched = await consumer.getmany(timeout_ms=200)
-            for records in fetched.values():
+            for tp, records in fetched.items():
                 for record in records:
+                    if tp.topic != settings.topics.deals:
+                        line = describe(_decode_any(record.value), _vnd)
+                        if line is not None:
+                            print(line, flush=True)
+                        continue
                     deal = decode_event(record.value)
                     if not isinstance(deal, Deal):
                         continue
@@ -109,6 +116,10 @@ async def _print_deals(settings: Settings, started: asyncio.Event, stop: asyncio
     finally:
         await consumer.stop()
     return printed
+
+
+def _decode_any(raw: bytes) -> Event | MarketView:
+    return decode_view(raw) if raw.startswith(b'{"type":"market_view"') else decode_event(raw)
 
 
 async def _summary(settings: Settings, since_ms: int) -> None:
@@ -155,11 +166,15 @@ async def run_demo(settings: Settings, seconds: float, rate: int, seed: int) -> 
     print(f"TechX demo: {len(DEMO_LISTINGS)} technologies, ~{rate} orders/s for {seconds:.0f} s")
     async with TradingClient(settings, client_id="techx-demo") as client:
         await client.send_many(flow.listing_commands())
+        stop_show = asyncio.Event()
+        show = asyncio.create_task(run_show(client, stop_show))
         deadline = time.monotonic() + seconds
         tick_s = 0.1
         while time.monotonic() < deadline:
             sent += await client.send_many(flow.next_commands(max(1, int(rate * tick_s))))
             await asyncio.sleep(tick_s)
+        stop_show.set()
+        await show
     await asyncio.sleep(2.0)  # let the last batch settle and print
     stop_engine.set()
     stop_printer.set()
