@@ -227,6 +227,63 @@ class OrderBook:
                 del keys[bisect_left(keys, key)]
         return remaining
 
+    def reduce(self, order: Order, remaining: int) -> None:
+        """Cut a resting order's open quantity to ``remaining`` in O(1), keeping its place.
+
+        ``0 < remaining < order.remaining``; the order's ``quantity`` shrinks by as much (what
+        it filled stays as it was). Anything else is a caller's bug: ValueError.
+        """
+        price = order.price
+        cut = order.remaining - remaining
+        if price is None or remaining <= 0 or cut <= 0:
+            raise ValueError(f"cannot reduce {order!r} to {remaining}")
+        level = self._bid_levels[price] if order.side is _BID else self._offer_levels[-price]
+        level.live_quantity -= cut
+        order.remaining = remaining
+        order.quantity -= cut
+
+    def would_cross(self, side: Side, price: int | None) -> bool:
+        """Whether an order of ``side`` at ``price`` (None: market, which meets any price)
+        would meet the best opposite price if it came in now, whoever's orders are there."""
+        if side is _BID:
+            keys = self._offer_keys
+            return bool(keys) and (price is None or -keys[-1] <= price)
+        keys = self._bid_prices
+        return bool(keys) and (price is None or keys[-1] >= price)
+
+    def fillable(self, order: Order) -> int:
+        """How much of ``order.remaining`` placing it now would trade, without placing it.
+
+        Counts the opposite side best price first, up to the order's limit, and stops once it
+        has enough; with self-trade prevention the order's own participant's resting orders
+        are not counted (they would be cancelled, not traded). Costs what matching would.
+        """
+        wanted = order.remaining
+        limit = order.price
+        if order.side is _BID:
+            keys, levels = self._offer_keys, self._offer_levels
+            threshold = _NO_LIMIT if limit is None else -limit
+        else:
+            keys, levels = self._bid_prices, self._bid_levels
+            threshold = _NO_LIMIT if limit is None else limit
+        own = order.participant_id if self.self_trade_prevention else None
+        found = 0
+        for key in reversed(keys):
+            if key < threshold:
+                break
+            level = levels[key]
+            if own is None:
+                found += level.live_quantity
+            else:
+                for resting in level.orders:
+                    if resting.participant_id != own:
+                        found += resting.remaining  # zero for an order already gone
+                        if found >= wanted:
+                            return wanted
+            if found >= wanted:
+                return wanted
+        return found
+
     def best_bid(self) -> int | None:
         return self._bid_prices[-1] if self._bid_prices else None
 

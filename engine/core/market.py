@@ -37,7 +37,7 @@ from engine.core.snapshot import (
     decode_state,
     encode_state,
 )
-from engine.core.venue import Venue, VenueKind
+from engine.core.venue import ClockedVenue, Venue, VenueKind
 from schemas.commands import (
     AmendOrder,
     CancelOrder,
@@ -180,8 +180,11 @@ class Market:
             if listing.scheduled != due:
                 continue  # stale: the venue's deadline moved since
             listing.scheduled = None
-            fired = listing.venue.on_deadline(due, source_offset)
-            self._after(technology_id, listing, fired, due, source_offset)
+            # Everything of this venue due by now, in one call: a long quiet spell costs one
+            # call, not one per missed step. The venue stamps each event with its due time.
+            fired = listing.venue.on_deadline(now_ms, source_offset)
+            ended_at = fired[-1].timestamp_ms if fired else due
+            self._after(technology_id, listing, fired, ended_at, source_offset)
             events.extend(fired)
         return events
 
@@ -297,6 +300,8 @@ class Market:
         if isinstance(opened, tuple):
             reason, detail = opened
             return [rejection(command, 0, reason, detail, timestamp_ms, source_offset)]
+        if isinstance(opened, ClockedVenue):
+            opened.start(timestamp_ms)  # a clock that runs from the listing's own log time
         listing = Listing(
             opened,
             command.mechanism,

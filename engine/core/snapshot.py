@@ -43,8 +43,12 @@ class ContinuousState(msgspec.Struct, array_like=True, frozen=True):
     ended_client_orders: list[tuple[str, str]]
     last_price: int | None = None
     last_quantity: int | None = None
-    #: Live good-till-date orders: (expires_at_ms, order_id), by expiry then arrival.
+    #: Live good-till-date orders: (expires_at_ms, order_id), by expiry then arrival in the
+    #: expiry queue (an amend that loses priority arrives anew); each is a resting order.
     expiries: list[tuple[int, str]] = []
+    #: Order ids of the live post-only orders (an amend of one may not make it trade), in
+    #: the order of bids then offers above.
+    post_only: list[str] = []
 
 
 class ListingSnapshot(msgspec.Struct, array_like=True, frozen=True):

@@ -16,7 +16,16 @@ from engine.core.codec import decode_command, encode
 from engine.core.market import Market
 from engine.core.mechanisms import continuous
 from engine.core.mechanisms.continuous import ContinuousVenue
-from schemas.commands import CancelOrder, Command, ListTechnology, PlaceOrder, TechnologyCommand
+from schemas.commands import (
+    AmendOrder,
+    CancelOrder,
+    Command,
+    ListTechnology,
+    ManageListing,
+    PlaceOrder,
+    TechnologyCommand,
+    Tick,
+)
 from schemas.common import (
     MAX_NOTIONAL,
     MAX_PRICE,
@@ -311,30 +320,68 @@ def test_every_reject_reason_is_reachable() -> None:
     """One market session produces every RejectReason code with the right command."""
     market = Market()
     seen: dict[RejectReason, str] = {}
+    clock = iter(range(TS, TS + 10_000))
+
+    def at() -> int:
+        return next(clock)
 
     def refuse(command: Command) -> None:
-        rejected = only_rejection(market.apply(command, TS, 0))
+        rejected = only_rejection(market.apply(command, at(), 0))
         seen[rejected.reason] = rejected.command
 
+    def apply(command: Command) -> None:
+        market.apply(command, at(), 0)
+
     for command in (
-        listing(mechanism="call"),
+        listing(mechanism="barter"),
         listing(tick_size=0),
         listing(lot_size=0),
         listing(reserve_price=15),
+        listing(mechanism="english"),  # no starting price, increment or end
         bid("p1", "c1", LOT, 100),  # unknown technology
     ):
         refuse(command)
-    market.apply(listing(), TS, 0)
+    apply(listing())
     refuse(listing())
     for _, command, _, _ in ORDER_REFUSALS:
         refuse(command)
-    market.apply(bid("p1", "c1", LOT, 100), TS, 0)
+    apply(bid("p1", "c1", LOT, 100))
     refuse(bid("p1", "c1", LOT, 100))
     refuse(cancel("p2", "c1"))
-    assert set(seen) == set(RejectReason)
+    refuse(PlaceOrder("T1", "p1", "c2", "bid", LOT, "limit", 100, "day"))
+    refuse(PlaceOrder("T1", "p1", "c3", "bid", LOT, "limit", 100, "gtd"))
+    apply(offer("p2", "s1", LOT, 200))
+    refuse(PlaceOrder("T1", "p3", "c4", "bid", LOT, "limit", 200, post_only=True))
+    refuse(AmendOrder("T1", "p1", "c1", quantity=LOT, price=100))
+    refuse(ManageListing("T1", "p1", "halt"))  # not the seller
+    refuse(ManageListing("T1", "admin", "resume"))  # not halted
+    refuse(ManageListing("T1", "admin", "withdraw"))  # it has orders
+    apply(ManageListing("T1", "admin", "halt"))
+    refuse(bid("p1", "c5", LOT, 100))
+    apply(ManageListing("T1", "admin", "close"))
+    refuse(bid("p1", "c6", LOT, 100))
+    ends = TS + 5_000
+    apply(
+        ListTechnology(
+            "E1", "uni", "Patent", TICK, 1, "english",
+            starting_price=100, min_increment=10, ends_at_ms=ends,
+        )
+    )  # fmt: skip
+    refuse(PlaceOrder("E1", "p1", "e0", "offer", 1, "limit", 100))  # offers: not here
+    refuse(PlaceOrder("E1", "p1", "e1", "bid", 1, "limit", 50))  # below the starting price
+    refuse(PlaceOrder("E1", "uni", "e2", "bid", 1, "limit", 100))  # the seller
+    apply(PlaceOrder("E1", "p1", "e3", "bid", 1, "limit", 100))
+    refuse(CancelOrder("E1", "p1", "e3"))  # english bids stand
+    apply(ManageListing("E1", "uni", "halt"))
+    market.apply(Tick(), ends + 1, 0)  # decided while halted
+    rejected = only_rejection(market.apply(CancelOrder("E1", "p1", "e3"), ends + 2, 0))
+    seen[rejected.reason] = rejected.command
+    assert set(seen) == set(RejectReason), sorted(set(RejectReason) - set(seen))
     assert seen[RejectReason.UNKNOWN_ORDER] == "cancel_order"
     assert seen[RejectReason.TECHNOLOGY_ALREADY_LISTED] == "list_technology"
     assert seen[RejectReason.PRICE_OFF_TICK] == "place_order"
+    assert seen[RejectReason.NOT_PERMITTED] == "manage_listing"
+    assert seen[RejectReason.AMEND_CHANGES_NOTHING] == "amend_order"
 
 
 # --- matching and events ---------------------------------------------------------------------

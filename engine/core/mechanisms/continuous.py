@@ -1,13 +1,38 @@
 """The continuous mechanism: one technology's order book wrapped in the exchange's rules.
 
 It validates orders against the listing (tick, lot, reserve), keeps the participant's
-order index for cancels, numbers events and deals, and turns the book's fills into events.
-Pure: the timestamp comes in with the command.
+order index for cancels and amends, numbers events and deals, and turns the book's fills
+into events. Pure: the timestamp comes in with the command.
+
+Order types (self-trade prevention is always on: an incoming order cancels, never trades
+with, its own participant's resting orders it meets):
+- ``gtc`` rests until filled or cancelled; a market order never rests (whatever its time in
+  force, gtc or ioc, its unfilled rest is cancelled: ``market_order_unfilled``).
+- ``ioc`` trades what crosses now; the rest is cancelled (``immediate_or_cancel``).
+- ``fok`` trades its whole quantity now or nothing: when what would really trade now (the
+  crossing opposite orders, the participant's own left out since they would be cancelled,
+  not traded) is less than the quantity, the order is accepted and at once cancelled
+  (``fill_or_kill``) and the book is left as it was: no deal, no self-trade cancel. A FOK
+  that fills cancels the own orders it meets on the way, like any order.
+- ``gtd`` rests until ``expires_at_ms`` (log time, after the command's own time): the market
+  fires the expiry before it applies any record stamped at or after it, and the order is
+  cancelled (``expired``) stamped with its expiry time. Other orders take no expiry.
+- ``post_only`` (limit gtc or gtd only) is refused (``post_only_would_trade``) when its price
+  meets the best opposite price, even if only the participant's own orders are there: a
+  post-only order never takes liquidity nor cancels any. An amend of a post-only order to a
+  price that would trade is refused alike.
+An order's checks run in this order: side, order type, quantity, price, client order id,
+time in force, expiry, options that do not go together, and last whether a post-only order
+would trade.
+
+Amends change the open quantity (what is left to trade) and/or the price of a live limit
+order: see :meth:`ContinuousVenue.amend`.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from heapq import heapify, heappop, heappush
 
 import msgspec
 
@@ -17,13 +42,22 @@ from engine.core.venue import ListingRefusal
 from engine.errors import SnapshotError
 from engine.orderbook import Order, OrderBook, SelfTradeCancel
 from schemas.commands import AmendOrder, CancelOrder, ListTechnology, PlaceOrder
-from schemas.common import CancelReason, ListingState, Mechanism, OrderType, RejectReason, Side
+from schemas.common import (
+    CancelReason,
+    ListingState,
+    Mechanism,
+    OrderType,
+    RejectReason,
+    Side,
+    TimeInForce,
+)
 from schemas.events import (
     CommandRejected,
     Deal,
     Event,
     MarketView,
     OrderAccepted,
+    OrderAmended,
     OrderCancelled,
     OrderDone,
     PriceLevel,
@@ -40,8 +74,48 @@ _VIEW_LEVELS = 5
 
 _SIDES = {"bid": Side.BID, "offer": Side.OFFER}
 _ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
+_TIMES_IN_FORCE = {tif.value: tif for tif in TimeInForce}
 _BID = Side.BID
 _MARKET = OrderType.MARKET
+_IOC = TimeInForce.IOC
+_FOK = TimeInForce.FOK
+_GTD = TimeInForce.GTD
+#: The expiry heap is rebuilt without its dead entries once it is at least this long and
+#: twice as long as its live entries were at the last rebuild.
+_EXPIRIES_COMPACT_MIN = 64
+
+
+class OrderWithOptions(Order):
+    """A resting order with what a plain gtc order lacks: an expiry, post-only.
+
+    A subclass, so that plain orders, the hot path, carry and set neither.
+    """
+
+    __slots__ = ("expires_at_ms", "post_only")
+
+    def __init__(
+        self,
+        order_id: str,
+        participant_id: str,
+        client_order_id: str,
+        side: Side,
+        price: int | None,
+        quantity: int,
+        owner_key: str,
+        expires_at_ms: int | None,
+        post_only: bool,
+    ) -> None:
+        super().__init__(
+            order_id, participant_id, client_order_id, side, price, quantity, owner_key
+        )
+        self.expires_at_ms = expires_at_ms
+        self.post_only = post_only
+
+
+#: A live gtd order's place in the expiry queue: (expires_at_ms, arrival, order). Arrival
+#: numbers are unique, so orders are never compared; an entry whose order has
+#: ``remaining == 0`` is dead (filled, cancelled, expired, or replaced by an amend).
+_Expiry = tuple[int, int, Order]
 
 
 class ContinuousVenue:
@@ -51,6 +125,9 @@ class ContinuousVenue:
 
     __slots__ = (
         "_ended_in_order",
+        "_expiries",
+        "_expiries_compact_at",
+        "_expiry_arrivals",
         "_live",
         "_taken",
         "book",
@@ -84,6 +161,10 @@ class ContinuousVenue:
         self._taken: set[str] = set()
         self.last_price: int | None = None
         self.last_quantity: int | None = None
+        #: Live gtd orders by (expiry, arrival): a heap with lazy deletion.
+        self._expiries: list[_Expiry] = []
+        self._expiry_arrivals = 0
+        self._expiries_compact_at = _EXPIRIES_COMPACT_MIN
 
     @classmethod
     def open(cls, listing: ListTechnology) -> ContinuousVenue | ListingRefusal:
@@ -112,27 +193,141 @@ class ContinuousVenue:
         return False  # a continuous book trades until its listing is closed
 
     def next_deadline(self) -> int | None:
+        """The earliest expiry of a live gtd order: dead entries on top are dropped first, so
+        the answer is exact (a restored venue, which has none, gives the same)."""
+        expiries = self._expiries
+        while expiries:
+            if expiries[0][2].remaining:
+                return expiries[0][0]
+            heappop(expiries)
         return None
 
     def on_deadline(self, now_ms: int, source_offset: int) -> list[Event]:
-        return []
+        """Cancel (``expired``) every live gtd order expiring at or before ``now_ms``, by
+        expiry then arrival, each stamped with its own expiry time."""
+        events: list[Event] = []
+        expiries = self._expiries
+        live = self._live
+        while expiries and expiries[0][0] <= now_ms:
+            expires_at_ms, _, order = heappop(expiries)
+            if not order.remaining:
+                continue
+            open_quantity = self.book.cancel(order)
+            del live[order.owner_key]
+            events.append(
+                self._cancelled(
+                    order, open_quantity, expires_at_ms, source_offset, CancelReason.EXPIRED
+                )
+            )
+        return events
 
     def amend(self, command: AmendOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
-        return [
-            rejection(
-                command,
-                self.next_seq(),
-                RejectReason.NOT_SUPPORTED_BY_MECHANISM,
-                "amend is not available yet",
-                timestamp_ms,
-                source_offset,
+        """Change a live limit order's open quantity and/or price (see AmendOrder).
+
+        ``quantity`` is the new *open* quantity (what is left to trade), not a new total: the
+        order's total becomes what it filled plus that. Given values are checked like a new
+        order's (lot, tick, reserve, and price times the new open quantity within the notional
+        limit). A lower open quantity at the same price keeps the order's place in the queue;
+        anything else (a new price, a higher open quantity) takes it out and puts it back as a
+        new arrival at the back of its price, keeping its order id and client order id, and
+        matches it at once like a new order. Events: ``order_amended``, then any deals,
+        self-trade cancels and the order's own ``order_done``.
+        """
+        key = _order_key(command.participant_id, command.client_order_id)
+        order = self._live.get(key)
+        if order is None:
+            return [
+                self.reject(
+                    command,
+                    RejectReason.UNKNOWN_ORDER,
+                    f"participant {command.participant_id} has no live order "
+                    f"{command.client_order_id} in {self.technology_id}",
+                    timestamp_ms,
+                    source_offset,
+                )
+            ]
+        if command.quantity is None and command.price is None:
+            return [
+                self.reject(
+                    command,
+                    RejectReason.AMEND_CHANGES_NOTHING,
+                    "an amend needs a new quantity, a new price or both",
+                    timestamp_ms,
+                    source_offset,
+                )
+            ]
+        old_price = order.price
+        assert old_price is not None  # only limit orders rest
+        open_quantity = order.remaining if command.quantity is None else command.quantity
+        price = old_price if command.price is None else command.price
+        refusal = None if command.quantity is None else check_quantity(open_quantity, self.lot_size)
+        if refusal is None:
+            refusal = check_price(price, open_quantity, self.tick_size, self.reserve_price)
+        if refusal is None and price == old_price and open_quantity == order.remaining:
+            refusal = (
+                RejectReason.AMEND_CHANGES_NOTHING,
+                f"order {command.client_order_id} already has open quantity {open_quantity} "
+                f"at price {price}",
             )
-        ]
+        if refusal is not None:
+            reason, detail = refusal
+            return [self.reject(command, reason, detail, timestamp_ms, source_offset)]
+        book = self.book
+        if price == old_price and open_quantity < order.remaining:
+            book.reduce(order, open_quantity)
+            return [self._amended(order, True, timestamp_ms, source_offset)]
+        post_only = type(order) is OrderWithOptions and order.post_only
+        if post_only and book.would_cross(order.side, price):
+            return [
+                self.reject(
+                    command,
+                    RejectReason.POST_ONLY_WOULD_TRADE,
+                    f"post-only order {command.client_order_id} at {price} would trade "
+                    f"against the best {_opposite(order.side)}",
+                    timestamp_ms,
+                    source_offset,
+                )
+            ]
+        filled = order.quantity - order.remaining
+        book.cancel(order)
+        # A new object: the book may still hold the old one, dead, in its old queue.
+        if type(order) is OrderWithOptions:
+            replacement: Order = OrderWithOptions(
+                order.order_id,
+                order.participant_id,
+                order.client_order_id,
+                order.side,
+                price,
+                filled + open_quantity,
+                key,
+                order.expires_at_ms,
+                order.post_only,
+            )
+        else:
+            replacement = Order(
+                order.order_id,
+                order.participant_id,
+                order.client_order_id,
+                order.side,
+                price,
+                filled + open_quantity,
+                key,
+            )
+        replacement.remaining = open_quantity
+        events: list[Event] = [self._amended(replacement, False, timestamp_ms, source_offset)]
+        self._execute(replacement, events, timestamp_ms, source_offset)
+        if replacement.remaining:
+            self._live[key] = replacement
+            self._schedule(replacement)
+        else:
+            del self._live[key]
+        return events
 
     def close(self, timestamp_ms: int, source_offset: int) -> list[Event]:
         """Cancel every resting order, best price first on each side, bids first."""
         events: list[Event] = []
         live = self._live
+        self._expiries.clear()
         for side in (Side.BID, Side.OFFER):
             for order in self.book.resting_orders(side):
                 open_quantity = self.book.cancel(order)
@@ -177,6 +372,13 @@ class ContinuousVenue:
             [_split_key(key) for key in self._ended_in_order],
             self.last_price,
             self.last_quantity,
+            [(expires, order.order_id) for expires, _, order in sorted(self._live_expiries())],
+            [
+                o.order_id
+                for side in (Side.BID, Side.OFFER)
+                for o in book.resting_orders(side)
+                if type(o) is OrderWithOptions and o.post_only
+            ],
         )
 
     @classmethod
@@ -188,22 +390,46 @@ class ContinuousVenue:
             state.deal_count,
         )
         venue.last_price, venue.last_quantity = state.last_price, state.last_quantity
+        expiry_of = {order_id: expires for expires, order_id in state.expiries}
+        post_only = set(state.post_only)
+        restored: dict[str, Order] = {}
         for side, orders in ((Side.BID, state.bids), (Side.OFFER, state.offers)):
             for resting in orders:
                 key = _order_key(resting.participant_id, resting.client_order_id)
-                order = Order(
-                    resting.order_id,
-                    resting.participant_id,
-                    resting.client_order_id,
-                    side,
-                    resting.price,
-                    resting.quantity,
-                    key,
-                )
+                order_id = resting.order_id
+                if order_id in expiry_of or order_id in post_only:
+                    order: Order = OrderWithOptions(
+                        order_id,
+                        resting.participant_id,
+                        resting.client_order_id,
+                        side,
+                        resting.price,
+                        resting.quantity,
+                        key,
+                        expiry_of.get(order_id),
+                        order_id in post_only,
+                    )
+                else:
+                    order = Order(
+                        order_id,
+                        resting.participant_id,
+                        resting.client_order_id,
+                        side,
+                        resting.price,
+                        resting.quantity,
+                        key,
+                    )
                 order.remaining = resting.remaining
                 if venue.book.place(order):
                     raise SnapshotError(f"snapshot of {state.technology_id} has a crossed book")
                 venue._live[key] = order
+                restored[order_id] = order
+        if len(expiry_of) != len(state.expiries) or not expiry_of.keys() <= restored.keys():
+            raise SnapshotError(f"snapshot of {state.technology_id} has unknown gtd expiries")
+        if not post_only <= restored.keys():
+            raise SnapshotError(f"snapshot of {state.technology_id} has unknown post-only orders")
+        for _, order_id in state.expiries:  # by expiry then arrival: already a heap's order
+            venue._schedule(restored[order_id])
         venue._ended_in_order.extend(
             _order_key(who, client_order_id) for who, client_order_id in state.ended_client_orders
         )
@@ -222,7 +448,15 @@ class ContinuousVenue:
         side = _SIDES.get(command.side)
         order_type = _ORDER_TYPES.get(command.order_type)
         key = f"{command.participant_id}\x1f{command.client_order_id}"
+        # Plain gtc (limit or market) is the hot path: it pays these three checks, no more.
+        plain = (
+            command.time_in_force == "gtc"
+            and command.expires_at_ms is None
+            and not command.post_only
+        )
         refusal = self._refuse_order(command, side, order_type, key)
+        if refusal is None and not plain:
+            refusal = self._refuse_options(command, side, order_type, timestamp_ms)
         if refusal is not None:
             reason, detail = refusal
             return [self.reject(command, reason, detail, timestamp_ms, source_offset)]
@@ -231,15 +465,28 @@ class ContinuousVenue:
         technology_id = self.technology_id
         self._taken.add(key)
         self.order_count += 1
-        order = Order(
-            f"{technology_id}:o{self.order_count}",
-            command.participant_id,
-            command.client_order_id,
-            side,
-            command.price,
-            command.quantity,
-            key,
-        )
+        if plain or (command.expires_at_ms is None and not command.post_only):
+            order = Order(
+                f"{technology_id}:o{self.order_count}",
+                command.participant_id,
+                command.client_order_id,
+                side,
+                command.price,
+                command.quantity,
+                key,
+            )
+        else:
+            order = OrderWithOptions(
+                f"{technology_id}:o{self.order_count}",
+                command.participant_id,
+                command.client_order_id,
+                side,
+                command.price,
+                command.quantity,
+                key,
+                command.expires_at_ms,
+                command.post_only,
+            )
         self.seq += 1
         events: list[Event] = [
             OrderAccepted(
@@ -256,6 +503,69 @@ class ContinuousVenue:
                 price=order.price,
             )
         ]
+        if not plain:
+            tif = _TIMES_IN_FORCE[command.time_in_force]
+            return self._enter_with_options(
+                order, order_type, tif, events, timestamp_ms, source_offset
+            )
+        self._execute(order, events, timestamp_ms, source_offset)
+        if order.remaining:
+            if order_type is _MARKET:
+                events.append(
+                    self._cancelled(
+                        order,
+                        order.remaining,
+                        timestamp_ms,
+                        source_offset,
+                        CancelReason.MARKET_ORDER_UNFILLED,
+                    )
+                )
+            else:
+                self._live[key] = order
+        return events
+
+    def _enter_with_options(
+        self,
+        order: Order,
+        order_type: OrderType,
+        tif: TimeInForce,
+        events: list[Event],
+        timestamp_ms: int,
+        source_offset: int,
+    ) -> list[Event]:
+        """What an accepted order other than plain gtc does: fok's check, then matching,
+        then its rest rests (gtc, gtd) or is cancelled (market, ioc)."""
+        if tif is _FOK and self.book.fillable(order) < order.remaining:
+            events.append(
+                self._cancelled(
+                    order, order.remaining, timestamp_ms, source_offset, CancelReason.FILL_OR_KILL
+                )
+            )
+            return events
+        self._execute(order, events, timestamp_ms, source_offset)
+        open_quantity = order.remaining
+        if not open_quantity:
+            return events
+        if order_type is _MARKET:
+            reason = CancelReason.MARKET_ORDER_UNFILLED
+        elif tif is _IOC or tif is _FOK:  # fok: never after fillable(), but never rest it
+            reason = CancelReason.IMMEDIATE_OR_CANCEL if tif is _IOC else CancelReason.FILL_OR_KILL
+            self.book.cancel(order)  # its rest went into the book a moment ago: out again
+        else:
+            self._live[order.owner_key] = order
+            self._schedule(order)
+            return events
+        events.append(self._cancelled(order, open_quantity, timestamp_ms, source_offset, reason))
+        return events
+
+    def _execute(
+        self, order: Order, events: list[Event], timestamp_ms: int, source_offset: int
+    ) -> None:
+        """Match ``order`` in the book (a limit rest stays there) and add what happened to
+        ``events``: self-trade cancels, deals, filled resting orders' and the order's own
+        ``order_done``. The caller files or cancels the order's rest."""
+        technology_id = self.technology_id
+        side = order.side
         live = self._live
         for execution in self.book.place(order):
             if type(execution) is SelfTradeCancel:  # rare: a wash trade prevented
@@ -302,19 +612,6 @@ class ContinuousVenue:
                 events.append(self._done(resting, timestamp_ms, source_offset))
         if not order.remaining:
             events.append(self._done(order, timestamp_ms, source_offset))
-        elif order_type is _MARKET:
-            events.append(
-                self._cancelled(
-                    order,
-                    order.remaining,
-                    timestamp_ms,
-                    source_offset,
-                    CancelReason.MARKET_ORDER_UNFILLED,
-                )
-            )
-        else:
-            live[key] = order
-        return events
 
     def cancel(self, command: CancelOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
         order = self._live.pop(_order_key(command.participant_id, command.client_order_id), None)
@@ -342,7 +639,7 @@ class ContinuousVenue:
 
     def reject(
         self,
-        command: PlaceOrder | CancelOrder,
+        command: PlaceOrder | CancelOrder | AmendOrder,
         reason: RejectReason,
         detail: str,
         timestamp_ms: int,
@@ -390,6 +687,89 @@ class ContinuousVenue:
             f"client order id {command.client_order_id} was used by an order that has "
             f"ended; ids are not reused within the last {ENDED_ORDERS_REMEMBERED} ended "
             f"orders of {self.technology_id}",
+        )
+
+    def _refuse_options(
+        self,
+        command: PlaceOrder,
+        side: Side | None,
+        order_type: OrderType | None,
+        timestamp_ms: int,
+    ) -> tuple[RejectReason, str] | None:
+        """Time in force, expiry and post-only, once the order is otherwise fine."""
+        tif = _TIMES_IN_FORCE.get(command.time_in_force)
+        if tif is None:
+            return (
+                RejectReason.UNKNOWN_TIME_IN_FORCE,
+                f"time in force {quoted(command.time_in_force)} is not gtc, ioc, fok or gtd",
+            )
+        expires_at_ms = command.expires_at_ms
+        if tif is _GTD:
+            if order_type is _MARKET:
+                return (
+                    RejectReason.INVALID_EXPIRY,
+                    "a market order never rests, so it cannot be gtd",
+                )
+            if expires_at_ms is None:
+                return RejectReason.INVALID_EXPIRY, "a gtd order needs expires_at_ms"
+            if expires_at_ms <= timestamp_ms:
+                return (
+                    RejectReason.INVALID_EXPIRY,
+                    f"expires_at_ms {expires_at_ms} is not after the order's time {timestamp_ms}",
+                )
+        elif expires_at_ms is not None:
+            return (
+                RejectReason.INVALID_EXPIRY,
+                f"expires_at_ms is for gtd orders only, not {tif.value}",
+            )
+        if command.post_only:
+            if order_type is _MARKET or tif is _IOC or tif is _FOK:
+                kind = "market" if order_type is _MARKET else tif.value
+                return (
+                    RejectReason.NOT_SUPPORTED_BY_MECHANISM,
+                    f"post-only is for limit orders that rest (gtc, gtd), not {kind} orders",
+                )
+            assert side is not None
+            if self.book.would_cross(side, command.price):
+                return (
+                    RejectReason.POST_ONLY_WOULD_TRADE,
+                    f"post-only {side.value} at {command.price} would trade against the "
+                    f"best {_opposite(side)}",
+                )
+        return None
+
+    def _schedule(self, order: Order) -> None:
+        """File a resting gtd order in the expiry queue (other orders: nothing to do)."""
+        if type(order) is not OrderWithOptions or order.expires_at_ms is None:
+            return
+        expiries = self._expiries
+        heappush(expiries, (order.expires_at_ms, self._expiry_arrivals, order))
+        self._expiry_arrivals += 1
+        if len(expiries) >= self._expiries_compact_at:
+            # Cancelled and filled gtd orders leave dead entries behind until their expiry:
+            # drop them once they could be most of the heap (amortised O(log n) a push).
+            expiries[:] = self._live_expiries()
+            heapify(expiries)
+            self._expiries_compact_at = max(_EXPIRIES_COMPACT_MIN, 2 * len(expiries))
+
+    def _live_expiries(self) -> list[_Expiry]:
+        return [entry for entry in self._expiries if entry[2].remaining]
+
+    def _amended(
+        self, order: Order, priority_kept: bool, timestamp_ms: int, source_offset: int
+    ) -> OrderAmended:
+        self.seq += 1
+        return OrderAmended(
+            technology_id=self.technology_id,
+            seq=self.seq,
+            timestamp_ms=timestamp_ms,
+            source_offset=source_offset,
+            order_id=order.order_id,
+            participant_id=order.participant_id,
+            client_order_id=order.client_order_id,
+            open_quantity=order.remaining,
+            price=order.price,
+            priority_kept=priority_kept,
         )
 
     def _remember_ended(self, order: Order) -> None:
@@ -441,6 +821,10 @@ def _order_key(participant_id: str, client_order_id: str) -> str:
     """One string for (participant, client order id): identifiers cannot hold the unit
     separator, and a string, unlike a tuple, is no work for the garbage collector."""
     return f"{participant_id}\x1f{client_order_id}"
+
+
+def _opposite(side: Side) -> str:
+    return "offer" if side is _BID else "bid"
 
 
 def _split_key(key: str) -> tuple[str, str]:
