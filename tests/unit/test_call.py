@@ -217,9 +217,8 @@ def test_a_first_uncross_long_past_does_not_replay_missed_calls() -> None:
     driver = listed(call_listing(first_uncross_at_ms=0, call_interval_ms=1))
     driver.order("b", "b1", "bid", 5, 100, T0 + 7)
     assert driver.venue.next_deadline() == T0 + 8
-    events = driver.tick(T0 + 8)
-    assert [type(e) for e in events] == [AuctionClosed]
-    assert report(events).detail == "nothing crossed"
+    assert driver.tick(T0 + 8) == [], "an uncross that crosses nothing reports nothing"
+    assert driver.venue.next_deadline() == T0 + 9
 
 
 # --- the clearing price: worked examples ----------------------------------------------------
@@ -362,30 +361,35 @@ def test_the_last_clearing_price_is_the_next_reference() -> None:
     assert driver.venue.view(ListingState.OPEN, FIRST + INTERVAL, 0).last_price == 104
 
 
-def test_nothing_crossed_is_reported_and_orders_stay() -> None:
-    """Bids below the offers: an unsold report per uncross, the orders rest for the next."""
+def test_an_uncross_that_crosses_nothing_is_silent_and_orders_stay() -> None:
+    """Bids below the offers: no report (nothing changed), the orders rest for the next."""
     driver = listed()
     load(driver, [("b1", 10, 99)], [("s1", 10, 101)])
-    closed = report(driver.tick(FIRST))
-    assert (closed.outcome, closed.price, closed.quantity) == (AuctionOutcome.UNSOLD, None, 0)
-    assert closed.detail == "nothing crossed"
+    assert driver.tick(FIRST) == []
     assert len(driver.venue.live_orders()) == 2
     assert driver.venue.next_deadline() == FIRST + INTERVAL
 
 
-def test_every_missed_uncross_is_reported_at_its_own_time() -> None:
-    """A record arriving three intervals late first fires the three uncrosses, in order."""
+def test_missed_idle_uncrosses_are_skipped_in_one_step() -> None:
+    """A record arriving a million intervals late skips the idle uncrosses at once (nothing
+    crossed, nothing changed), and the next uncross is the first one after it."""
     driver = listed()
     load(driver, [("b1", 10, 99)], [("s1", 10, 101)])
-    events = driver.order("b2", "late", "bid", 10, 101, FIRST + 2 * INTERVAL + 1)
-    assert [type(e) for e in events] == [AuctionClosed] * 3 + [OrderAccepted]
-    assert [e.timestamp_ms for e in events] == [
-        FIRST,
-        FIRST + INTERVAL,
-        FIRST + 2 * INTERVAL,
-        FIRST + 2 * INTERVAL + 1,
-    ]
-    assert [e.seq for e in events] == [4, 5, 6, 7]
+    late = FIRST + 1_000_000 * INTERVAL + 1
+    events = driver.order("b2", "late", "bid", 10, 101, late)
+    assert [type(e) for e in events] == [OrderAccepted]
+    assert driver.venue.next_deadline() == FIRST + 1_000_001 * INTERVAL
+    assert deals(driver.tick(FIRST + 1_000_001 * INTERVAL)) == [("b2", "s1", 10, 101)]
+
+
+def test_a_missed_uncross_that_trades_is_reported_at_its_own_time() -> None:
+    """A record arriving late first fires the uncross that was due, stamped with its time."""
+    driver = listed()
+    load(driver, [("b1", 10, 101)], [("s1", 10, 101)])
+    events = driver.order("b2", "late", "bid", 10, 99, FIRST + 2 * INTERVAL + 1)
+    closed = report(events)
+    assert (closed.outcome, closed.timestamp_ms) == (AuctionOutcome.SOLD, FIRST)
+    assert events[-1].timestamp_ms == FIRST + 2 * INTERVAL + 1
 
 
 def test_market_orders_only_cannot_find_a_price_and_are_cancelled() -> None:
@@ -478,8 +482,7 @@ def test_an_order_at_the_uncross_time_misses_that_uncross() -> None:
     driver = listed()
     load(driver, [], [("s1", 10, 100)])
     events = driver.order("b1", "on-time", "bid", 10, 100, FIRST)
-    assert [type(e) for e in events] == [AuctionClosed, OrderAccepted]
-    assert report(events).outcome is AuctionOutcome.UNSOLD
+    assert [type(e) for e in events] == [OrderAccepted], "the uncross at T found nothing"
     assert deals(driver.tick(FIRST + INTERVAL)) == [("b1", "s1", 10, 100)]
 
 
@@ -493,16 +496,11 @@ def test_a_participant_never_trades_with_itself_at_the_uncross() -> None:
     assert (left.participant_id, left.side, left.remaining) == ("x", Side.OFFER, 5)
 
 
-def test_a_blocked_self_trade_executes_nothing_and_reports_unsold() -> None:
-    """When the only counter order is the participant's own, nothing trades."""
+def test_a_blocked_self_trade_executes_nothing() -> None:
+    """When the only counter order is the participant's own, nothing trades or is reported."""
     driver = listed()
     load(driver, [("x", 10, 100)], [("x", 10, 100)])
-    closed = report(driver.tick(FIRST))
-    assert (closed.outcome, closed.quantity, closed.detail) == (
-        AuctionOutcome.UNSOLD,
-        0,
-        "nothing crossed",
-    )
+    assert driver.tick(FIRST) == []
     assert len(driver.venue.live_orders()) == 2
 
 
@@ -530,7 +528,7 @@ def test_a_gtd_order_expiring_at_the_uncross_time_is_gone_for_it(
         expired = events[0]
         assert isinstance(expired, OrderCancelled)
         assert (expired.reason, expired.timestamp_ms) == (CancelReason.EXPIRED, expires_at_ms)
-        assert report(events).outcome is AuctionOutcome.UNSOLD
+        assert not any(isinstance(e, AuctionClosed) for e in events), "then nothing crossed"
 
 
 def test_a_lone_gtd_order_expires_and_leaves_no_uncross() -> None:

@@ -491,9 +491,21 @@ class CallVenue:
             if expiry is not None and expiry <= now_ms and (uncross is None or expiry <= uncross):
                 self._expire(expiry, source_offset, events)
             elif uncross is not None and uncross <= now_ms:
-                self._uncross(uncross, source_offset, events)
+                if not self._uncross(uncross, source_offset, events):
+                    self._skip_idle_uncrosses(now_ms)
             else:
                 return events
+
+    def _skip_idle_uncrosses(self, now_ms: int) -> None:
+        """After an uncross that changed nothing, every later one does nothing either until
+        the book changes: jump to the first due after ``now_ms`` or at the next expiry, so a
+        long quiet spell costs one step, not one per missed interval."""
+        if self.uncross_at_ms is None:
+            return
+        expiry = self._next_expiry()
+        horizon = now_ms if expiry is None else min(now_ms, expiry - 1)
+        if horizon >= self.uncross_at_ms:
+            self.uncross_at_ms = self._scheduled_after(horizon)
 
     def place(self, command: PlaceOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
         side = _SIDES.get(command.side)
@@ -726,8 +738,12 @@ class CallVenue:
             if live.get(order.key) is order:
                 events.append(self._cancel(order, CancelReason.EXPIRED, due_ms, source_offset))
 
-    def _uncross(self, due_ms: int, source_offset: int, events: list[Event]) -> None:
-        """The uncross scheduled at ``due_ms``: deals, dones, market rests cancelled, report."""
+    def _uncross(self, due_ms: int, source_offset: int, events: list[Event]) -> bool:
+        """The uncross scheduled at ``due_ms``: deals, dones, market rests cancelled, report.
+
+        Returns whether it changed anything. One that crosses nothing and cancels nothing
+        reports nothing: the market view's next uncross time moves on instead."""
+        before = len(events)
         bids, offers = self._sides()
         clearing = clearing_price(
             [(o.price, o.remaining) for o in bids],
@@ -773,6 +789,10 @@ class CallVenue:
         if executed:
             assert clearing is not None
             self.last_price, self.last_quantity = clearing.price, executed
+        changed = len(events) > before
+        if not changed:
+            self.uncross_at_ms = due_ms + self.call_interval_ms if self._live else None
+            return False
         events.append(
             AuctionClosed(
                 technology_id=self.technology_id,
@@ -789,6 +809,7 @@ class CallVenue:
             )
         )
         self.uncross_at_ms = due_ms + self.call_interval_ms if self._live else None
+        return True
 
     def _deal(
         self,

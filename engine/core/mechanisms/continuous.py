@@ -445,18 +445,16 @@ class ContinuousVenue:
         return self._live.get(_order_key(participant_id, client_order_id))
 
     def place(self, command: PlaceOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
+        """A new order. A plain gtc one (limit or market) is the hot path: this one flat
+        function, matching inlined. Any other time in force, an expiry or post-only takes
+        :meth:`_place_with_options`, whose matching (:meth:`_execute`, shared with amends)
+        must stay in step with the loop below."""
+        if command.time_in_force != "gtc" or command.expires_at_ms is not None or command.post_only:
+            return self._place_with_options(command, timestamp_ms, source_offset)
         side = _SIDES.get(command.side)
         order_type = _ORDER_TYPES.get(command.order_type)
         key = f"{command.participant_id}\x1f{command.client_order_id}"
-        # Plain gtc (limit or market) is the hot path: it pays these three checks, no more.
-        plain = (
-            command.time_in_force == "gtc"
-            and command.expires_at_ms is None
-            and not command.post_only
-        )
         refusal = self._refuse_order(command, side, order_type, key)
-        if refusal is None and not plain:
-            refusal = self._refuse_options(command, side, order_type, timestamp_ms)
         if refusal is not None:
             reason, detail = refusal
             return [self.reject(command, reason, detail, timestamp_ms, source_offset)]
@@ -465,28 +463,15 @@ class ContinuousVenue:
         technology_id = self.technology_id
         self._taken.add(key)
         self.order_count += 1
-        if plain or (command.expires_at_ms is None and not command.post_only):
-            order = Order(
-                f"{technology_id}:o{self.order_count}",
-                command.participant_id,
-                command.client_order_id,
-                side,
-                command.price,
-                command.quantity,
-                key,
-            )
-        else:
-            order = OrderWithOptions(
-                f"{technology_id}:o{self.order_count}",
-                command.participant_id,
-                command.client_order_id,
-                side,
-                command.price,
-                command.quantity,
-                key,
-                command.expires_at_ms,
-                command.post_only,
-            )
+        order = Order(
+            f"{technology_id}:o{self.order_count}",
+            command.participant_id,
+            command.client_order_id,
+            side,
+            command.price,
+            command.quantity,
+            key,
+        )
         self.seq += 1
         events: list[Event] = [
             OrderAccepted(
@@ -503,38 +488,124 @@ class ContinuousVenue:
                 price=order.price,
             )
         ]
-        if not plain:
-            tif = _TIMES_IN_FORCE[command.time_in_force]
-            return self._enter_with_options(
-                order, order_type, tif, events, timestamp_ms, source_offset
-            )
-        self._execute(order, events, timestamp_ms, source_offset)
-        if order.remaining:
-            if order_type is _MARKET:
+        live = self._live
+        for execution in self.book.place(order):
+            if type(execution) is SelfTradeCancel:  # rare: a wash trade prevented
+                resting = execution.resting
+                del live[resting.owner_key]
                 events.append(
                     self._cancelled(
-                        order,
-                        order.remaining,
+                        resting,
+                        execution.open_quantity,
                         timestamp_ms,
                         source_offset,
-                        CancelReason.MARKET_ORDER_UNFILLED,
+                        CancelReason.SELF_TRADE_PREVENTED,
                     )
                 )
-            else:
-                self._live[key] = order
+                continue
+            # A plain (resting, quantity, price) tuple: type() is cheaper than isinstance()
+            # here, but mypy only narrows on the latter.
+            resting, quantity, price = execution  # type: ignore[misc]
+            self.deal_count += 1
+            self.seq += 1
+            self.last_price, self.last_quantity = price, quantity
+            bid, offer = (order, resting) if side is _BID else (resting, order)
+            events.append(
+                Deal(
+                    technology_id=technology_id,
+                    seq=self.seq,
+                    timestamp_ms=timestamp_ms,
+                    source_offset=source_offset,
+                    deal_id=f"{technology_id}:d{self.deal_count}",
+                    deal_number=self.deal_count,
+                    price=price,
+                    quantity=quantity,
+                    buyer_id=bid.participant_id,
+                    seller_id=offer.participant_id,
+                    bid_order_id=bid.order_id,
+                    offer_order_id=offer.order_id,
+                    bid_client_order_id=bid.client_order_id,
+                    offer_client_order_id=offer.client_order_id,
+                    aggressor_side=side,
+                )
+            )
+            if not resting.remaining:
+                del live[resting.owner_key]
+                events.append(self._done(resting, timestamp_ms, source_offset))
+        if not order.remaining:
+            events.append(self._done(order, timestamp_ms, source_offset))
+        elif order_type is _MARKET:
+            events.append(
+                self._cancelled(
+                    order,
+                    order.remaining,
+                    timestamp_ms,
+                    source_offset,
+                    CancelReason.MARKET_ORDER_UNFILLED,
+                )
+            )
+        else:
+            live[key] = order
         return events
 
-    def _enter_with_options(
-        self,
-        order: Order,
-        order_type: OrderType,
-        tif: TimeInForce,
-        events: list[Event],
-        timestamp_ms: int,
-        source_offset: int,
+    def _place_with_options(
+        self, command: PlaceOrder, timestamp_ms: int, source_offset: int
     ) -> list[Event]:
-        """What an accepted order other than plain gtc does: fok's check, then matching,
-        then its rest rests (gtc, gtd) or is cancelled (market, ioc)."""
+        """A new order other than plain gtc: checked like one, then for its options; a fok
+        that cannot fill is killed before it touches the book; the rest of an ioc or fok is
+        cancelled, a gtd one rests and is filed for expiry."""
+        side = _SIDES.get(command.side)
+        order_type = _ORDER_TYPES.get(command.order_type)
+        key = _order_key(command.participant_id, command.client_order_id)
+        refusal = self._refuse_order(command, side, order_type, key) or self._refuse_options(
+            command, side, order_type, timestamp_ms
+        )
+        if refusal is not None:
+            return [self.reject(command, *refusal, timestamp_ms, source_offset)]
+        assert side is not None
+        assert order_type is not None
+        tif = _TIMES_IN_FORCE[command.time_in_force]
+        self._taken.add(key)
+        self.order_count += 1
+        order_id = f"{self.technology_id}:o{self.order_count}"
+        if command.expires_at_ms is None and not command.post_only:  # ioc, fok
+            order = Order(
+                order_id,
+                command.participant_id,
+                command.client_order_id,
+                side,
+                command.price,
+                command.quantity,
+                key,
+            )
+        else:
+            order = OrderWithOptions(
+                order_id,
+                command.participant_id,
+                command.client_order_id,
+                side,
+                command.price,
+                command.quantity,
+                key,
+                command.expires_at_ms,
+                command.post_only,
+            )
+        self.seq += 1
+        events: list[Event] = [
+            OrderAccepted(
+                technology_id=self.technology_id,
+                seq=self.seq,
+                timestamp_ms=timestamp_ms,
+                source_offset=source_offset,
+                order_id=order_id,
+                participant_id=order.participant_id,
+                client_order_id=order.client_order_id,
+                side=side,
+                order_type=order_type,
+                quantity=order.quantity,
+                price=order.price,
+            )
+        ]
         if tif is _FOK and self.book.fillable(order) < order.remaining:
             events.append(
                 self._cancelled(
@@ -546,13 +617,14 @@ class ContinuousVenue:
         open_quantity = order.remaining
         if not open_quantity:
             return events
+        reason: CancelReason
         if order_type is _MARKET:
             reason = CancelReason.MARKET_ORDER_UNFILLED
         elif tif is _IOC or tif is _FOK:  # fok: never after fillable(), but never rest it
             reason = CancelReason.IMMEDIATE_OR_CANCEL if tif is _IOC else CancelReason.FILL_OR_KILL
             self.book.cancel(order)  # its rest went into the book a moment ago: out again
         else:
-            self._live[order.owner_key] = order
+            self._live[key] = order
             self._schedule(order)
             return events
         events.append(self._cancelled(order, open_quantity, timestamp_ms, source_offset, reason))
