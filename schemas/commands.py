@@ -66,10 +66,26 @@ class CancelOrder(
 class AmendOrder(
     Struct, frozen=True, gc=False, tag="amend_order", tag_field="type", forbid_unknown_fields=True
 ):
-    """Change a live order's quantity or price; only the participant that placed it may.
+    """Change a live order's open quantity and/or price; only the participant that placed it may.
 
-    Quantity down keeps the order's time priority; a price change or quantity up loses it (the
-    order goes to the back of its new price), and an amend that crosses trades at once.
+    The order is named by the participant's own client order id; an order that has ended
+    (filled, cancelled, expired), a market order, or another participant's order is
+    unknown_order. At least one of ``quantity`` and ``price`` must be given, and the amend must
+    change something (amend_changes_nothing).
+
+    ``quantity`` is the new *open* quantity: what is left to trade from now on, not a new
+    total. The order's total becomes what it has already filled plus that (its later order_done
+    reports that total), so an amend that arrives after a partial fill sets the open quantity
+    to exactly the amount given, even if that is more than was left. A given quantity or price
+    is checked like a new order's (positive, lot, tick, reserve, and price times the open
+    quantity within the notional limit).
+
+    A lower open quantity at the same price keeps the order's time priority. A price change or
+    a higher open quantity loses it: the order goes to the back of its (new) price as a new
+    arrival, keeping its order id, client order id and any gtd expiry, and if it now crosses
+    it trades at once like a new order (self-trade prevention included); a post-only order that
+    would trade is refused instead (post_only_would_trade) and left as it was. The answer is
+    order_amended (open_quantity, price, priority_kept), then any deals and done events.
     """
 
     technology_id: Identifier
