@@ -66,6 +66,11 @@ MECHANISMS: dict[str, VenueKind] = {
     Mechanism.DUTCH.value: DutchKind,
 }
 
+#: Mechanisms whose deadlines trade (a call market's uncross): they wait while the listing is
+#: halted and run at its resume. The others' clocks run through a halt (an auction ends at
+#: its time, a GTD order expires, a Dutch clock falls): none of those makes a trade.
+_PAUSED_WHEN_HALTED = frozenset({Mechanism.CALL.value})
+
 #: Market views are flushed at every tick and whenever an offset is the last of a block.
 MARKET_DATA_BLOCK = 64
 
@@ -180,6 +185,8 @@ class Market:
             if listing.scheduled != due:
                 continue  # stale: the venue's deadline moved since
             listing.scheduled = None
+            if listing.state is ListingState.HALTED and listing.mechanism in _PAUSED_WHEN_HALTED:
+                continue  # rescheduled at its resume
             # Everything of this venue due by now, in one call: a long quiet spell costs one
             # call, not one per missed step. The venue stamps each event with its due time.
             fired = listing.venue.on_deadline(now_ms, source_offset)
@@ -361,9 +368,13 @@ class Market:
                 self._change_state(listing, ListingState.HALTED, who, timestamp_ms, source_offset)
             ]
         if action == "resume" and state is ListingState.HALTED:
-            return [
+            resumed: list[Event] = [
                 self._change_state(listing, ListingState.OPEN, who, timestamp_ms, source_offset)
             ]
+            listing.scheduled = None  # whatever waited for the resume is due again
+            self._after(command.technology_id, listing, resumed, timestamp_ms, source_offset)
+            resumed.extend(self._fire_deadlines(timestamp_ms, source_offset))
+            return resumed
         if action in ("close", "withdraw") and state in (ListingState.OPEN, ListingState.HALTED):
             if action == "withdraw" and venue.has_orders():
                 return refuse(

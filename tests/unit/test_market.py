@@ -31,6 +31,7 @@ from schemas.common import (
     MAX_PRICE,
     MAX_QUANTITY,
     CancelReason,
+    ListingState,
     Mechanism,
     OrderType,
     RejectReason,
@@ -773,3 +774,39 @@ def test_an_order_never_trades_with_its_own_participant() -> None:
     # The cancelled order is gone from the cancel index too.
     rejected = market.apply(CancelOrder("T9", "p", "mine"), 4, 0)
     assert isinstance(rejected[0], CommandRejected)
+
+
+def test_a_halted_call_market_does_not_uncross_until_resumed() -> None:
+    """A halt stops trading: the call's uncross waits and runs at the resume."""
+    market = Market()
+    listed = ListTechnology(
+        "K1", "ueh", "Licences", 1, 1, "call", first_uncross_at_ms=TS + 100, call_interval_ms=100
+    )
+    market.apply(listed, TS, 0)
+    market.apply(PlaceOrder("K1", "b", "b1", "bid", 5, "limit", 10), TS + 1, 1)
+    market.apply(PlaceOrder("K1", "s", "s1", "offer", 5, "limit", 10), TS + 2, 2)
+    market.apply(ManageListing("K1", "ueh", "halt"), TS + 3, 3)
+    assert not any(isinstance(e, Deal) for e in market.apply(Tick(), TS + 500, 4))
+    resumed = market.apply(ManageListing("K1", "ueh", "resume"), TS + 600, 5)
+    assert [type(e).__name__ for e in resumed][:2] == ["ListingStateChanged", "Deal"]
+
+
+def test_an_english_auction_ends_on_time_through_a_halt() -> None:
+    """Time runs through a halt for an auction: it is decided at its end, closed on resume."""
+    market = Market()
+    ends = TS + 1_000
+    market.apply(
+        ListTechnology(
+            "E9", "uni", "Patent", 1, 1, "english",
+            starting_price=10, min_increment=1, ends_at_ms=ends,
+        ),
+        TS,
+        0,
+    )  # fmt: skip
+    market.apply(PlaceOrder("E9", "b", "b1", "bid", 1, "limit", 20), TS + 1, 1)
+    market.apply(ManageListing("E9", "uni", "halt"), TS + 2, 2)
+    decided = market.apply(Tick(), ends + 1, 3)
+    assert any(isinstance(e, Deal) for e in decided)
+    assert market.listing_state("E9") is ListingState.HALTED
+    market.apply(ManageListing("E9", "uni", "resume"), ends + 2, 4)
+    assert market.listing_state("E9") is ListingState.CLOSED
