@@ -296,6 +296,13 @@ class OrderBook:
         best_first = [book[key] for key in reversed(keys[-levels:])] if levels > 0 else []
         return [DepthLevel(lv.price, lv.live_quantity, lv.live_count) for lv in best_first]
 
+    def top(self, side: Side, levels: int) -> list[tuple[int, int, int]]:
+        """(price, live quantity, live orders) of the best ``levels`` prices, best first: what
+        a market view shows, as plain tuples (cheaper than :meth:`depth`'s)."""
+        keys, book = self._side(side)
+        best_first = [book[key] for key in reversed(keys[-levels:])] if levels > 0 else []
+        return [(lv.price, lv.live_quantity, lv.live_count) for lv in best_first]
+
     def resting_orders(self, side: Side) -> list[Order]:
         """Every live order of one side, best price first, each level oldest first."""
         keys, book = self._side(side)

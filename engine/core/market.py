@@ -71,8 +71,17 @@ MECHANISMS: dict[str, VenueKind] = {
 #: its time, a GTD order expires, a Dutch clock falls): none of those makes a trade.
 _PAUSED_WHEN_HALTED = frozenset({Mechanism.CALL.value})
 
+#: Mechanisms that end by themselves (an auction decided), after which the listing closes.
+_CAN_FINISH = frozenset(
+    {Mechanism.ENGLISH.value, Mechanism.SEALED_FIRST.value, Mechanism.SEALED_SECOND.value,
+     Mechanism.DUTCH.value}
+)  # fmt: skip
+
 #: Market views are flushed at every tick and whenever an offset is the last of a block.
-MARKET_DATA_BLOCK = 64
+MARKET_DATA_BLOCK = 1024
+_BLOCK_MASK = MARKET_DATA_BLOCK - 1
+assert MARKET_DATA_BLOCK & _BLOCK_MASK == 0, "a power of two"
+_OPEN = ListingState.OPEN
 
 _view_encoder = msgspec.json.Encoder()
 
@@ -91,6 +100,12 @@ class Listing:
     last_view: bytes = b""
     #: The deadline this listing has in the market's heap, if any.
     scheduled: int | None = None
+    #: Whether the mechanism can end by itself (an auction): else finished() is never asked.
+    can_finish: bool = False
+    #: Whether any order may move its deadlines (every mechanism but the continuous book).
+    timed: bool = False
+    #: Open, continuous, nothing scheduled: a plain order needs none of the bookkeeping.
+    plain: bool = False
 
 
 class Market:
@@ -114,12 +129,29 @@ class Market:
         offset: the market's only clock, and the position every event is stamped with.
         """
         deadlines = self._deadlines
-        if deadlines and deadlines[0][0] <= timestamp_ms:
-            events = self._fire_deadlines(timestamp_ms, source_offset)
-            events.extend(self._apply(command, timestamp_ms, source_offset))
-        else:
-            events = self._apply(command, timestamp_ms, source_offset)
-        if type(command) is Tick or source_offset % MARKET_DATA_BLOCK == MARKET_DATA_BLOCK - 1:
+        if (
+            type(command) is PlaceOrder
+            and not (deadlines and deadlines[0][0] <= timestamp_ms)
+            and command.expires_at_ms is None
+        ):
+            # The hot path: an order for an open continuous book with nothing scheduled.
+            listing = self._listings.get(command.technology_id)
+            if listing is not None and listing.plain:
+                events = listing.venue.place(command, timestamp_ms, source_offset)
+                self._touched[command.technology_id] = None
+                if source_offset & _BLOCK_MASK == _BLOCK_MASK:
+                    self._flush_views(timestamp_ms, source_offset)
+                return events
+        fired = (
+            self._fire_deadlines(timestamp_ms, source_offset)
+            if deadlines and deadlines[0][0] <= timestamp_ms
+            else None
+        )
+        events = self._apply(command, timestamp_ms, source_offset)
+        if fired:
+            fired.extend(events)
+            events = fired
+        if source_offset & _BLOCK_MASK == _BLOCK_MASK or type(command) is Tick:
             self._flush_views(timestamp_ms, source_offset)
         return events
 
@@ -167,7 +199,7 @@ class Market:
         """Bookkeeping after a venue acted: its view, its deadline, whether it ended."""
         self._touched[technology_id] = None
         venue = listing.venue
-        if listing.state is ListingState.OPEN and venue.finished():
+        if listing.can_finish and listing.state is ListingState.OPEN and venue.finished():
             events.append(
                 self._change_state(listing, ListingState.CLOSED, "", timestamp_ms, source_offset)
             )
@@ -175,6 +207,7 @@ class Market:
         if deadline is not None and deadline != listing.scheduled:
             heappush(self._deadlines, (deadline, listing.index, technology_id))
         listing.scheduled = deadline
+        listing.plain = listing.state is _OPEN and not listing.timed and deadline is None
 
     def _fire_deadlines(self, now_ms: int, source_offset: int) -> list[Event]:
         events: list[Event] = []
@@ -263,12 +296,15 @@ class Market:
                 ListingState(saved.state),
                 index,
                 saved.last_view,
+                can_finish=saved.mechanism in _CAN_FINISH,
+                timed=saved.mechanism != Mechanism.CONTINUOUS.value,
             )
             market._listings[saved.technology_id] = listing
             deadline = venue.next_deadline()
             if deadline is not None:
                 heappush(market._deadlines, (deadline, index, saved.technology_id))
                 listing.scheduled = deadline
+            listing.plain = listing.state is _OPEN and not listing.timed and deadline is None
         market._touched = dict.fromkeys(state.touched)
         return market
 
@@ -315,6 +351,8 @@ class Market:
             command.participant_id,
             ListingState.OPEN,
             len(self._listings),
+            can_finish=command.mechanism in _CAN_FINISH,
+            timed=command.mechanism != Mechanism.CONTINUOUS.value,
         )
         self._listings[command.technology_id] = listing
         events: list[Event] = [

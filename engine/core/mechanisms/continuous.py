@@ -351,8 +351,8 @@ class ContinuousVenue:
             source_offset=source_offset,
             mechanism=Mechanism.CONTINUOUS,
             state=state,
-            bids=[PriceLevel(*level) for level in book.depth(Side.BID, _VIEW_LEVELS)],
-            offers=[PriceLevel(*level) for level in book.depth(Side.OFFER, _VIEW_LEVELS)],
+            bids=[PriceLevel(p, q, n) for p, q, n in book.top(Side.BID, _VIEW_LEVELS)],
+            offers=[PriceLevel(p, q, n) for p, q, n in book.top(Side.OFFER, _VIEW_LEVELS)],
             last_price=self.last_price,
             last_quantity=self.last_quantity,
         )
