@@ -190,7 +190,7 @@ class MarketView(
 ):
     """What a public trading screen shows of one technology (``techx.marketdata.v1``).
 
-    Published when it changed, at most once per technology per 64 command offsets and at each
+    Published when it changed, at most once per technology per 1,024 command offsets and at each
     ticker record: conflated, yet the same log always gives the same views. A view never
     reveals a sealed bid, a hidden reserve or who bid. Fields that do not apply to the
     mechanism are null.

@@ -8,7 +8,7 @@ mechanism in :mod:`engine.core.mechanisms`). The market owns what all of them sh
   deadline order (ties in listing order), so auctions close, Dutch clocks step and GTD
   orders expire at the same log positions live and in replay;
 - market data: views of the technologies touched, published when they changed, at every
-  tick and every 64th offset: conflated, yet a function of the log alone;
+  tick and every 1,024th offset: conflated, yet a function of the log alone;
 - snapshots of all of it.
 
 Pure and deterministic: the caller passes the broker timestamp and the offset, listings are
