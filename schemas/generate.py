@@ -30,7 +30,7 @@ import msgspec
 
 from schemas.commands import Command, PlaceOrder
 from schemas.common import PUBLISHED, OrderType
-from schemas.events import Event
+from schemas.events import Event, MarketView
 
 #: Where the committed schema files live (shipped in the wheel, see pyproject.toml).
 SCHEMA_DIR = Path(__file__).resolve().parent / "json"
@@ -52,6 +52,12 @@ _FAMILIES: dict[str, tuple[object, str, str, str]] = {
         "TechX events (techx.deals.v1, techx.executions.v1)",
         "Events the engine publishes: deals to techx.deals.v1, everything else to "
         "techx.executions.v1; a tagged union on `type`, ordered per technology by `seq`.",
+    ),
+    "marketdata.schema.json": (
+        MarketView,
+        "urn:techx:schema:marketdata.v1",
+        "TechX market data (techx.marketdata.v1)",
+        "Public views of each technology, keyed by technology_id on a compacted topic.",
     ),
 }
 

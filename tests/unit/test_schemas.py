@@ -119,7 +119,7 @@ def test_render_is_deterministic_and_names_each_family() -> None:
     """Rendering twice gives the same text; each document declares dialect, $id and title."""
     first, second = render_schemas(), render_schemas()
     assert first == second
-    assert set(first) == {"commands.schema.json", "events.schema.json"}
+    assert set(first) == {"commands.schema.json", "events.schema.json", "marketdata.schema.json"}
     for name, text in first.items():
         assert text.endswith("}\n")
         document = json.loads(text)
