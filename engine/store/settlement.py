@@ -32,7 +32,20 @@ from engine.store.rows import (
 #: operator intervention such as a restart or failover (57P01-57P03), serialization and
 #: deadlock (40001, 40P01), a standby that is not promoted yet (25006).
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53")
-_TRANSIENT_SQLSTATES = {"57P01", "57P02", "57P03", "40001", "40P01", "25006"}
+_TRANSIENT_SQLSTATES = {"57P01", "57P02", "57P03", "40001", "40P01", "25006", "55P03", "57014"}
+#: 55P03 (lock_not_available) and 57014 (query_canceled: a statement timeout) come from the
+#: bounds below: another engine holds what we wait for, and retrying later is the answer.
+
+#: Bounds on what the engine's sessions wait for and hold, so that a stale engine (frozen,
+#: or partitioned away mid-transaction) cannot stall the partition's next owner: a claim
+#: waits at most LOCK_TIMEOUT for the row lock and is retried; PostgreSQL ends a session left
+#: idle inside a transaction after IDLE_IN_TRANSACTION_TIMEOUT, which releases its locks
+#: (that engine's commit then fails and it stops); no statement runs past STATEMENT_TIMEOUT.
+SESSION_BOUNDS = {
+    "lock_timeout": "2s",
+    "idle_in_transaction_session_timeout": "5s",
+    "statement_timeout": "60s",
+}
 
 
 #: Older snapshots than the newest few are deleted as new ones are written.
@@ -109,10 +122,20 @@ class SettlementStore:
         self._topic = commands_topic
 
     @classmethod
-    async def connect(cls, dsn: str, commands_topic: str, max_size: int = 4) -> SettlementStore:
+    async def connect(
+        cls,
+        dsn: str,
+        commands_topic: str,
+        max_size: int = 4,
+        session_bounds: dict[str, str] | None = None,
+    ) -> SettlementStore:
         try:
             pool = await asyncpg.create_pool(
-                dsn, min_size=1, max_size=max_size, init=_accept_json_bytes
+                dsn,
+                min_size=1,
+                max_size=max_size,
+                init=_accept_json_bytes,
+                server_settings=SESSION_BOUNDS if session_bounds is None else session_bounds,
             )
         except _STORE_ERRORS as e:
             raise _store_error(e, f"connecting to PostgreSQL at {_redact(dsn)}") from e
