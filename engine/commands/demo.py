@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from engine.commands.auction_show import describe, run_show
+from engine.commands.auction_show import AUCTIONED, describe, run_show
 from engine.commands.run import run_engine
 from engine.commands.setup import setup
 from engine.core.codec import decode_event, decode_view
@@ -163,7 +163,10 @@ async def run_demo(settings: Settings, seconds: float, rate: int, seed: int) -> 
     since_ms = int(time.time() * 1000)
     flow = OrderFlow(seed, run_tag=f"demo{since_ms}")
     sent = 0
-    print(f"TechX demo: {len(DEMO_LISTINGS)} technologies, ~{rate} orders/s for {seconds:.0f} s")
+    print(
+        f"TechX demo: {len(DEMO_LISTINGS)} continuous books at ~{rate} orders/s for "
+        f"{seconds:.0f} s, and one auction of each kind: {', '.join(AUCTIONED)}"
+    )
     async with TradingClient(settings, client_id="techx-demo") as client:
         await client.send_many(flow.listing_commands())
         stop_show = asyncio.Event()
