@@ -42,9 +42,7 @@ class RepeatFilter(logging.Filter):
             self._seen[key] = (passed_at, held + 1)
             return False
         if held:
-            record.msg = (
-                f"{record.msg} (and {held} more like it in the last {self._window_s:.0f} s)"
-            )
+            record.msg = f"{record.msg} ({held} more like it since the last one shown)"
         self._seen[key] = (now, 0)
         if len(self._seen) > 10_000:  # templates are few; bound it against odd libraries
             self._seen.clear()
