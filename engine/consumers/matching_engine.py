@@ -118,6 +118,9 @@ class MatchingEngine:
         self._consumer = consumer
         self._read_log = read_log
         self._workers: dict[int, PartitionWorker] = {}
+        #: Partitions handed back at a rebalance, fully settled and published, kept in memory
+        #: in case the same rebalance gives them straight back (eager rebalancing revokes all).
+        self._parked: dict[int, PartitionWorker] = {}
         #: Partitions the group gave us, each with the generation of its assignment.
         self._assigned: dict[int, int] = {}
         self._generation = 0
@@ -188,6 +191,9 @@ class MatchingEngine:
         if not assigned:
             return
         self._consumer.pause(*assigned)
+        kept = {tp.partition for tp in assigned}
+        for partition in [p for p in self._parked if p not in kept]:
+            del self._parked[partition]  # gone elsewhere: its market is another engine's now
         self._generation += 1
         for tp in assigned:
             self._assigned[tp.partition] = self._generation
@@ -226,6 +232,9 @@ class MatchingEngine:
         """
         started = time.monotonic()
         claim = await self._retrying("claim partition", partial(self._store.claim, tp.partition))
+        kept = self._keep_parked(claim)
+        if kept is not None:
+            return kept
         start, market = await self._load_snapshot(claim)
         replay = await self._replay(tp, claim, start, market)
         await self._verify(claim, start, replay.totals)
@@ -250,6 +259,33 @@ class MatchingEngine:
             published_offset=claim.next_offset,
             marked_offset=claim.next_offset,
             since_snapshot=replay.replayed,  # replay since the last snapshot counts toward the next
+        )
+
+    def _keep_parked(self, claim: PartitionClaim) -> PartitionWorker | None:
+        """The market this process handed back at the last rebalance, if nothing happened to
+        the partition since: no other owner claimed it (the epoch moved by exactly ours) and
+        everything it matched is settled and published. Then a rebalance costs no replay."""
+        parked = self._parked.pop(claim.partition, None)
+        if (
+            parked is None
+            or claim.owner_epoch != parked.claim.owner_epoch + 1
+            or claim.next_offset != parked.settled_offset
+            or parked.matched_offset != parked.settled_offset
+            or claim.published_offset != claim.next_offset
+        ):
+            return None
+        log.info(
+            "partition_kept", partition=claim.partition, epoch=claim.owner_epoch,
+            next_offset=claim.next_offset,
+        )  # fmt: skip
+        return PartitionWorker(
+            parked.processor,
+            claim,
+            matched_offset=claim.next_offset,
+            settled_offset=claim.next_offset,
+            published_offset=claim.next_offset,
+            marked_offset=claim.next_offset,
+            since_snapshot=parked.since_snapshot,
         )
 
     async def _load_snapshot(self, claim: PartitionClaim) -> tuple[int, Market | None]:
@@ -336,6 +372,7 @@ class MatchingEngine:
             for partition in partitions:
                 worker = self._workers.pop(partition, None)
                 if worker is not None:
+                    self._parked[partition] = worker
                     log.info(
                         "partition_released",
                         partition=partition,

@@ -36,6 +36,10 @@ class StubStore:
         self.gates: dict[int, asyncio.Event] = {}
         self.waiting: dict[int, asyncio.Event] = {}
         self.settled: list[tuple[int, int, int]] = []
+        self.batches: list[SettlementBatch] = []
+        #: What PostgreSQL would hold per partition: next offset and published mark.
+        self.next_offsets: dict[int, int] = {}
+        self.published: dict[int, int] = {}
 
     def hold(self, partition: int) -> None:
         """The next claims of ``partition`` wait until :meth:`release_claims` opens the gate."""
@@ -52,18 +56,25 @@ class StubStore:
         if partition in self.gates:
             self.waiting[partition].set()
             await self.gates[partition].wait()
-        return PartitionClaim(partition, epoch, 0, 0)
+        return PartitionClaim(
+            partition, epoch, self.next_offsets.get(partition, 0), self.published.get(partition, 0)
+        )
 
     async def latest_snapshot(self, partition: int, at_most: int) -> tuple[int, bytes] | None:
         return None
 
     async def settle(self, items: list[Settlement]) -> None:
+        self.batches.extend(item.batch for item in items)
         self.settled.extend(
             (i.batch.partition, i.batch.first_offset, i.batch.next_offset) for i in items
         )
+        for item in items:
+            self.next_offsets[item.batch.partition] = item.batch.next_offset
 
     async def mark_published(self, claim: PartitionClaim, published_offset: int) -> None:
-        return None
+        self.published[claim.partition] = max(
+            self.published.get(claim.partition, 0), published_offset
+        )
 
     async def settled_deal_totals(
         self, partition: int, from_offset: int, below_offset: int
@@ -132,9 +143,14 @@ class StubConsumer:
         await self.listener.on_partitions_revoked([TopicPartition(TOPIC, p) for p in partitions])
 
 
+#: (partition, start, end) of every log read the engine asked for.
+LOG_READS: list[tuple[int, int, int]] = []
+
+
 async def empty_log(
     topic: str, partition: int, start: int, end: int
 ) -> AsyncGenerator[Sequence[CommandRecord], None]:
+    LOG_READS.append((partition, start, end))
     return
     yield
 
@@ -215,3 +231,52 @@ async def test_a_gap_in_offsets_is_not_mistaken_for_a_stale_fetch() -> None:
         await eventually(lambda: consumer.fetches.empty() and len(store.settled) >= 2)
     assert store.settled == [(0, 0, 2), (0, 3, 4)], "records already matched never apply twice"
     assert consumer.seeks == [(0, 0)]
+
+
+async def test_a_partition_given_straight_back_keeps_its_market_without_a_replay() -> None:
+    """Eager rebalancing revokes everything; a partition that comes back untouched (no other
+    owner claimed it, all settled and published) keeps its in-memory market: no log read."""
+    technology = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
+    tp = TopicPartition(TOPIC, 0)
+    store, consumer = StubStore(), StubConsumer()
+    async with running(store, consumer) as engine:
+        await consumer.assign(0)
+        await eventually(lambda: engine.owned_partitions == [0], what="partition 0 live")
+        await consumer.fetches.put(
+            {tp: [LogRecord(0, 1, technology.encode(), _listing(technology))]}
+        )
+        await eventually(lambda: store.published.get(0) == 1, what="the listing published")
+        LOG_READS.clear()
+        await consumer.revoke(0)
+        await consumer.assign(0)
+        await eventually(lambda: engine.owned_partitions == [0], what="partition 0 live again")
+        assert LOG_READS == [], "kept, not rebuilt from the log"
+        assert engine.owner_epochs == {0: 2}
+        order = msgspec.json.encode(
+            {"type": "place_order", "technology_id": technology, "participant_id": "p",
+             "client_order_id": "c", "side": "bid", "quantity": 1, "price": 5}
+        )  # fmt: skip
+        await consumer.fetches.put({tp: [LogRecord(1, 2, technology.encode(), order)]})
+        await eventually(lambda: store.next_offsets.get(0) == 2, what="the order settled")
+    outcome = msgspec.json.decode(store_outcome(store, 1))
+    assert outcome[0]["type"] == "order_accepted", "the kept market still knows the listing"
+
+
+def store_outcome(store: StubStore, offset: int) -> bytes:
+    return next(
+        o.events_json for batch in store.batches for o in batch.outcomes if o.offset == offset
+    )
+
+
+async def test_a_partition_another_engine_claimed_meanwhile_is_rebuilt() -> None:
+    """If the epoch moved by more than this engine's own claim, the parked market is stale."""
+    store, consumer = StubStore(), StubConsumer()
+    async with running(store, consumer) as engine:
+        await consumer.assign(0)
+        await eventually(lambda: engine.owned_partitions == [0], what="partition 0 live")
+        await consumer.revoke(0)
+        await store.claim(0)  # another engine took it over in between
+        LOG_READS.clear()
+        await consumer.assign(0)
+        await eventually(lambda: engine.owned_partitions == [0], what="partition 0 live again")
+        assert len(LOG_READS) == 1, "rebuilt from the log"
