@@ -163,3 +163,19 @@ Command = PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing
 TechnologyCommand = PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing
 
 COMMAND_TYPES = (PlaceOrder, CancelOrder, AmendOrder, ListTechnology, ManageListing, Tick)
+
+#: A listing's optional integer parameters (by mechanism: see ListTechnology), by name:
+#: what the CLI and clients take as options.
+LISTING_PARAMETERS = (
+    "starting_price",
+    "min_increment",
+    "ends_at_ms",
+    "soft_close_window_ms",
+    "soft_close_extension_ms",
+    "buy_now_price",
+    "first_uncross_at_ms",
+    "call_interval_ms",
+    "price_step",
+    "step_interval_ms",
+    "offered_quantity",
+)

@@ -14,24 +14,9 @@ import structlog
 from engine.errors import TechXError
 from engine.logs import configure_logging
 from engine.settings import Settings
+from schemas.commands import LISTING_PARAMETERS
 
 log = structlog.get_logger()
-
-
-#: The integer parameters of a listing that `techx order list` takes as --options.
-LISTING_PARAMETERS = (
-    "starting_price",
-    "min_increment",
-    "ends_at_ms",
-    "soft_close_window_ms",
-    "soft_close_extension_ms",
-    "buy_now_price",
-    "first_uncross_at_ms",
-    "call_interval_ms",
-    "price_step",
-    "step_interval_ms",
-    "offered_quantity",
-)
 
 
 def _add_order_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

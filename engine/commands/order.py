@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from engine.commands.cli import LISTING_PARAMETERS
 from engine.producers.client import TradingClient
 from engine.settings import Settings
+from schemas.commands import LISTING_PARAMETERS
 
 
 async def send_order(settings: Settings, args: argparse.Namespace) -> int:
