@@ -49,6 +49,8 @@ T = TypeVar("T")
 
 _RETRY_FIRST_S = 0.1
 _RETRY_MAX_S = 5.0
+#: While a retry goes on, how often it is said again.
+_RETRY_REMINDER_S = 30.0
 _OFFSET_COMMIT_INTERVAL_S = 1.0
 _OFFSET_COMMIT_TIMEOUT_S = 5.0
 _PROGRESS_INTERVAL_S = 10.0
@@ -521,13 +523,40 @@ class MatchingEngine:
         """Retry what may succeed later; give up on a stop request (nothing is lost: the
         offset in PostgreSQL did not move) or on an error that retrying cannot mend."""
         delay = _RETRY_FIRST_S
+        failing_since: float | None = None
+        last_said = 0.0
+        attempts = 0
         while True:
             try:
-                return await attempt()
+                result = await attempt()
             except TechXError as e:
                 if not e.retriable or self._stopping.is_set():
                     raise
-                log.warning("retrying", what=what, error=str(e), delay_s=delay)
+                now = time.monotonic()
+                attempts += 1
+                # An outage is a few lines (first failure, a reminder every 30 s, the end),
+                # not one per attempt.
+                if failing_since is None:
+                    failing_since = last_said = now
+                    log.warning("retrying", what=what, error=str(e), delay_s=delay)
+                elif now - last_said >= _RETRY_REMINDER_S:
+                    last_said = now
+                    log.warning(
+                        "still_retrying",
+                        what=what,
+                        error=str(e),
+                        down_s=round(now - failing_since, 1),
+                        attempts=attempts,
+                    )
+            else:
+                if failing_since is not None:
+                    log.info(
+                        "retry_succeeded",
+                        what=what,
+                        down_s=round(time.monotonic() - failing_since, 1),
+                        attempts=attempts,
+                    )
+                return result
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX_S)
 

@@ -15,11 +15,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
+import pytest
+import structlog
 from aiokafka import TopicPartition
 
+from engine.consumers import matching_engine
 from engine.consumers.matching_engine import MatchingEngine
 from engine.core.batch import CommandRecord, LogRecord, SettlementBatch
 from engine.core.partitioning import partition_for
+from engine.errors import StoreUnavailableError
 from engine.settings import Settings
 from engine.store.settlement import DealTotals, PartitionClaim, Settlement
 from tests.polling import eventually
@@ -280,3 +284,34 @@ async def test_a_partition_another_engine_claimed_meanwhile_is_rebuilt() -> None
         await consumer.assign(0)
         await eventually(lambda: engine.owned_partitions == [0], what="partition 0 live again")
         assert len(LOG_READS) == 1, "rebuilt from the log"
+
+
+class FlakyStore(StubStore):
+    """Refuses the first claims as PostgreSQL would while it restarts."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def claim(self, partition: int) -> PartitionClaim:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailableError("connection refused")
+        return await super().claim(partition)
+
+
+async def test_an_outage_is_logged_as_a_few_lines_not_one_per_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five failed claims in a row make one 'retrying' line and one 'retry_succeeded' line."""
+    monkeypatch.setattr(matching_engine, "_RETRY_FIRST_S", 0.001)
+    monkeypatch.setattr(matching_engine, "_RETRY_MAX_S", 0.001)
+    store, consumer = FlakyStore(failures=5), StubConsumer()
+    with structlog.testing.capture_logs() as logs:
+        async with running(store, consumer) as engine:
+            await consumer.assign(0)
+            await eventually(lambda: engine.owned_partitions == [0], what="partition 0 live")
+    events = [entry["event"] for entry in logs if "retr" in entry["event"]]
+    assert events == ["retrying", "retry_succeeded"]
+    succeeded = next(entry for entry in logs if entry["event"] == "retry_succeeded")
+    assert succeeded["attempts"] == 5
