@@ -62,6 +62,10 @@ class Settings:
     #: How often `techx run` appends a tick to every command partition, so deadlines (auction
     #: ends, Dutch steps, GTD expiry, call uncrosses) fire when nobody trades; 0: no ticker.
     tick_interval_ms: int = 500
+    #: How long the consumer group waits for an engine that stopped heart-beating before its
+    #: partitions move (the failover time after a crash). Stock brokers refuse less than
+    #: 6000 (group.min.session.timeout.ms); the local stack allows 1000.
+    session_timeout_ms: int = 6_000
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
 
@@ -86,6 +90,9 @@ class Settings:
             batch_max_records=_int(env, "TECHX_BATCH_MAX_RECORDS", base.batch_max_records, 1),
             snapshot_every=_int(env, "TECHX_SNAPSHOT_EVERY", base.snapshot_every, 0),
             tick_interval_ms=_int(env, "TECHX_TICK_INTERVAL_MS", base.tick_interval_ms, 0),
+            session_timeout_ms=_int(
+                env, "TECHX_SESSION_TIMEOUT_MS", base.session_timeout_ms, minimum=1_000
+            ),
             log_format=_choice(env, "TECHX_LOG_FORMAT", base.log_format, _LOG_FORMATS),
             log_level=_choice(env, "TECHX_LOG_LEVEL", base.log_level, _LOG_LEVELS),
         )
