@@ -18,11 +18,25 @@ from engine.producers.client import TradingClient
 from schemas.common import AuctionOutcome
 from schemas.events import AuctionClosed, AuctionExtended, Event, ListingStateChanged, MarketView
 
-ENGLISH = "HUST-PAT-0042"
-SEALED = "VAST-TENDER-01"
-DUTCH = "IOIT-KH-0007"
-CALL = "UEH-LIC-CALL"
-AUCTIONED = (ENGLISH, SEALED, DUTCH, CALL)
+
+@dataclass(frozen=True)
+class ShowIds:
+    """The technologies of one show: fresh ids each run, since a listing is for good (an
+    auction that ended cannot be listed again under its id)."""
+
+    english: str
+    sealed: str
+    dutch: str
+    call: str
+
+    @classmethod
+    def for_run(cls, start_ms: int) -> ShowIds:
+        tag = f"{start_ms // 1000 % 1_000_000:06d}"
+        return cls(f"HUST-PAT-{tag}", f"VAST-TENDER-{tag}", f"IOIT-KH-{tag}", f"UEH-CALL-{tag}")
+
+    def all(self) -> tuple[str, str, str, str]:
+        return (self.english, self.sealed, self.dutch, self.call)
+
 
 _MILLION = 1_000_000
 
@@ -38,7 +52,7 @@ class Step:
     action: Action
 
 
-def _script(start_ms: int) -> list[Step]:
+def _script(start_ms: int, ids: ShowIds) -> list[Step]:
     """The moments of the show; times of listings are log times aimed at the broker's clock."""
 
     def bid(technology: str, who: str, n: int, price: int | None) -> Callable[..., Awaitable[int]]:
@@ -47,49 +61,48 @@ def _script(start_ms: int) -> list[Step]:
     def order(
         side: str, who: str, n: int, quantity: int, price: int
     ) -> Callable[..., Awaitable[int]]:
-        return lambda c: c.place(CALL, who, f"{who}-{n}-{start_ms}", side, quantity, price)
+        return lambda c: c.place(ids.call, who, f"{who}-{n}-{start_ms}", side, quantity, price)
 
     return [
         Step(0.0, lambda c: c.list_technology(
-            ENGLISH, "hust", "AI chip cooling patent (lot)", 10 * _MILLION, 1, 300 * _MILLION,
+            ids.english, "hust", "AI chip cooling patent (lot)", 10 * _MILLION, 1, 300 * _MILLION,
             mechanism="english", starting_price=200 * _MILLION, min_increment=10 * _MILLION,
             ends_at_ms=start_ms + 12_000, soft_close_window_ms=3_000,
             soft_close_extension_ms=3_000,
         )),
         Step(0.0, lambda c: c.list_technology(
-            SEALED, "vast", "State-funded rice research results", _MILLION, 1, 150 * _MILLION,
+            ids.sealed, "vast", "State-funded rice research results", _MILLION, 1, 150 * _MILLION,
             mechanism="sealed_second", ends_at_ms=start_ms + 10_000,
         )),
         Step(0.0, lambda c: c.list_technology(
-            DUTCH, "ioit", "Water treatment know-how package", 10 * _MILLION, 1, 300 * _MILLION,
+            ids.dutch, "ioit", "Water treatment know-how package", 10 * _MILLION, 1, 300 * _MILLION,
             mechanism="dutch", starting_price=500 * _MILLION, price_step=20 * _MILLION,
             step_interval_ms=1_000,
         )),
         Step(0.0, lambda c: c.list_technology(
-            CALL, "ueh", "Credit model licences (call market)", 10_000, 1, mechanism="call",
+            ids.call, "ueh", "Credit model licences (call market)", 10_000, 1, mechanism="call",
             first_uncross_at_ms=start_ms + 5_000, call_interval_ms=5_000,
         )),
-        Step(1.0, bid(SEALED, "inst-a", 1, 180 * _MILLION)),
-        Step(2.0, bid(ENGLISH, "buyer-01", 1, 220 * _MILLION)),
+        Step(1.0, bid(ids.sealed, "inst-a", 1, 180 * _MILLION)),
+        Step(2.0, bid(ids.english, "buyer-01", 1, 220 * _MILLION)),
         Step(2.5, order("bid", "fund-1", 1, 20, 2_450_000)),
         Step(3.0, order("offer", "bank-2", 1, 15, 2_400_000)),
-        Step(3.0, bid(SEALED, "inst-b", 1, 240 * _MILLION)),
+        Step(3.0, bid(ids.sealed, "inst-b", 1, 240 * _MILLION)),
         Step(4.0, order("offer", "bank-3", 1, 10, 2_430_000)),
-        Step(5.0, bid(ENGLISH, "buyer-02", 1, 260 * _MILLION)),
-        Step(6.0, bid(SEALED, "inst-c", 1, 210 * _MILLION)),
-        Step(7.0, bid(DUTCH, "buyer-05", 1, None)),
+        Step(5.0, bid(ids.english, "buyer-02", 1, 260 * _MILLION)),
+        Step(6.0, bid(ids.sealed, "inst-c", 1, 210 * _MILLION)),
+        Step(7.0, bid(ids.dutch, "buyer-05", 1, None)),
         Step(7.5, order("bid", "fund-4", 1, 12, 2_440_000)),
-        Step(8.0, bid(ENGLISH, "buyer-01", 2, 310 * _MILLION)),
-        Step(10.0, bid(ENGLISH, "buyer-02", 2, 330 * _MILLION)),  # in the last 3 s: extends
-        Step(12.5, bid(ENGLISH, "buyer-01", 3, 340 * _MILLION)),  # extends again
+        Step(8.0, bid(ids.english, "buyer-01", 2, 310 * _MILLION)),
+        Step(10.0, bid(ids.english, "buyer-02", 2, 330 * _MILLION)),  # in the last 3 s: extends
+        Step(12.5, bid(ids.english, "buyer-01", 3, 340 * _MILLION)),  # extends again
     ]  # fmt: skip
 
 
-async def run_show(client: TradingClient, stop: asyncio.Event) -> None:
+async def run_show(client: TradingClient, stop: asyncio.Event, ids: ShowIds, start_ms: int) -> None:
     """Send the script's commands at their moments (or stop early)."""
     started = time.monotonic()
-    start_ms = int(time.time() * 1000)
-    for step in _script(start_ms):
+    for step in _script(start_ms, ids):
         delay = step.at_s - (time.monotonic() - started)
         if delay > 0:
             try:
@@ -100,9 +113,9 @@ async def run_show(client: TradingClient, stop: asyncio.Event) -> None:
         await step.action(client)
 
 
-def describe(event: Event | MarketView, vnd: Callable[[int], str]) -> str | None:
+def describe(event: Event | MarketView, vnd: Callable[[int], str], ids: ShowIds) -> str | None:
     """A line for the show about an auction's event or view, or None to stay quiet."""
-    if event.technology_id not in AUCTIONED:
+    if event.technology_id not in ids.all():
         return None
     if isinstance(event, AuctionExtended):
         return f"  EXTENDED {event.technology_id}: a late bid moves the end (soft close)"
@@ -114,23 +127,23 @@ def describe(event: Event | MarketView, vnd: Callable[[int], str]) -> str | None
     if isinstance(event, ListingStateChanged):
         return f"  {event.state.value.upper():<8} {event.technology_id}"
     if isinstance(event, MarketView):
-        return _describe_view(event, vnd)
+        return _describe_view(event, vnd, ids)
     return None
 
 
-def _describe_view(view: MarketView, vnd: Callable[[int], str]) -> str | None:
-    if view.technology_id == ENGLISH and view.high_bid is not None and view.ends_at_ms:
+def _describe_view(view: MarketView, vnd: Callable[[int], str], ids: ShowIds) -> str | None:
+    if view.technology_id == ids.english and view.high_bid is not None and view.ends_at_ms:
         left = max(0.0, (view.ends_at_ms - time.time() * 1000) / 1000)
         nxt = vnd(view.next_minimum_bid) if view.next_minimum_bid is not None else "-"
         return (
             f"  ENGLISH  {view.technology_id}: high {vnd(view.high_bid)}, next >= {nxt}, "
             f"ends in {left:4.1f} s"
         )
-    if view.technology_id == SEALED and view.bid_count is not None:
+    if view.technology_id == ids.sealed and view.bid_count is not None:
         return f"  SEALED   {view.technology_id}: {view.bid_count} sealed bid(s), prices hidden"
-    if view.technology_id == DUTCH and view.current_price is not None:
+    if view.technology_id == ids.dutch and view.current_price is not None:
         return f"  DUTCH    {view.technology_id}: the clock shows {vnd(view.current_price)}"
-    if view.technology_id == CALL and view.indicative_price is not None:
+    if view.technology_id == ids.call and view.indicative_price is not None:
         return (
             f"  CALL     {view.technology_id}: indicative {vnd(view.indicative_price)} "
             f"for {view.indicative_volume} units"

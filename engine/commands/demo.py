@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from engine.commands.auction_show import AUCTIONED, describe, run_show
+from engine.commands.auction_show import ShowIds, describe, run_show
 from engine.commands.run import run_engine
 from engine.commands.setup import setup
 from engine.core.codec import decode_event, decode_view
@@ -81,7 +81,9 @@ def _vnd(amount: int) -> str:
     return f"{amount:,}".replace(",", ".") + " đ"
 
 
-async def _print_deals(settings: Settings, started: asyncio.Event, stop: asyncio.Event) -> int:
+async def _print_deals(
+    settings: Settings, started: asyncio.Event, stop: asyncio.Event, ids: ShowIds
+) -> int:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
     )
@@ -100,7 +102,7 @@ async def _print_deals(settings: Settings, started: asyncio.Event, stop: asyncio
             for tp, records in fetched.items():
                 for record in records:
                     if tp.topic != settings.topics.deals:
-                        line = describe(_decode_any(record.value), _vnd)
+                        line = describe(_decode_any(record.value), _vnd, ids)
                         if line is not None:
                             print(line, flush=True)
                         continue
@@ -156,8 +158,9 @@ async def run_demo(settings: Settings, seconds: float, rate: int, seed: int) -> 
     await setup(settings)
     stop_engine, stop_printer = asyncio.Event(), asyncio.Event()
     engine_ready, printer_ready = asyncio.Event(), asyncio.Event()
+    ids = ShowIds.for_run(int(time.time() * 1000))
     engine_task = asyncio.create_task(run_engine(settings, engine_ready, stop_engine))
-    printer = asyncio.create_task(_print_deals(settings, printer_ready, stop_printer))
+    printer = asyncio.create_task(_print_deals(settings, printer_ready, stop_printer, ids))
     await _ready(engine_ready, engine_task)
     await _ready(printer_ready, printer)
     since_ms = int(time.time() * 1000)
@@ -165,12 +168,12 @@ async def run_demo(settings: Settings, seconds: float, rate: int, seed: int) -> 
     sent = 0
     print(
         f"TechX demo: {len(DEMO_LISTINGS)} continuous books at ~{rate} orders/s for "
-        f"{seconds:.0f} s, and one auction of each kind: {', '.join(AUCTIONED)}"
+        f"{seconds:.0f} s, and one auction of each kind: {', '.join(ids.all())}"
     )
     async with TradingClient(settings, client_id="techx-demo") as client:
         await client.send_many(flow.listing_commands())
         stop_show = asyncio.Event()
-        show = asyncio.create_task(run_show(client, stop_show))
+        show = asyncio.create_task(run_show(client, stop_show, ids, since_ms))
         deadline = time.monotonic() + seconds
         tick_s = 0.1
         while time.monotonic() < deadline:
