@@ -203,26 +203,33 @@ class MatchingEngine:
         self._to_recover.put_nowait((self._generation, sorted(assigned, key=lambda t: t.partition)))
 
     async def _recovery_stage(self) -> None:
-        consumer = self._consumer
+        """Recover each assignment's partitions side by side: one partition's slow claim (a
+        frozen previous owner) or long replay does not hold the others back."""
         while True:
             generation, assigned = await self._to_recover.get()
-            for tp in assigned:
-                if self._assigned.get(tp.partition) != generation:
-                    continue  # revoked before its turn came (and maybe queued again since)
-                try:
-                    worker = await self.recover(tp)
-                except TechXError:
-                    if self._stopping.is_set():
-                        return  # a stop cut the recovery short: nothing to report
-                    raise
-                async with self._batch_lock:
-                    if self._assigned.get(tp.partition) != generation:
-                        continue  # revoked (and maybe queued again) while replaying
-                    self._workers[tp.partition] = worker
-                    consumer.seek(tp, worker.matched_offset)
-                    consumer.resume(tp)
+            try:
+                async with asyncio.TaskGroup() as recoveries:
+                    for tp in assigned:
+                        recoveries.create_task(self._recover_into_service(tp, generation))
+            except BaseExceptionGroup as failed:
+                if self._stopping.is_set() and all(
+                    isinstance(error, TechXError) for error in failed.exceptions
+                ):
+                    return  # a stop cut the recovery short: nothing to report
+                raise
             if self._to_recover.empty():
                 self._ready.set()
+
+    async def _recover_into_service(self, tp: TopicPartition, generation: int) -> None:
+        if self._assigned.get(tp.partition) != generation:
+            return  # revoked before its recovery started (and maybe queued again since)
+        worker = await self.recover(tp)
+        async with self._batch_lock:
+            if self._assigned.get(tp.partition) != generation:
+                return  # revoked (and maybe queued again) while replaying
+            self._workers[tp.partition] = worker
+            self._consumer.seek(tp, worker.matched_offset)
+            self._consumer.resume(tp)
 
     async def recover(self, tp: TopicPartition) -> PartitionWorker:
         """Rebuild a partition's market from its snapshot and command log, then own it.
