@@ -66,17 +66,6 @@ MECHANISMS: dict[str, VenueKind] = {
     Mechanism.DUTCH.value: DutchKind,
 }
 
-#: Mechanisms whose deadlines trade (a call market's uncross): they wait while the listing is
-#: halted and run at its resume. The others' clocks run through a halt (an auction ends at
-#: its time, a GTD order expires, a Dutch clock falls): none of those makes a trade.
-_PAUSED_WHEN_HALTED = frozenset({Mechanism.CALL.value})
-
-#: Mechanisms that end by themselves (an auction decided), after which the listing closes.
-_CAN_FINISH = frozenset(
-    {Mechanism.ENGLISH.value, Mechanism.SEALED_FIRST.value, Mechanism.SEALED_SECOND.value,
-     Mechanism.DUTCH.value}
-)  # fmt: skip
-
 #: Market views are flushed at every tick and whenever an offset is the last of a block.
 MARKET_DATA_BLOCK = 1024
 _BLOCK_MASK = MARKET_DATA_BLOCK - 1
@@ -100,11 +89,8 @@ class Listing:
     last_view: bytes = b""
     #: The deadline this listing has in the market's heap, if any.
     scheduled: int | None = None
-    #: Whether the mechanism can end by itself (an auction): else finished() is never asked.
-    can_finish: bool = False
-    #: Whether any order may move its deadlines (every mechanism but the continuous book).
-    timed: bool = False
-    #: Open, continuous, nothing scheduled: a plain order needs none of the bookkeeping.
+    #: Open, no order can move its deadlines, nothing scheduled: a plain order needs none of
+    #: the bookkeeping (a cache of those three facts for the hot path, kept by _after).
     plain: bool = False
 
 
@@ -199,7 +185,7 @@ class Market:
         """Bookkeeping after a venue acted: its view, its deadline, whether it ended."""
         self._touched[technology_id] = None
         venue = listing.venue
-        if listing.can_finish and listing.state is ListingState.OPEN and venue.finished():
+        if venue.ends_by_itself and listing.state is ListingState.OPEN and venue.finished():
             events.append(
                 self._change_state(listing, ListingState.CLOSED, "", timestamp_ms, source_offset)
             )
@@ -207,7 +193,7 @@ class Market:
         if deadline is not None and deadline != listing.scheduled:
             heappush(self._deadlines, (deadline, listing.index, technology_id))
         listing.scheduled = deadline
-        listing.plain = listing.state is _OPEN and not listing.timed and deadline is None
+        listing.plain = _plain(listing, deadline)
 
     def _fire_deadlines(self, now_ms: int, source_offset: int) -> list[Event]:
         events: list[Event] = []
@@ -218,8 +204,8 @@ class Market:
             if listing.scheduled != due:
                 continue  # stale: the venue's deadline moved since
             listing.scheduled = None
-            if listing.state is ListingState.HALTED and listing.mechanism in _PAUSED_WHEN_HALTED:
-                continue  # rescheduled at its resume
+            if listing.state is ListingState.HALTED and listing.venue.deadlines_trade:
+                continue  # a halt stops trading: rescheduled at its resume
             # Everything of this venue due by now, in one call: a long quiet spell costs one
             # call, not one per missed step. The venue stamps each event with its due time.
             fired = listing.venue.on_deadline(now_ms, source_offset)
@@ -296,15 +282,13 @@ class Market:
                 ListingState(saved.state),
                 index,
                 saved.last_view,
-                can_finish=saved.mechanism in _CAN_FINISH,
-                timed=saved.mechanism != Mechanism.CONTINUOUS.value,
             )
             market._listings[saved.technology_id] = listing
             deadline = venue.next_deadline()
             if deadline is not None:
                 heappush(market._deadlines, (deadline, index, saved.technology_id))
                 listing.scheduled = deadline
-            listing.plain = listing.state is _OPEN and not listing.timed and deadline is None
+            listing.plain = _plain(listing, deadline)
         market._touched = dict.fromkeys(state.touched)
         return market
 
@@ -351,8 +335,6 @@ class Market:
             command.participant_id,
             ListingState.OPEN,
             len(self._listings),
-            can_finish=command.mechanism in _CAN_FINISH,
-            timed=command.mechanism != Mechanism.CONTINUOUS.value,
         )
         self._listings[command.technology_id] = listing
         events: list[Event] = [
@@ -451,6 +433,10 @@ class Market:
             state=state,
             previous=previous,
         )
+
+
+def _plain(listing: Listing, deadline: int | None) -> bool:
+    return listing.state is _OPEN and not listing.venue.orders_move_deadlines and deadline is None
 
 
 def _unknown_technology(

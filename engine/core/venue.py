@@ -31,6 +31,14 @@ class Venue(Protocol):
     mechanism: str
     #: The last event sequence number used: every event of the technology takes the next one.
     seq: int
+    #: Whether the mechanism can end by itself (an auction decided): the market then asks
+    #: :meth:`finished` after each step and closes the listing.
+    ends_by_itself: bool
+    #: Whether any order may move the venue's deadlines (false for the continuous book,
+    #: whose deadlines come only from orders that carry an expiry).
+    orders_move_deadlines: bool
+    #: Whether the venue's deadlines trade (a call's uncross): they wait through a halt.
+    deadlines_trade: bool
 
     def next_seq(self) -> int: ...
 

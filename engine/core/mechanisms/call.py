@@ -324,6 +324,9 @@ class CallVenue:
     """Periodic uniform-price auctions of one technology."""
 
     mechanism = "call"
+    ends_by_itself = False
+    orders_move_deadlines = True
+    deadlines_trade = True
 
     __slots__ = (
         "_ended_in_order",

@@ -122,6 +122,9 @@ class ContinuousVenue:
     """Price-time priority trading of one technology."""
 
     mechanism = "continuous"
+    ends_by_itself = False
+    orders_move_deadlines = False
+    deadlines_trade = False
 
     __slots__ = (
         "_ended_in_order",

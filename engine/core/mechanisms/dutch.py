@@ -191,6 +191,9 @@ class DutchVenue:
     """A descending-clock auction of ``offered_quantity`` units of one technology."""
 
     mechanism = "dutch"
+    ends_by_itself = True
+    orders_move_deadlines = True
+    deadlines_trade = False
 
     __slots__ = (
         "_client_orders",

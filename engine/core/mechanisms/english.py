@@ -217,6 +217,10 @@ class AuctionVenue:
     """What english and sealed venues share: the grid, the numbering, the events of a bid's
     life and of the close."""
 
+    ends_by_itself = True
+    orders_move_deadlines = True
+    deadlines_trade = False
+
     __slots__ = (
         "deal_count",
         "lot_size",
