@@ -191,11 +191,12 @@ class PartitionProcessor:
             assert not isinstance(outcome, DeadLetter)
             command, events = outcome
             if type(command) is Tick:
-                if events:
-                    outcomes.append(_tick_outcome(record.offset, events, deals, batch))
-                continue
-            assert not isinstance(command, Tick)
-            technology_id = command.technology_id
+                if not events:
+                    continue  # a tick that found nothing due leaves no trace
+                technology_id = participant_id = ""  # every event goes under its own key
+            else:
+                assert not isinstance(command, Tick)
+                technology_id, participant_id = command.technology_id, command.participant_id
             key = record.key
             values = []
             for event in events:
@@ -214,7 +215,7 @@ class PartitionProcessor:
                     record.offset,
                     technology_id,
                     _COMMAND_TAGS[type(command)],
-                    command.participant_id,
+                    participant_id,
                     getattr(command, "client_order_id", ""),
                     b"[" + b",".join(values) + b"]",
                 )
@@ -230,22 +231,6 @@ class PartitionProcessor:
 
 def _key(event: Event) -> bytes:
     return event.technology_id.encode()
-
-
-def _tick_outcome(
-    offset: int, events: list[Event], deals: list[Deal], batch: SettlementBatch
-) -> CommandOutcome:
-    """What a tick made happen (deadlines that fired): each event under its technology."""
-    values = []
-    for event in events:
-        value = encode(event)
-        values.append(value)
-        if type(event) is Deal:
-            batch.deals_out.append((_key(event), value, _NO_HEADERS))
-            deals.append(event)
-        else:
-            batch.executions_out.append((_key(event), value, _NO_HEADERS))
-    return CommandOutcome(offset, "", "tick", "", "", b"[" + b",".join(values) + b"]")
 
 
 def _dead_letter(batch: SettlementBatch, record: CommandRecord, dead: DeadLetter) -> None:
