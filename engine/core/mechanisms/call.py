@@ -65,6 +65,7 @@ from typing import Final, NamedTuple
 
 import msgspec
 
+from engine.core.mechanisms import events
 from engine.core.mechanisms.continuous import ENDED_ORDERS_REMEMBERED
 from engine.core.rules import check_listing, check_price, check_quantity, quoted, rejection
 from engine.core.snapshot import encode_venue
@@ -823,24 +824,18 @@ class CallVenue:
         timestamp_ms: int,
         source_offset: int,
     ) -> Deal:
-        self.deal_count += 1
-        technology_id = self.technology_id
-        return Deal(
-            technology_id=technology_id,
-            seq=self.next_seq(),
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            deal_id=f"{technology_id}:d{self.deal_count}",
-            deal_number=self.deal_count,
+        return events.deal(
+            self,
+            buyer_id=bid.participant_id,
+            bid_order_id=bid.order_id,
+            bid_client_order_id=bid.client_order_id,
+            seller_id=offer.participant_id,
+            offer_order_id=offer.order_id,
+            offer_client_order_id=offer.client_order_id,
             price=price,
             quantity=quantity,
-            buyer_id=bid.participant_id,
-            seller_id=offer.participant_id,
-            bid_order_id=bid.order_id,
-            offer_order_id=offer.order_id,
-            bid_client_order_id=bid.client_order_id,
-            offer_client_order_id=offer.client_order_id,
-            aggressor_side=Side.BID,
+            timestamp_ms=timestamp_ms,
+            source_offset=source_offset,
         )
 
     def _end(self, order: CallOrder) -> None:
@@ -856,15 +851,14 @@ class CallVenue:
 
     def _done(self, order: CallOrder, timestamp_ms: int, source_offset: int) -> OrderDone:
         self._end(order)
-        return OrderDone(
-            technology_id=self.technology_id,
-            seq=self.next_seq(),
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            order_id=order.order_id,
-            participant_id=order.participant_id,
-            client_order_id=order.client_order_id,
-            filled_quantity=order.quantity,
+        return events.done(
+            self,
+            order.order_id,
+            order.participant_id,
+            order.client_order_id,
+            order.quantity,
+            timestamp_ms,
+            source_offset,
         )
 
     def _cancel(
@@ -872,17 +866,16 @@ class CallVenue:
     ) -> OrderCancelled:
         self._end(order)
         open_quantity, order.remaining = order.remaining, 0
-        return OrderCancelled(
-            technology_id=self.technology_id,
-            seq=self.next_seq(),
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            order_id=order.order_id,
-            participant_id=order.participant_id,
-            client_order_id=order.client_order_id,
-            filled_quantity=order.quantity - open_quantity,
-            cancelled_quantity=open_quantity,
-            reason=reason,
+        return events.cancelled(
+            self,
+            order.order_id,
+            order.participant_id,
+            order.client_order_id,
+            order.quantity - open_quantity,
+            open_quantity,
+            reason,
+            timestamp_ms,
+            source_offset,
         )
 
 

@@ -43,6 +43,7 @@ from typing import Final
 
 import msgspec
 
+from engine.core.mechanisms import events as shared
 from engine.core.rules import check_listing, check_price, check_quantity, quoted, rejection
 from engine.core.snapshot import encode_venue
 from engine.core.venue import ListingRefusal, Venue
@@ -61,12 +62,9 @@ from schemas.common import (
 from schemas.events import (
     AuctionClosed,
     CommandRejected,
-    Deal,
     Event,
     MarketView,
     OrderAccepted,
-    OrderCancelled,
-    OrderDone,
 )
 
 #: The longest step interval a listing may ask for: 366 days.
@@ -408,58 +406,49 @@ class DutchVenue:
             filled = min(quantity, self.remaining)
         if filled:
             self.remaining -= filled
-            self.deal_count += 1
             self.buyers += 1
             if self.first_buyer is None:
                 self.first_buyer = (participant_id, order_id)
             self.last_price, self.last_quantity = price, filled
             events.append(
-                Deal(
-                    technology_id=technology_id,
-                    seq=self.next_seq(),
-                    timestamp_ms=timestamp_ms,
-                    source_offset=source_offset,
-                    deal_id=f"{technology_id}:d{self.deal_count}",
-                    deal_number=self.deal_count,
+                shared.deal(
+                    self,
+                    buyer_id=participant_id,
+                    bid_order_id=order_id,
+                    bid_client_order_id=client_order_id,
+                    seller_id=self.seller_id,
                     price=price,
                     quantity=filled,
-                    buyer_id=participant_id,
-                    seller_id=self.seller_id,
-                    bid_order_id=order_id,
-                    offer_order_id="",
-                    bid_client_order_id=client_order_id,
-                    offer_client_order_id="",
-                    aggressor_side=Side.BID,
+                    timestamp_ms=timestamp_ms,
+                    source_offset=source_offset,
                 )
             )
         if filled == quantity:
             events.append(
-                OrderDone(
-                    technology_id=technology_id,
-                    seq=self.next_seq(),
-                    timestamp_ms=timestamp_ms,
-                    source_offset=source_offset,
-                    order_id=order_id,
-                    participant_id=participant_id,
-                    client_order_id=client_order_id,
-                    filled_quantity=filled,
+                shared.done(
+                    self,
+                    order_id,
+                    participant_id,
+                    client_order_id,
+                    filled,
+                    timestamp_ms,
+                    source_offset,
                 )
             )
         else:
             events.append(
-                OrderCancelled(
-                    technology_id=technology_id,
-                    seq=self.next_seq(),
-                    timestamp_ms=timestamp_ms,
-                    source_offset=source_offset,
-                    order_id=order_id,
-                    participant_id=participant_id,
-                    client_order_id=client_order_id,
-                    filled_quantity=filled,
-                    cancelled_quantity=quantity - filled,
-                    reason=CancelReason.FILL_OR_KILL
+                shared.cancelled(
+                    self,
+                    order_id,
+                    participant_id,
+                    client_order_id,
+                    filled,
+                    quantity - filled,
+                    CancelReason.FILL_OR_KILL
                     if command.time_in_force == "fok"
                     else CancelReason.IMMEDIATE_OR_CANCEL,
+                    timestamp_ms,
+                    source_offset,
                 )
             )
         if not self.remaining:

@@ -48,6 +48,7 @@ from typing import Final
 
 import msgspec
 
+from engine.core.mechanisms import events
 from engine.core.rules import (
     Refusal,
     check_listing,
@@ -75,12 +76,10 @@ from schemas.events import (
     AuctionClosed,
     AuctionExtended,
     CommandRejected,
-    Deal,
     Event,
     MarketView,
     OrderAccepted,
     OrderCancelled,
-    OrderDone,
 )
 
 #: The longest soft-close window or extension a listing may ask for: 30 days.
@@ -305,17 +304,16 @@ class AuctionVenue:
     def cancelled(
         self, bid: Bid, reason: CancelReason, timestamp_ms: int, source_offset: int
     ) -> OrderCancelled:
-        return OrderCancelled(
-            technology_id=self.technology_id,
-            seq=self.next_seq(),
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            order_id=bid.order_id,
-            participant_id=bid.participant_id,
-            client_order_id=bid.client_order_id,
-            filled_quantity=0,
-            cancelled_quantity=self.lot_size,
-            reason=reason,
+        return events.cancelled(
+            self,
+            bid.order_id,
+            bid.participant_id,
+            bid.client_order_id,
+            0,
+            self.lot_size,
+            reason,
+            timestamp_ms,
+            source_offset,
         )
 
     def sold(
@@ -330,42 +328,34 @@ class AuctionVenue:
         """Deal and OrderDone for the winner, the other bids cancelled (technology_closed) in
         arrival order, AuctionClosed sold."""
         technology_id, lot = self.technology_id, self.lot_size
-        self.deal_count += 1
-        events: list[Event] = [
-            Deal(
-                technology_id=technology_id,
-                seq=self.next_seq(),
-                timestamp_ms=timestamp_ms,
-                source_offset=source_offset,
-                deal_id=f"{technology_id}:d{self.deal_count}",
-                deal_number=self.deal_count,
+        sale: list[Event] = [
+            events.deal(
+                self,
+                buyer_id=winner.participant_id,
+                bid_order_id=winner.order_id,
+                bid_client_order_id=winner.client_order_id,
+                seller_id=self.seller_id,
                 price=price,
                 quantity=lot,
-                buyer_id=winner.participant_id,
-                seller_id=self.seller_id,
-                bid_order_id=winner.order_id,
-                offer_order_id="",
-                bid_client_order_id=winner.client_order_id,
-                offer_client_order_id="",
-                aggressor_side=Side.BID,
-            ),
-            OrderDone(
-                technology_id=technology_id,
-                seq=self.next_seq(),
                 timestamp_ms=timestamp_ms,
                 source_offset=source_offset,
-                order_id=winner.order_id,
-                participant_id=winner.participant_id,
-                client_order_id=winner.client_order_id,
-                filled_quantity=lot,
+            ),
+            events.done(
+                self,
+                winner.order_id,
+                winner.participant_id,
+                winner.client_order_id,
+                lot,
+                timestamp_ms,
+                source_offset,
             ),
         ]
-        events.extend(
+        sale.extend(
             self.cancelled(bid, CancelReason.TECHNOLOGY_CLOSED, timestamp_ms, source_offset)
             for bid in bids
             if bid is not winner
         )
-        events.append(
+        sale.append(
             AuctionClosed(
                 technology_id=technology_id,
                 seq=self.next_seq(),
@@ -380,7 +370,7 @@ class AuctionVenue:
                 detail=detail,
             )
         )
-        return events
+        return sale
 
     def unsold(
         self, bids: list[Bid], detail: str, timestamp_ms: int, source_offset: int
