@@ -51,7 +51,10 @@ SESSION_BOUNDS = {
 #: Older snapshots than the newest few are deleted as new ones are written.
 _SNAPSHOTS_KEPT = 3
 
-_STORE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+#: asyncpg's InternalClientError is a connection caught mid-operation when the server went
+#: away (seen after a PostgreSQL restart): the pool drops that connection, so it is transient.
+_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+_STORE_ERRORS = (*_CONNECTION_ERRORS, asyncpg.PostgresError)
 
 
 class _AlreadySettledError(Exception):
@@ -65,7 +68,7 @@ def _store_error(error: BaseException, doing: str) -> TechXError:
 
 
 def _is_transient(error: BaseException) -> bool:
-    if isinstance(error, (OSError, asyncpg.InterfaceError)):
+    if isinstance(error, _CONNECTION_ERRORS):
         return True
     sqlstate = getattr(error, "sqlstate", None)
     return isinstance(sqlstate, str) and (
