@@ -37,8 +37,10 @@ async def read_partition(
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
     )
-    await consumer.start()
     try:
+        # Inside the try: a recovery cancelled while the consumer starts (a sibling
+        # recovery failed) must still close it.
+        await consumer.start()
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
         if end is None:
