@@ -207,16 +207,17 @@ class MatchingEngine:
         frozen previous owner) or long replay does not hold the others back."""
         while True:
             generation, assigned = await self._to_recover.get()
-            try:
-                async with asyncio.TaskGroup() as recoveries:
-                    for tp in assigned:
-                        recoveries.create_task(self._recover_into_service(tp, generation))
-            except BaseExceptionGroup as failed:
-                if self._stopping.is_set() and all(
-                    isinstance(error, TechXError) for error in failed.exceptions
-                ):
+            # Each recovery runs to its end even if another fails: cancelling one midway
+            # through a Kafka call leaves the client's connections to the garbage collector.
+            outcomes = await asyncio.gather(
+                *(self._recover_into_service(tp, generation) for tp in assigned),
+                return_exceptions=True,
+            )
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            if failures:
+                if self._stopping.is_set() and all(isinstance(f, TechXError) for f in failures):
                     return  # a stop cut the recovery short: nothing to report
-                raise
+                raise failures[0]
             if self._to_recover.empty():
                 self._ready.set()
 
