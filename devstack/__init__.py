@@ -37,8 +37,10 @@ __all__ = [
     "StackSettings",
     "StackTimeoutError",
     "down",
+    "start_kafka",
     "start_postgres",
     "status",
+    "stop_kafka",
     "stop_postgres",
     "up",
 ]
@@ -95,6 +97,29 @@ def start_postgres(settings: StackSettings) -> None:
     _refuse_external_database(settings, "start")
     with state_lock(settings.state_dir):
         postgres.start(settings, postgres.preflight(settings))
+
+
+def stop_kafka(settings: StackSettings) -> None:
+    """Stop only the local broker (tests of the engine riding out a broker outage)."""
+    _refuse_external_kafka(settings, "stop")
+    with state_lock(settings.state_dir):
+        kafka.stop(settings)
+
+
+def start_kafka(settings: StackSettings) -> None:
+    """Start only the local broker again, and wait until it answers metadata (idempotent)."""
+    _refuse_external_kafka(settings, "start")
+    with state_lock(settings.state_dir):
+        kafka.await_ready(settings, kafka.launch(settings, kafka.find_java()))
+
+
+def _refuse_external_kafka(settings: StackSettings, action: str) -> None:
+    if settings.external_kafka is not None:
+        raise StackError(
+            f"cannot {action} Kafka: TECHX_KAFKA_BOOTSTRAP points at a broker the stack "
+            "does not run",
+            hint="unset TECHX_KAFKA_BOOTSTRAP to use the local one",
+        )
 
 
 def _refuse_external_database(settings: StackSettings, action: str) -> None:

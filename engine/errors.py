@@ -63,6 +63,12 @@ class DeterminismError(TechXError):
     """Replaying the command log produced different results from what was settled."""
 
 
+class OutputsAheadError(TechXError):
+    """The output topics hold events of commands PostgreSQL never settled: the database and
+    the topics come from different installations (say, a database restored from an older
+    backup). The engine stops rather than publish those events a second time."""
+
+
 class LogTruncatedError(TechXError):
     """Commands needed to rebuild a market were deleted from the log (retention)."""
 

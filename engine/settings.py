@@ -66,6 +66,10 @@ class Settings:
     #: partitions move (the failover time after a crash). Stock brokers refuse less than
     #: 6000 (group.min.session.timeout.ms); the local stack allows 1000.
     session_timeout_ms: int = 6_000
+    #: ``exactly_once``: each batch's events go out in one Kafka transaction per command
+    #: partition, so ``read_committed`` subscribers see every event once; ``at_least_once``:
+    #: plain idempotent sends, lower latency, subscribers dedupe after an engine crash.
+    output_guarantee: str = "exactly_once"
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
 
@@ -93,11 +97,15 @@ class Settings:
             session_timeout_ms=_int(
                 env, "TECHX_SESSION_TIMEOUT_MS", base.session_timeout_ms, minimum=1_000
             ),
+            output_guarantee=_choice(
+                env, "TECHX_OUTPUT_GUARANTEE", base.output_guarantee, OUTPUT_GUARANTEES
+            ),
             log_format=_choice(env, "TECHX_LOG_FORMAT", base.log_format, _LOG_FORMATS),
             log_level=_choice(env, "TECHX_LOG_LEVEL", base.log_level, _LOG_LEVELS),
         )
 
 
+OUTPUT_GUARANTEES = ("exactly_once", "at_least_once")
 _LOG_FORMATS = ("auto", "json", "console")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 #: Kafka's legal characters for topic names; group ids and prefixes keep to them too.

@@ -15,6 +15,7 @@ from engine.consumers.log_reader import read_partition
 from engine.consumers.matching_engine import MatchingEngine
 from engine.producers.publisher import EventPublisher, make_producer
 from engine.producers.ticker import run_ticker
+from engine.producers.transactions import TransactionalPublisher
 from engine.settings import Settings
 from engine.store.settlement import SettlementStore
 
@@ -31,18 +32,13 @@ async def run_engine(
     """
     tune_garbage_collector()
     store = await SettlementStore.connect(settings.database_url, settings.topics.commands)
-    producer = make_producer(settings)
     try:
-        await producer.start()
+        publisher = await open_publisher(settings)
     except BaseException:
         await store.close()
         raise
     engine = MatchingEngine(
-        settings,
-        store,
-        EventPublisher(producer, settings.topics),
-        command_consumer(settings),
-        partial(read_partition, settings),
+        settings, store, publisher, command_consumer(settings), partial(read_partition, settings)
     )
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -71,9 +67,19 @@ async def run_engine(
             watcher.cancel()
         for sig in installed:
             loop.remove_signal_handler(sig)
-        await producer.stop()
+        await publisher.close()
         await store.close()
     return engine
+
+
+async def open_publisher(settings: Settings) -> EventPublisher | TransactionalPublisher:
+    """The sink the settings promise: transactions for exactly-once outputs (the default),
+    or one idempotent producer for all partitions (at least once, lower latency)."""
+    if settings.output_guarantee == "exactly_once":
+        return TransactionalPublisher(settings)  # a producer per partition, opened on claim
+    producer = make_producer(settings)
+    await producer.start()
+    return EventPublisher(producer, settings.topics)
 
 
 def tune_garbage_collector() -> None:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -34,12 +34,14 @@ from engine.core.batch import CommandRecord, PartitionProcessor, SettlementBatch
 from engine.core.market import Market
 from engine.errors import (
     DeterminismError,
+    OutputsAheadError,
     PipelineBrokenError,
     PublishFailedError,
     SnapshotError,
     StoreUnavailableError,
     TechXError,
 )
+from engine.retry import retrying
 from engine.settings import Settings
 from engine.store.settlement import DealTotals, PartitionClaim, Settlement
 
@@ -47,10 +49,6 @@ log = structlog.get_logger()
 
 T = TypeVar("T")
 
-_RETRY_FIRST_S = 0.1
-_RETRY_MAX_S = 5.0
-#: While a retry goes on, how often it is said again.
-_RETRY_REMINDER_S = 30.0
 _OFFSET_COMMIT_INTERVAL_S = 1.0
 _OFFSET_COMMIT_TIMEOUT_S = 5.0
 _PROGRESS_INTERVAL_S = 10.0
@@ -227,7 +225,10 @@ class MatchingEngine:
         worker = await self.recover(tp)
         async with self._batch_lock:
             if self._assigned.get(tp.partition) != generation:
-                return  # revoked (and maybe queued again) while replaying
+                # Revoked (and maybe queued again) while replaying. Assignments recover one
+                # after another, so no newer recovery of it has opened its outputs yet.
+                await self._publisher.close_partition(tp.partition)
+                return
             self._workers[tp.partition] = worker
             self._consumer.seek(tp, worker.matched_offset)
             self._consumer.resume(tp)
@@ -242,6 +243,7 @@ class MatchingEngine:
         """
         started = time.monotonic()
         claim = await self._retrying("claim partition", partial(self._store.claim, tp.partition))
+        claim = await self._open_outputs(claim)
         kept = self._keep_parked(claim)
         if kept is not None:
             return kept
@@ -270,6 +272,26 @@ class MatchingEngine:
             marked_offset=claim.next_offset,
             since_snapshot=replay.replayed,  # replay since the last snapshot counts toward the next
         )
+
+    async def _open_outputs(self, claim: PartitionClaim) -> PartitionClaim:
+        """Take the partition's outputs over and settle where publishing resumes.
+
+        With transactions the broker knows exactly how far committed outputs reach;
+        PostgreSQL's mark is written after the broker's acknowledgement, so it may lag (a
+        crash in between) but never leads. Their maximum is where republishing starts.
+        """
+        reached = await self._retrying(
+            "open outputs", partial(self._publisher.open_partition, claim.partition)
+        )
+        if reached is None or reached <= claim.published_offset:
+            return claim
+        if reached > claim.next_offset:
+            raise OutputsAheadError(
+                f"partition {claim.partition}: the output topics hold events of commands up to"
+                f" offset {reached - 1}, but PostgreSQL has settled only below"
+                f" {claim.next_offset}; the database and the topics do not belong together"
+            )
+        return replace(claim, published_offset=reached)
 
     def _keep_parked(self, claim: PartitionClaim) -> PartitionWorker | None:
         """The market this process handed back at the last rebalance, if nothing happened to
@@ -382,6 +404,8 @@ class MatchingEngine:
             for partition in partitions:
                 worker = self._workers.pop(partition, None)
                 if worker is not None:
+                    # Only a partition in service: one still recovering closes its own.
+                    await self._publisher.close_partition(partition)
                     self._parked[partition] = worker
                     log.info(
                         "partition_released",
@@ -530,43 +554,7 @@ class MatchingEngine:
     async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Retry what may succeed later; give up on a stop request (nothing is lost: the
         offset in PostgreSQL did not move) or on an error that retrying cannot mend."""
-        delay = _RETRY_FIRST_S
-        failing_since: float | None = None
-        last_said = 0.0
-        attempts = 0
-        while True:
-            try:
-                result = await attempt()
-            except TechXError as e:
-                if not e.retriable or self._stopping.is_set():
-                    raise
-                now = time.monotonic()
-                attempts += 1
-                # An outage is a few lines (first failure, a reminder every 30 s, the end),
-                # not one per attempt.
-                if failing_since is None:
-                    failing_since = last_said = now
-                    log.warning("retrying", what=what, error=str(e), delay_s=delay)
-                elif now - last_said >= _RETRY_REMINDER_S:
-                    last_said = now
-                    log.warning(
-                        "still_retrying",
-                        what=what,
-                        error=str(e),
-                        down_s=round(now - failing_since, 1),
-                        attempts=attempts,
-                    )
-            else:
-                if failing_since is not None:
-                    log.info(
-                        "retry_succeeded",
-                        what=what,
-                        down_s=round(time.monotonic() - failing_since, 1),
-                        attempts=attempts,
-                    )
-                return result
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RETRY_MAX_S)
+        return await retrying(what, attempt, give_up=self._stopping.is_set)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -58,7 +58,14 @@ class SettlementLedger(Protocol):
 
 
 class EventSink(Protocol):
-    """Where settled events go (the Kafka EventPublisher is one)."""
+    """Where settled events go (the Kafka EventPublisher and TransactionalPublisher)."""
+
+    async def open_partition(self, partition: int) -> int | None:
+        """Take the partition's outputs over (fencing earlier owners where the sink can);
+        the command offset its published events are known to reach, if the sink knows."""
+        ...
+
+    async def close_partition(self, partition: int) -> None: ...
 
     async def send(self, batches: list[SettlementBatch]) -> Sequence[asyncio.Future[Any]]: ...
 

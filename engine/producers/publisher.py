@@ -41,7 +41,7 @@ class EventPublisher:
             if pending:
                 await asyncio.gather(*pending)
         except KafkaError as e:
-            raise _publish_error(e) from e
+            raise publish_error(e) from e
 
     async def send(self, batches: list[SettlementBatch]) -> list[asyncio.Future[object]]:
         """Hand the batches' messages to the producer; the futures resolve on delivery.
@@ -51,19 +51,37 @@ class EventPublisher:
         pending: list[asyncio.Future[object]] = []
         try:
             for batch in batches:
-                for topic, messages in (
-                    (self._topics.deals, batch.deals_out),
-                    (self._topics.executions, batch.executions_out),
-                    (self._topics.dead_letters, batch.dead_letters_out),
-                    (self._topics.market_data, batch.market_data_out),
-                ):
-                    if messages:
-                        pending.extend(
-                            await send_in_batches(self._producer, topic, batch.partition, messages)
-                        )
+                for topic, messages in outputs_of(batch, self._topics):
+                    pending.extend(
+                        await send_in_batches(self._producer, topic, batch.partition, messages)
+                    )
         except KafkaError as e:
-            raise _publish_error(e) from e
+            raise publish_error(e) from e
         return pending
+
+    async def open_partition(self, partition: int) -> int | None:
+        """Plain sends keep no published position in Kafka: PostgreSQL's mark is the one."""
+        return None
+
+    async def close_partition(self, partition: int) -> None:
+        """Nothing is held per partition: one producer serves them all."""
+
+    async def close(self) -> None:
+        await self._producer.stop()
+
+
+def outputs_of(batch: SettlementBatch, topics: Topics) -> list[tuple[str, list[KafkaMessage]]]:
+    """The batch's messages per output topic, leaving out topics it has nothing for."""
+    return [
+        (topic, messages)
+        for topic, messages in (
+            (topics.deals, batch.deals_out),
+            (topics.executions, batch.executions_out),
+            (topics.dead_letters, batch.dead_letters_out),
+            (topics.market_data, batch.market_data_out),
+        )
+        if messages
+    ]
 
 
 async def send_in_batches(
@@ -85,7 +103,7 @@ async def send_in_batches(
     return futures
 
 
-def _publish_error(error: KafkaError) -> TechXError:
+def publish_error(error: KafkaError) -> TechXError:
     """Retry only what the broker says may pass later (aiokafka's ``retriable`` flag)."""
     if getattr(error, "retriable", False):
         return BrokerUnavailableError(f"publishing events failed, will retry: {error!r}")

@@ -19,11 +19,11 @@ import pytest
 import structlog
 from aiokafka import TopicPartition
 
-from engine.consumers import matching_engine
+from engine import retry
 from engine.consumers.matching_engine import MatchingEngine
 from engine.core.batch import CommandRecord, LogRecord, SettlementBatch
 from engine.core.partitioning import partition_for
-from engine.errors import StoreUnavailableError
+from engine.errors import OutputsAheadError, StoreUnavailableError
 from engine.settings import Settings
 from engine.store.settlement import DealTotals, PartitionClaim, Settlement
 from tests.polling import eventually
@@ -91,6 +91,10 @@ class StubPublisher:
 
     def __init__(self) -> None:
         self.sent: list[SettlementBatch] = []
+        self.opened: list[int] = []
+        self.closed: list[int] = []
+        #: What the outputs say they reach, per partition (a transactional sink's answer).
+        self.published_at: dict[int, int] = {}
 
     async def send(self, batches: list[SettlementBatch]) -> Sequence[asyncio.Future[Any]]:
         self.sent.extend(batches)
@@ -100,6 +104,13 @@ class StubPublisher:
 
     async def publish(self, batches: list[SettlementBatch]) -> None:
         self.sent.extend(batches)
+
+    async def open_partition(self, partition: int) -> int | None:
+        self.opened.append(partition)
+        return self.published_at.get(partition)
+
+    async def close_partition(self, partition: int) -> None:
+        self.closed.append(partition)
 
 
 class StubConsumer:
@@ -307,8 +318,8 @@ async def test_an_outage_is_logged_as_a_few_lines_not_one_per_attempt(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Five failed claims in a row make one 'retrying' line and one 'retry_succeeded' line."""
-    monkeypatch.setattr(matching_engine, "_RETRY_FIRST_S", 0.001)
-    monkeypatch.setattr(matching_engine, "_RETRY_MAX_S", 0.001)
+    monkeypatch.setattr(retry, "FIRST_DELAY_S", 0.001)
+    monkeypatch.setattr(retry, "MAX_DELAY_S", 0.001)
     store, consumer = FlakyStore(failures=5), StubConsumer()
     with structlog.testing.capture_logs() as logs:
         async with running(store, consumer) as engine:
@@ -330,3 +341,67 @@ async def test_one_slow_claim_does_not_hold_back_the_other_partitions() -> None:
         await eventually(lambda: engine.owned_partitions == [1], what="partition 1 live first")
         store.release_claims(0)
         await eventually(lambda: engine.owned_partitions == [0, 1], what="both live")
+
+
+def _log_of(technology: str, count: int) -> Any:
+    """A log reader serving ``count`` listings of ``technology`` (no deals to verify)."""
+
+    async def read(
+        topic: str, partition: int, start: int, end: int
+    ) -> AsyncGenerator[Sequence[CommandRecord], None]:
+        LOG_READS.append((partition, start, end))
+        yield [
+            LogRecord(offset, 1, technology.encode(), _listing(technology))
+            for offset in range(start, min(end, count))
+        ]
+
+    return read
+
+
+async def test_republishing_starts_where_the_committed_outputs_end() -> None:
+    """PostgreSQL's published mark lags (a crash after the broker committed): the sink's
+    position wins, so the events below it are not sent a second time."""
+    technology = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
+    store, consumer, publisher = StubStore(), StubConsumer(), StubPublisher()
+    store.next_offsets[0], store.published[0] = 3, 0
+    publisher.published_at[0] = 2
+    engine = MatchingEngine(Settings(), store, publisher, consumer, _log_of(technology, 3))
+    task = asyncio.create_task(engine.run())
+    try:
+        await eventually(lambda: consumer.listener is not None, what="the engine subscribed")
+        await consumer.assign(0)
+        await eventually(lambda: engine.owned_partitions == [0], what="partition 0 live")
+    finally:
+        engine.stop()
+        await asyncio.wait_for(task, 10)
+    assert [(b.first_offset, b.next_offset) for b in publisher.sent] == [(2, 3)]
+    assert store.published[0] == 3
+    assert publisher.opened == [0]
+
+
+async def test_outputs_ahead_of_postgresql_stop_the_engine() -> None:
+    """Topics that hold events PostgreSQL never settled belong to another database: stop."""
+    store, consumer, publisher = StubStore(), StubConsumer(), StubPublisher()
+    store.next_offsets[0] = 3
+    publisher.published_at[0] = 5
+    engine = MatchingEngine(Settings(), store, publisher, consumer, empty_log)
+    task = asyncio.create_task(engine.run())
+    await eventually(lambda: consumer.listener is not None, what="the engine subscribed")
+    await consumer.assign(0)
+    with pytest.raises(BaseExceptionGroup) as failure:
+        await asyncio.wait_for(task, 10)
+    assert failure.group_contains(OutputsAheadError)
+    assert engine.owned_partitions == []
+
+
+async def test_a_released_partition_lets_its_outputs_go() -> None:
+    """Handing a partition back closes its transactional producer; taking it again reopens."""
+    store, consumer, publisher = StubStore(), StubConsumer(), StubPublisher()
+    async with running(store, consumer, publisher) as engine:
+        await consumer.assign(0, 1)
+        await eventually(lambda: engine.owned_partitions == [0, 1], what="both live")
+        await consumer.revoke(1)
+        assert publisher.closed == [1]
+        await consumer.assign(1)
+        await eventually(lambda: engine.owned_partitions == [0, 1], what="1 live again")
+    assert sorted(publisher.opened) == [0, 1, 1]

@@ -1,0 +1,256 @@
+"""Exactly-once outputs: each command partition's events go out in Kafka transactions.
+
+Why transactions: PostgreSQL is the commit point, so an engine that dies between its
+PostgreSQL commit and the broker's acknowledgement leaves events the next owner must
+publish again. With plain sends it cannot know which of them arrived, and subscribers see
+duplicates. Here every batch's events (deals, executions, dead letters, market data) and the
+command offset they reach are committed in one transaction:
+
+- the transactional id is per command partition (``{group}.{commands topic}.{partition}``),
+  so the engine that takes a partition over fences every earlier owner: the broker aborts
+  their open transaction and refuses their next one;
+- the offset goes to the consumer group ``{group}.outputs`` inside the same transaction,
+  so the position read back at takeover is exactly what ``read_committed`` subscribers can
+  see: what lies below it is never sent again, what lies above it was never visible.
+
+One committer task per partition takes the batches in order and, when the broker is slower
+than matching, several at once in one transaction: a transaction costs a few round trips
+(about 10 ms here) whatever its size. A batch's transaction never commits before the ones
+queued ahead of it, and after a failure nothing later commits at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from functools import partial
+
+import structlog
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from engine.core.batch import SettlementBatch
+from engine.errors import BrokerUnavailableError, FencedError, PublishFailedError, TechXError
+from engine.producers.publisher import outputs_of, publish_error, send_in_batches
+from engine.retry import retrying
+from engine.settings import Settings
+
+log = structlog.get_logger()
+
+#: The broker aborts a transaction left open this long (a frozen engine): read_committed
+#: subscribers of its partitions wait at most that long before the next owner takes over.
+TRANSACTION_TIMEOUT_MS = 10_000
+#: aiokafka waits this long before asking again while the previous transaction's markers are
+#: still being written (CONCURRENT_TRANSACTIONS); its default, 100 ms, triples the latency.
+_RETRY_BACKOFF_MS = 10
+#: Most batches joined in one transaction when the broker falls behind.
+_MOST_BATCHES_PER_TRANSACTION = 64
+
+
+def transactional_id(settings: Settings, partition: int) -> str:
+    return f"{settings.group_id}.{settings.topics.commands}.{partition}"
+
+
+def progress_group(settings: Settings) -> str:
+    """The consumer group whose offsets say how far each partition's outputs are committed.
+
+    Its own group, never joined by a consumer: the engines' group commits the settled offset
+    for lag monitoring, and a commit there must never move the published position.
+    """
+    return f"{settings.group_id}.outputs"
+
+
+_Pending = tuple[SettlementBatch, "asyncio.Future[None]"]
+
+
+@dataclass(slots=True)
+class _PartitionOutputs:
+    producer: AIOKafkaProducer
+    queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue)
+    committer: asyncio.Task[None] | None = None
+    #: Set once a transaction failed for good: every later batch fails with it.
+    failure: TechXError | None = None
+
+
+class TransactionalPublisher:
+    """The EventSink of an engine that promises exactly-once outputs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._group = progress_group(settings)
+        self._admin: AIOKafkaAdminClient | None = None
+        self._partitions: dict[int, _PartitionOutputs] = {}
+        self._closing = False
+
+    async def open_partition(self, partition: int) -> int | None:
+        """Fence every earlier owner of the partition's outputs; return how far their
+        committed outputs reach (a command offset), or None if nothing was ever committed.
+
+        Starting the producer is Kafka's InitProducerId: it completes or aborts any
+        transaction an earlier owner left, so the position read afterwards is final.
+        """
+        await self.close_partition(partition)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            client_id=f"techx-engine-p{partition}",
+            transactional_id=transactional_id(self._settings, partition),
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            retry_backoff_ms=_RETRY_BACKOFF_MS,
+            linger_ms=0,
+            max_batch_size=1024 * 1024,
+            max_request_size=4 * 1024 * 1024,
+        )
+        try:
+            await producer.start()
+            position = await self._committed_position(partition)
+        except KafkaError as e:
+            await _stop_quietly(producer)
+            raise BrokerUnavailableError(
+                f"opening the outputs of partition {partition}: {e!r}"
+            ) from e
+        except BaseException:
+            await _stop_quietly(producer)
+            raise
+        outputs = _PartitionOutputs(producer)
+        outputs.committer = asyncio.create_task(self._commit_in_order(partition, outputs))
+        self._partitions[partition] = outputs
+        return position
+
+    async def close_partition(self, partition: int) -> None:
+        """Let the partition go: the engine has drained it, so nothing is queued."""
+        outputs = self._partitions.pop(partition, None)
+        if outputs is None:
+            return
+        if outputs.committer is not None:
+            outputs.committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await outputs.committer
+        _fail_queued(outputs, PublishFailedError(f"partition {partition} was closed"))
+        await _stop_quietly(outputs.producer)
+
+    async def close(self) -> None:
+        self._closing = True
+        for partition in list(self._partitions):
+            await self.close_partition(partition)
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+    async def send(self, batches: list[SettlementBatch]) -> list[asyncio.Future[None]]:
+        """Queue the batches; each future resolves once its transaction is committed."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for batch in batches:
+            future: asyncio.Future[None] = loop.create_future()
+            outputs = self._partitions.get(batch.partition)
+            if outputs is None:
+                future.set_exception(
+                    PublishFailedError(f"partition {batch.partition}'s outputs are not open")
+                )
+            elif outputs.failure is not None:
+                future.set_exception(outputs.failure)
+            else:
+                outputs.queue.put_nowait((batch, future))
+            futures.append(future)
+        return futures
+
+    async def publish(self, batches: list[SettlementBatch]) -> None:
+        """Commit the batches' events and wait until they are visible to read_committed."""
+        for result in await asyncio.gather(*await self.send(batches), return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+
+    def _is_closing(self) -> bool:
+        return self._closing
+
+    async def _committed_position(self, partition: int) -> int | None:
+        if self._admin is None:
+            self._admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._settings.kafka_bootstrap, client_id="techx-engine-admin"
+            )
+            await self._admin.start()
+        tp = TopicPartition(self._settings.topics.commands, partition)
+        offsets = await self._admin.list_consumer_group_offsets(self._group, partitions=[tp])
+        found = offsets.get(tp)
+        return found.offset if found is not None and found.offset >= 0 else None
+
+    async def _commit_in_order(self, partition: int, outputs: _PartitionOutputs) -> None:
+        """The partition's committer: one transaction at a time, batches first in first out."""
+        while True:
+            pending = [await outputs.queue.get()]
+            while len(pending) < _MOST_BATCHES_PER_TRANSACTION and not outputs.queue.empty():
+                pending.append(outputs.queue.get_nowait())
+            # A batch with no events (ticks that fired nothing) needs no transaction: a replay
+            # from before it makes no events either.
+            batches = [batch for batch, _ in pending if outputs_of(batch, self._settings.topics)]
+            try:
+                if batches:
+                    await retrying(
+                        "publish",
+                        partial(self._transaction, outputs.producer, partition, batches),
+                        give_up=self._is_closing,
+                        partition=partition,
+                    )
+            except TechXError as e:
+                outputs.failure = e
+                for _, future in pending:
+                    if not future.done():
+                        future.set_exception(e)
+                _fail_queued(outputs, e)
+                return
+            for _, future in pending:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _transaction(
+        self, producer: AIOKafkaProducer, partition: int, batches: list[SettlementBatch]
+    ) -> None:
+        commands_tp = TopicPartition(self._settings.topics.commands, partition)
+        try:
+            await producer.begin_transaction()
+            deliveries: list[asyncio.Future[object]] = []
+            for batch in batches:
+                for topic, messages in outputs_of(batch, self._settings.topics):
+                    deliveries.extend(await send_in_batches(producer, topic, partition, messages))
+            await producer.send_offsets_to_transaction(
+                {commands_tp: batches[-1].next_offset}, self._group
+            )
+            await asyncio.gather(*deliveries)
+            await producer.commit_transaction()
+        except ProducerFenced as e:
+            raise FencedError(
+                f"partition {partition}'s outputs were taken over by a newer engine: {e}",
+                partition,
+            ) from e
+        except KafkaError as e:
+            error = publish_error(e)
+            if error.retriable:
+                await _abort(producer, partition)
+            raise error from e
+
+
+async def _abort(producer: AIOKafkaProducer, partition: int) -> None:
+    """Abort before retrying: what the failed attempt sent stays invisible to read_committed."""
+    try:
+        await producer.abort_transaction()
+    except KafkaError as e:
+        raise PublishFailedError(
+            f"partition {partition}: a failed transaction could not be aborted ({e!r}); "
+            "stopping so that the next owner fences it and publishes from the log"
+        ) from e
+
+
+def _fail_queued(outputs: _PartitionOutputs, error: TechXError) -> None:
+    while not outputs.queue.empty():
+        _, future = outputs.queue.get_nowait()
+        if not future.done():
+            future.set_exception(error)
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    """Close a producer that may never have started or may be fenced; its errors do not
+    matter any more (the partition is being let go or was never taken)."""
+    with contextlib.suppress(KafkaError):
+        await producer.stop()
