@@ -291,6 +291,9 @@ class MatchingEngine:
                 f" offset {reached - 1}, but PostgreSQL has settled only below"
                 f" {claim.next_offset}; the database and the topics do not belong together"
             )
+        await self._retrying(
+            "mark published", partial(self._store.mark_published, claim, reached)
+        )  # catch the lagging mark up, so the snapshots it selects are the newest usable
         return replace(claim, published_offset=reached)
 
     def _keep_parked(self, claim: PartitionClaim) -> PartitionWorker | None:

@@ -81,6 +81,7 @@ class TransactionalPublisher:
         self._settings = settings
         self._group = progress_group(settings)
         self._admin: AIOKafkaAdminClient | None = None
+        self._admin_lock = asyncio.Lock()
         self._partitions: dict[int, _PartitionOutputs] = {}
         self._closing = False
 
@@ -162,17 +163,25 @@ class TransactionalPublisher:
             if isinstance(result, BaseException):
                 raise result
 
+    async def _started_admin(self) -> AIOKafkaAdminClient:
+        """One admin client, started once however many partitions recover side by side."""
+        async with self._admin_lock:
+            if self._admin is None:
+                admin = AIOKafkaAdminClient(
+                    bootstrap_servers=self._settings.kafka_bootstrap,
+                    client_id="techx-engine-admin",
+                )
+                await admin.start()
+                self._admin = admin
+            return self._admin
+
     def _is_closing(self) -> bool:
         return self._closing
 
     async def _committed_position(self, partition: int) -> int | None:
-        if self._admin is None:
-            self._admin = AIOKafkaAdminClient(
-                bootstrap_servers=self._settings.kafka_bootstrap, client_id="techx-engine-admin"
-            )
-            await self._admin.start()
+        admin = await self._started_admin()
         tp = TopicPartition(self._settings.topics.commands, partition)
-        offsets = await self._admin.list_consumer_group_offsets(self._group, partitions=[tp])
+        offsets = await admin.list_consumer_group_offsets(self._group, partitions=[tp])
         found = offsets.get(tp)
         return found.offset if found is not None and found.offset >= 0 else None
 
