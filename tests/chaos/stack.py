@@ -22,13 +22,10 @@ import devstack
 from devstack import StackSettings
 from devstack.kafka import KafkaPaths
 from devstack.postgres import cluster_home, running_as_root
+from tests.chaos import ChaosStackError
 
 #: Ports tried before giving up on finding a free pair for the broker (port, port + 1).
 _PORT_ATTEMPTS = 50
-
-
-class ChaosStackError(Exception):
-    """The private stack could not be prepared (no free port, no cached Kafka jars)."""
 
 
 @dataclass(frozen=True, slots=True)
