@@ -8,7 +8,12 @@ machine. Two phases on fresh topics and a fresh database:
    second is the engine's sustained rate with Kafka and PostgreSQL in the loop;
 2. offered load: with the engine caught up, orders arrive at a fixed rate; each deal's
    latency is its record timestamp on the deals topic (broker append time, after the
-   PostgreSQL commit) minus the command's append time carried in the deal's ``timestamp_ms``.
+   PostgreSQL commit) minus the command's append time carried in the deal's ``timestamp_ms``;
+   and, as a subscriber feels it, the moment a ``read_committed`` consumer receives the deal
+   minus that same append time (with exactly-once outputs a deal becomes visible when its
+   transaction commits, after it is appended).
+
+``--guarantee at_least_once`` runs the engine without transactions, for comparison.
 
 Prints numbers; asserts nothing about speed.
 """
@@ -35,7 +40,7 @@ from engine.consumers.log_reader import read_partition
 from engine.core.codec import decode_event
 from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
-from engine.settings import Settings, Topics
+from engine.settings import OUTPUT_GUARANTEES, Settings, Topics
 from engine.store.connection import connected
 from schemas.events import Deal
 
@@ -90,6 +95,7 @@ async def _wait_settled(
 def _start_engine(settings: Settings, log_level: str = "warning") -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        "TECHX_OUTPUT_GUARANTEE": settings.output_guarantee,
         "TECHX_TOPIC_PREFIX": settings.topics.prefix,
         "TECHX_DATABASE_URL": settings.database_url,
         "TECHX_GROUP_ID": settings.group_id,
@@ -139,6 +145,37 @@ async def _deal_latencies(settings: Settings, since: dict[int, int]) -> list[int
     return latencies
 
 
+async def _visible_latencies(
+    settings: Settings, since: dict[int, int], stop: asyncio.Event
+) -> list[int]:
+    """Deals as a downstream system sees them: received by a read_committed consumer."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        isolation_level="read_committed",
+        fetch_max_wait_ms=5,
+    )
+    await consumer.start()
+    latencies: list[int] = []
+    try:
+        tps = [TopicPartition(settings.topics.deals, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, since.get(tp.partition, 0))
+        while not stop.is_set():
+            fetched = await consumer.getmany(timeout_ms=50)
+            now_ms = time.time() * 1000
+            for records in fetched.values():
+                for record in records:
+                    deal = decode_event(record.value)
+                    assert isinstance(deal, Deal)
+                    latencies.append(round(now_ms - deal.timestamp_ms))
+    finally:
+        await asyncio.sleep(0)
+        await consumer.stop()
+    return latencies
+
+
 async def _deal_ends(settings: Settings) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
     await consumer.start()
@@ -154,18 +191,23 @@ def _percentile(values: list[int], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
 
-async def run(orders: int, rate: int, seconds: float, technologies: int, seed: int) -> None:
+async def run(
+    orders: int, rate: int, seconds: float, technologies: int, seed: int, guarantee: str | None
+) -> None:
     stack = StackSettings.from_env()
     await asyncio.to_thread(devstack.up, stack)
     base = replace(
         Settings.from_env(), kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url
     )
+    if guarantee is not None:
+        base = replace(base, output_guarantee=guarantee)
     settings = await _fresh(base, str(int(time.time())))
     flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
     backlog = flow.listing_commands() + flow.next_commands(orders)
     print(
         f"end-to-end benchmark: {technologies} technologies, {settings.partitions} partitions, "
-        f"engine batch <= {settings.batch_max_records} records"
+        f"engine batch <= {settings.batch_max_records} records, outputs "
+        f"{settings.output_guarantee}"
     )
 
     async with TradingClient(settings, client_id="bench-frontend") as client:
@@ -187,6 +229,8 @@ async def run(orders: int, rate: int, seconds: float, technologies: int, seed: i
             )
 
             since = await _deal_ends(settings)
+            seen_stop = asyncio.Event()
+            seen = asyncio.create_task(_visible_latencies(settings, since, seen_stop))
             total = len(backlog)
             slice_s = 0.01
             per_slice = max(1, int(rate * slice_s))
@@ -198,6 +242,9 @@ async def run(orders: int, rate: int, seconds: float, technologies: int, seed: i
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             offered = total - len(backlog)
             await _wait_settled(settings, total, engine, "offered load")
+            await asyncio.sleep(1.0)  # the last transactions commit; the reader catches up
+            seen_stop.set()
+            visible = await seen
             latencies = await _deal_latencies(settings, since)
             if latencies:
                 print(
@@ -208,6 +255,16 @@ async def run(orders: int, rate: int, seconds: float, technologies: int, seed: i
                     f"               p50 {_percentile(latencies, 50):.0f} ms   "
                     f"p90 {_percentile(latencies, 90):.0f} ms   "
                     f"p99 {_percentile(latencies, 99):.0f} ms   max {max(latencies)} ms"
+                )
+            if visible:
+                print(
+                    f"               command-in to deal received by a read_committed "
+                    f"subscriber ({len(visible):,} deals):"
+                )
+                print(
+                    f"               p50 {_percentile(visible, 50):.0f} ms   "
+                    f"p90 {_percentile(visible, 90):.0f} ms   "
+                    f"p99 {_percentile(visible, 99):.0f} ms   max {max(visible)} ms"
                 )
         finally:
             stopping = time.monotonic()
@@ -227,8 +284,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="offered load duration")
     parser.add_argument("--technologies", type=int, default=16)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--guarantee",
+        choices=OUTPUT_GUARANTEES,
+        help="the engine's TECHX_OUTPUT_GUARANTEE (default: as the environment says)",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.orders, args.rate, args.seconds, args.technologies, args.seed))
+    asyncio.run(
+        run(args.orders, args.rate, args.seconds, args.technologies, args.seed, args.guarantee)
+    )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.producer import sender as aiokafka_sender
 
 from engine.core.batch import SettlementBatch
 from engine.errors import BrokerUnavailableError, FencedError, PublishFailedError, TechXError
@@ -38,6 +39,12 @@ from engine.retry import retrying
 from engine.settings import Settings
 
 log = structlog.get_logger()
+
+# aiokafka waits a fixed 20 ms before retrying AddPartitionsToTxn while the previous
+# transaction's markers are still being written (CONCURRENT_TRANSACTIONS, KAFKA-5477), and
+# offers no setting for it. Every transaction but the first meets it; measured with four
+# partitions committing side by side: p90 29-34 ms at 20 ms, 17-18 ms at 2 ms.
+aiokafka_sender.BACKOFF_OVERRIDE = 0.002
 
 #: The broker aborts a transaction left open this long (a frozen engine): read_committed
 #: subscribers of its partitions wait at most that long before the next owner takes over.
