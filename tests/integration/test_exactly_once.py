@@ -1,0 +1,119 @@
+"""Exactly-once outputs: a read_committed subscriber sees every event once, byte for byte as a
+pure replay makes them, whatever the previous owner of a partition left behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
+
+from engine.core.partitioning import partition_for
+from engine.producers.client import TradingClient
+from engine.producers.simulation import OrderFlow, generated_listings
+from engine.producers.transactions import transactional_id
+from engine.settings import Settings
+from engine.store.connection import connected
+from schemas.commands import TechnologyCommand
+from tests.integration.harness import (
+    expected_outputs,
+    read_topic,
+    running_engine,
+    wait_until_settled,
+)
+
+pytestmark = pytest.mark.integration
+
+ZOMBIE_VALUE = b'{"type":"deal","note":"sent by an owner that died before committing"}'
+
+
+def _stream(orders: int) -> list[TechnologyCommand]:
+    flow = OrderFlow(23, generated_listings(6), invalid_ratio=0.03)
+    return flow.listing_commands() + flow.next_commands(orders)
+
+
+async def _read_uncommitted(settings: Settings, topic: str, partition: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        isolation_level="read_uncommitted",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        values: list[bytes] = []
+        while await consumer.position(tp) < end:
+            for records in (await consumer.getmany(tp, timeout_ms=1000)).values():
+                values.extend(r.value for r in records if r.value is not None)
+        return values
+    finally:
+        await asyncio.sleep(0)
+        await consumer.stop()
+
+
+async def test_a_dead_owners_open_transaction_is_aborted_and_never_seen(
+    settings: Settings,
+) -> None:
+    """An owner died mid-transaction (its events written, not committed). The next owner
+    fences it: read_committed never sees those records, the zombie cannot commit them later,
+    and every topic holds exactly what a pure replay of the log makes."""
+    commands = _stream(1500)
+    async with TradingClient(settings) as client:
+        await client.send_many(commands)
+    partition = partition_for(commands[0].technology_id, settings.partitions)
+    zombie = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        transactional_id=transactional_id(settings, partition),
+    )
+    await zombie.start()
+    try:
+        await zombie.begin_transaction()
+        await zombie.send_and_wait(settings.topics.deals, ZOMBIE_VALUE, partition=partition)
+        async with running_engine(settings):
+            await wait_until_settled(settings)
+        with pytest.raises(ProducerFenced):
+            await zombie.commit_transaction()
+    finally:
+        await zombie.stop()
+
+    expected = await expected_outputs(settings)
+    for topic, index in (
+        (settings.topics.deals, 0),
+        (settings.topics.executions, 1),
+        (settings.topics.dead_letters, 2),
+    ):
+        committed = await read_topic(settings, topic)
+        for p, records in committed.items():
+            assert [r.value for r in records] == expected[p][index], f"{topic}[{p}] exactly once"
+    uncommitted = await _read_uncommitted(settings, settings.topics.deals, partition)
+    assert ZOMBIE_VALUE in uncommitted, "the aborted record is there, for uncommitted readers"
+
+
+async def test_a_restart_with_a_lagging_mark_sends_every_event_once(settings: Settings) -> None:
+    """Stop, forget the PostgreSQL published marks (a crash right after the broker committed),
+    restart twice: the committed position in the outputs group keeps every topic exact."""
+    commands = _stream(1200)
+    async with TradingClient(settings) as client:
+        async with running_engine(settings):
+            await client.send_many(commands[:600])
+            await wait_until_settled(settings)
+        for rest in (commands[600:900], commands[900:]):
+            async with connected(settings.database_url) as connection:
+                await connection.execute("UPDATE partition_state SET published_offset = 0")
+            await client.send_many(rest)
+            async with running_engine(settings):
+                await wait_until_settled(settings)
+
+    expected = await expected_outputs(settings)
+    for topic, index in (
+        (settings.topics.deals, 0),
+        (settings.topics.executions, 1),
+        (settings.topics.dead_letters, 2),
+    ):
+        committed = await read_topic(settings, topic)
+        for p, records in committed.items():
+            assert [r.value for r in records] == expected[p][index], f"{topic}[{p}] exactly once"
