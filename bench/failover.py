@@ -1,10 +1,11 @@
-"""Failover after a crash: ``python -m bench.failover [--rounds 5] [--session-ms 2000]``.
+"""Failover: ``python -m bench.failover [--rounds 5] [--session-ms 2000] [--stop kill|term]``.
 
-Two engines run as separate processes in one consumer group. Each round ``kill -9``s the
-engine that owns partitions, starts a replacement, and measures how long until every
-partition is live again: a probe order sent to each partition right after the kill is
-settled in PostgreSQL. Prints each round and the median and maximum. Numbers are for
-people: no assertions.
+Two engines run as separate processes in one consumer group. Each round stops the older
+engine, starts a replacement, and measures how long until every partition is live again: a
+probe order sent to each partition right after the stop is settled in PostgreSQL. ``kill``
+(the default) is a crash, ``kill -9``: the group waits out the session timeout. ``term`` is
+a rolling restart: SIGTERM, the engine drains and leaves the group at once. Prints each
+round and the median and maximum. Numbers are for people: no assertions.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ async def _wait_all_settled(settings: Settings, ends: dict[int, int], timeout_s:
     raise TimeoutError(f"not every partition was live within {timeout_s} s")
 
 
-async def main_async(rounds: int, session_ms: int) -> None:
+_SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM}
+
+
+async def main_async(rounds: int, session_ms: int, stop: str) -> None:
     base = Settings.from_env()
     tag = f"failover{int(time.time())}"
     settings = replace(
@@ -91,13 +95,13 @@ async def main_async(rounds: int, session_ms: int) -> None:
             await _wait_all_settled(settings, {p: o + 1 for p, o in offsets.items()}, 120)
             print(
                 f"failover benchmark: {settings.partitions} partitions, 2 engines, "
-                f"session timeout {session_ms} ms, {rounds} rounds of kill -9"
+                f"session timeout {session_ms} ms, {rounds} rounds of "
+                f"{'kill -9' if stop == 'kill' else 'SIGTERM (rolling restart)'}"
             )
             for n in range(1, rounds + 1):
                 victim = engines.pop(0)
-                victim.send_signal(signal.SIGKILL)
+                victim.send_signal(_SIGNALS[stop])
                 killed_at = time.monotonic()
-                victim.wait()
                 engines.append(_engine(settings, session_ms))
                 ends = {}
                 for technology in technologies:
@@ -106,7 +110,9 @@ async def main_async(rounds: int, session_ms: int) -> None:
                 await _wait_all_settled(settings, ends, 120)
                 took = time.monotonic() - killed_at
                 timings.append(took)
-                print(f"  round {n}: every partition live again {took:5.2f} s after kill -9")
+                await asyncio.to_thread(victim.wait)
+                how = "kill -9" if stop == "kill" else "SIGTERM"
+                print(f"  round {n}: every partition live again {took:5.2f} s after {how}")
                 await asyncio.sleep(session_ms / 1000 + 2)  # let the group settle with both
     finally:
         for engine in engines:
@@ -134,8 +140,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--session-ms", type=int, default=2_000)
+    parser.add_argument("--stop", choices=sorted(_SIGNALS), default="kill")
     args = parser.parse_args()
-    asyncio.run(main_async(args.rounds, args.session_ms))
+    asyncio.run(main_async(args.rounds, args.session_ms, args.stop))
 
 
 if __name__ == "__main__":
