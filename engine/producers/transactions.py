@@ -35,7 +35,7 @@ from functools import partial
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalOperation, KafkaError
 from aiokafka.producer import sender as aiokafka_sender
 
 from engine.core.batch import SettlementBatch
@@ -249,10 +249,11 @@ class TransactionalPublisher:
         try:
             async with asyncio.timeout(TRANSACTION_TIMEOUT_MS / 1000):
                 await self._transaction(outputs.producer, partition, batches)
-        except (KafkaError, TimeoutError) as e:
+        except (KafkaError, IllegalOperation, TimeoutError) as e:
             # Whatever failed (the broker restarted under the sender, a stale engine's
-            # InitProducerId fenced this producer, a transaction hung), the next attempt
-            # starts from a fresh producer and the position it reads.
+            # InitProducerId fenced this producer, a transaction hung, the producer's state
+            # left the transaction: aiokafka's IllegalOperation is no KafkaError), the next
+            # attempt starts from a fresh producer and the position it reads.
             outputs.broken = True
             raise BrokerUnavailableError(
                 f"publishing partition {partition}'s events failed ({e!r}); "
