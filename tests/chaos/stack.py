@@ -40,7 +40,9 @@ class PrivateStack:
     ) -> PrivateStack:
         """A stack kept in ``state_dir``, on the given ports or on free ones."""
         kafka = kafka_port if kafka_port is not None else free_port(with_next=True)
-        postgres = postgres_port if postgres_port is not None else free_port(avoid=(kafka, kafka + 1))
+        postgres = (
+            postgres_port if postgres_port is not None else free_port(avoid=(kafka, kafka + 1))
+        )
         # Built field by field, not from the environment: TECHX_KAFKA_BOOTSTRAP or
         # TECHX_DATABASE_URL there name the shared servers, which this stack must not touch.
         pg_bin = Path(os.environ.get("TECHX_PG_BIN") or StackSettings().pg_bin)
@@ -137,4 +139,3 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
-

@@ -180,7 +180,9 @@ async def read_topics(
             while pending := [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
                 fetched = await consumer.getmany(*pending, timeout_ms=1000, max_records=20_000)
                 for tp, records in fetched.items():
-                    found[(tp.topic, tp.partition)].extend(r for r in records if r.offset < ends[tp])
+                    found[(tp.topic, tp.partition)].extend(
+                        r for r in records if r.offset < ends[tp]
+                    )
     except TimeoutError as e:
         raise ChaosTimeoutError(
             f"reading {', '.join(topics)} ({isolation}) took over {_READ_TIMEOUT_S:.0f} s"
@@ -242,8 +244,7 @@ async def read_store(settings: Settings) -> StoredState:
     topic = settings.topics.commands
     async with connected(settings.database_url) as connection:
         positions = await connection.fetch(
-            "SELECT partition, next_offset, published_offset FROM partition_state"
-            " WHERE topic = $1",
+            "SELECT partition, next_offset, published_offset FROM partition_state WHERE topic = $1",
             topic,
         )
         deals = await connection.fetch(
@@ -266,7 +267,9 @@ async def read_store(settings: Settings) -> StoredState:
         # json comes back as text; the replay has the bytes that were stored.
         outcomes=[(*tuple(row)[:-1], str(row[-1]).encode()) for row in outcomes],
         dead_letters=[tuple(row) for row in dead],
-        snapshots={(row["partition"], row["next_offset"]): bytes(row["state"]) for row in snapshots},
+        snapshots={
+            (row["partition"], row["next_offset"]): bytes(row["state"]) for row in snapshots
+        },
     )
 
 
