@@ -23,7 +23,7 @@ from engine.core.codec import MAX_COMMAND_BYTES, decode_command, decode_event, e
 from engine.core.market import Market
 from engine.core.partitioning import partition_for
 from engine.errors import DecodeError
-from schemas.commands import CancelOrder, ListTechnology, PlaceOrder, Tick
+from schemas.commands import CancelOrder, ListTechnology, PlaceOrder
 from schemas.common import DeadLetterReason
 from schemas.events import Deal, Event, OrderAccepted, OrderDone, TechnologyListed
 
