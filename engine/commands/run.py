@@ -7,8 +7,10 @@ import contextlib
 import gc
 import signal
 from functools import partial
+from typing import Any
 
 import structlog
+from aiokafka.errors import KafkaError
 
 from engine.consumers.command_consumer import command_consumer
 from engine.consumers.log_reader import read_partition
@@ -41,6 +43,8 @@ async def run_engine(
         settings, store, publisher, command_consumer(settings), partial(read_partition, settings)
     )
     loop = asyncio.get_running_loop()
+    # Kept after the engine stops: the futures it reports are collected whenever GC runs.
+    loop.set_exception_handler(_quiet_abandoned_kafka_futures)
     installed: list[signal.Signals] = []
     if stop is None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -80,6 +84,19 @@ async def open_publisher(settings: Settings) -> EventPublisher | TransactionalPu
     producer = make_producer(settings)
     await producer.start()
     return EventPublisher(producer, settings.topics)
+
+
+def _quiet_abandoned_kafka_futures(
+    loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+) -> None:
+    """A fenced or broken aiokafka producer fails internal futures nobody awaits (its batches'
+    drain waiters); the engine has already handled the failure (it took the outputs over
+    again, or stopped) and logged it once. Anything else goes to the default handler."""
+    error = context.get("exception")
+    if isinstance(error, KafkaError) and "never retrieved" in str(context.get("message", "")):
+        log.debug("kafka_future_abandoned", error=repr(error))
+        return
+    loop.default_exception_handler(context)
 
 
 def tune_garbage_collector() -> None:

@@ -33,6 +33,7 @@ from engine.consumers.ports import CommandConsumer, EventSink, LogReader, Settle
 from engine.core.batch import CommandRecord, PartitionProcessor, SettlementBatch
 from engine.core.market import Market
 from engine.errors import (
+    BrokerUnavailableError,
     DeterminismError,
     OutputsAheadError,
     PipelineBrokenError,
@@ -159,7 +160,12 @@ class MatchingEngine:
         self._ready = ready if ready is not None else asyncio.Event()
         settings, consumer = self._settings, self._consumer
         consumer.subscribe([settings.topics.commands], listener=_Rebalance(self))
-        await consumer.start()
+        try:
+            await consumer.start()
+        except KafkaError as e:
+            raise BrokerUnavailableError(
+                f"cannot join the consumer group at {settings.kafka_bootstrap}: {e!r}"
+            ) from e
         log.info("engine_started", group=settings.group_id, topic=settings.topics.commands)
         try:
             async with asyncio.TaskGroup() as stages:
@@ -285,7 +291,10 @@ class MatchingEngine:
         crash in between) but never leads. Their maximum is where republishing starts.
         """
         reached = await self._retrying(
-            "open outputs", partial(self._publisher.open_partition, claim.partition)
+            "open outputs",
+            partial(
+                self._publisher.open_partition, claim.partition, partial(self._store.owns, claim)
+            ),
         )
         if reached is None or reached <= claim.published_offset:
             return claim

@@ -10,7 +10,7 @@ its public ``run``/``assign``/``release``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
@@ -50,6 +50,8 @@ class SettlementLedger(Protocol):
 
     async def settle(self, items: list[Settlement]) -> None: ...
 
+    async def owns(self, claim: PartitionClaim) -> bool: ...
+
     async def mark_published(self, claim: PartitionClaim, published_offset: int) -> None: ...
 
     async def settled_deal_totals(
@@ -60,9 +62,14 @@ class SettlementLedger(Protocol):
 class EventSink(Protocol):
     """Where settled events go (the Kafka EventPublisher and TransactionalPublisher)."""
 
-    async def open_partition(self, partition: int) -> int | None:
+    async def open_partition(
+        self, partition: int, still_owner: Callable[[], Awaitable[bool]]
+    ) -> int | None:
         """Take the partition's outputs over (fencing earlier owners where the sink can);
-        the command offset its published events are known to reach, if the sink knows."""
+        the command offset its published events are known to reach, if the sink knows.
+        ``still_owner`` asks PostgreSQL whether this engine still owns the partition: a sink
+        that must take its outputs over again (its producer failed or was fenced by a stale
+        engine) asks first, so it never fences a rightful newer owner."""
         ...
 
     async def close_partition(self, partition: int) -> None: ...

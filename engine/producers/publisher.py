@@ -7,6 +7,7 @@ events stay in order on every topic (all TechX topics have the same partition co
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -59,7 +60,9 @@ class EventPublisher:
             raise publish_error(e) from e
         return pending
 
-    async def open_partition(self, partition: int) -> int | None:
+    async def open_partition(
+        self, partition: int, still_owner: Callable[[], Awaitable[bool]]
+    ) -> int | None:
         """Plain sends keep no published position in Kafka: PostgreSQL's mark is the one."""
         return None
 

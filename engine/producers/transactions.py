@@ -16,25 +16,31 @@ command offset they reach are committed in one transaction:
 One committer task per partition takes the batches in order and, when the broker is slower
 than matching, several at once in one transaction: a transaction costs a few round trips
 (about 10 ms here) whatever its size. A batch's transaction never commits before the ones
-queued ahead of it, and after a failure nothing later commits at all.
+queued ahead of it.
+
+A failed transaction (the broker restarted under the producer, or a stale engine's late
+InitProducerId fenced it) is retried with a fresh producer, which reads the committed
+position again and sends only what lies above it; but only after PostgreSQL confirms this
+engine still owns the partition, so a rightful newer owner is never fenced in turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import KafkaError
 from aiokafka.producer import sender as aiokafka_sender
 
 from engine.core.batch import SettlementBatch
 from engine.errors import BrokerUnavailableError, FencedError, PublishFailedError, TechXError
-from engine.producers.publisher import outputs_of, publish_error, send_in_batches
+from engine.producers.publisher import outputs_of, send_in_batches
 from engine.retry import retrying
 from engine.settings import Settings
 
@@ -75,7 +81,11 @@ _Pending = tuple[SettlementBatch, "asyncio.Future[None]"]
 @dataclass(slots=True)
 class _PartitionOutputs:
     producer: AIOKafkaProducer
+    #: Asks PostgreSQL whether this engine still owns the partition.
+    still_owner: Callable[[], Awaitable[bool]]
     queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue)
+    #: The last attempt failed: the producer is replaced before the next.
+    broken: bool = False
     committer: asyncio.Task[None] | None = None
     #: Set once a transaction failed for good: every later batch fails with it.
     failure: TechXError | None = None
@@ -92,7 +102,9 @@ class TransactionalPublisher:
         self._partitions: dict[int, _PartitionOutputs] = {}
         self._closing = False
 
-    async def open_partition(self, partition: int) -> int | None:
+    async def open_partition(
+        self, partition: int, still_owner: Callable[[], Awaitable[bool]]
+    ) -> int | None:
         """Fence every earlier owner of the partition's outputs; return how far their
         committed outputs reach (a command offset), or None if nothing was ever committed.
 
@@ -100,6 +112,13 @@ class TransactionalPublisher:
         transaction an earlier owner left, so the position read afterwards is final.
         """
         await self.close_partition(partition)
+        producer, position = await self._start_producer(partition)
+        outputs = _PartitionOutputs(producer, still_owner)
+        outputs.committer = asyncio.create_task(self._commit_in_order(partition, outputs))
+        self._partitions[partition] = outputs
+        return position
+
+    async def _start_producer(self, partition: int) -> tuple[AIOKafkaProducer, int | None]:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_bootstrap,
             client_id=f"techx-engine-p{partition}",
@@ -121,10 +140,7 @@ class TransactionalPublisher:
         except BaseException:
             await _stop_quietly(producer)
             raise
-        outputs = _PartitionOutputs(producer)
-        outputs.committer = asyncio.create_task(self._commit_in_order(partition, outputs))
-        self._partitions[partition] = outputs
-        return position
+        return producer, position
 
     async def close_partition(self, partition: int) -> None:
         """Let the partition go: the engine has drained it, so nothing is queued."""
@@ -205,7 +221,7 @@ class TransactionalPublisher:
                 if batches:
                     await retrying(
                         "publish",
-                        partial(self._transaction, outputs.producer, partition, batches),
+                        partial(self._deliver, partition, outputs, batches),
                         give_up=self._is_closing,
                         partition=partition,
                     )
@@ -220,13 +236,51 @@ class TransactionalPublisher:
                 if not future.done():
                     future.set_result(None)
 
+    async def _deliver(
+        self, partition: int, outputs: _PartitionOutputs, batches: list[SettlementBatch]
+    ) -> None:
+        """One attempt at committing ``batches``. After a failed attempt the producer is
+        replaced first, and only what its committed position does not cover is sent."""
+        if outputs.broken:
+            position = await self._reopen(partition, outputs)
+            batches[:] = _above(batches, position, partition)
+            if not batches:
+                return
+        try:
+            async with asyncio.timeout(TRANSACTION_TIMEOUT_MS / 1000):
+                await self._transaction(outputs.producer, partition, batches)
+        except (KafkaError, TimeoutError) as e:
+            # Whatever failed (the broker restarted under the sender, a stale engine's
+            # InitProducerId fenced this producer, a transaction hung), the next attempt
+            # starts from a fresh producer and the position it reads.
+            outputs.broken = True
+            raise BrokerUnavailableError(
+                f"publishing partition {partition}'s events failed ({e!r}); "
+                "taking its outputs over again"
+            ) from e
+
+    async def _reopen(self, partition: int, outputs: _PartitionOutputs) -> int | None:
+        """Replace a failed producer, unless another engine owns the partition now: then
+        taking the outputs over would fence the rightful owner, so this engine stops."""
+        if not await outputs.still_owner():
+            raise FencedError(
+                f"partition {partition} was claimed by another engine while its events were "
+                "being published: stopping (the new owner publishes them)",
+                partition,
+            )
+        await _stop_quietly(outputs.producer)
+        outputs.producer, position = await self._start_producer(partition)
+        outputs.broken = False
+        log.info("outputs_reopened", partition=partition, committed_position=position)
+        return position
+
     async def _transaction(
         self, producer: AIOKafkaProducer, partition: int, batches: list[SettlementBatch]
     ) -> None:
         commands_tp = TopicPartition(self._settings.topics.commands, partition)
+        deliveries: list[asyncio.Future[object]] = []
         try:
             await producer.begin_transaction()
-            deliveries: list[asyncio.Future[object]] = []
             for batch in batches:
                 for topic, messages in outputs_of(batch, self._settings.topics):
                     deliveries.extend(await send_in_batches(producer, topic, partition, messages))
@@ -235,27 +289,42 @@ class TransactionalPublisher:
             )
             await asyncio.gather(*deliveries)
             await producer.commit_transaction()
-        except ProducerFenced as e:
-            raise FencedError(
-                f"partition {partition}'s outputs were taken over by a newer engine: {e}",
-                partition,
-            ) from e
-        except KafkaError as e:
-            error = publish_error(e)
-            if error.retriable:
-                await _abort(producer, partition)
-            raise error from e
+        finally:
+            _retrieve_failures(deliveries)
 
 
-async def _abort(producer: AIOKafkaProducer, partition: int) -> None:
-    """Abort before retrying: what the failed attempt sent stays invisible to read_committed."""
-    try:
-        await producer.abort_transaction()
-    except KafkaError as e:
+def _above(
+    batches: list[SettlementBatch], position: int | None, partition: int
+) -> list[SettlementBatch]:
+    """The batches a fresh producer still has to commit: those at or above the committed
+    position. One that straddles it (another engine committed part of it, in its own batch
+    boundaries) cannot be split here: stop, and the restart republishes from the log."""
+    if position is None:
+        return batches
+    kept = [b for b in batches if b.next_offset > position]
+    if kept and kept[0].first_offset < position:
         raise PublishFailedError(
-            f"partition {partition}: a failed transaction could not be aborted ({e!r}); "
-            "stopping so that the next owner fences it and publishes from the log"
-        ) from e
+            f"partition {partition}: committed outputs reach offset {position}, inside a batch "
+            f"of offsets {kept[0].first_offset}..{kept[0].next_offset - 1}; stopping so that "
+            "the next start republishes exactly what is missing"
+        )
+    return kept
+
+
+def _retrieve_failures(futures: list[asyncio.Future[object]]) -> None:
+    """Mark the failures of abandoned deliveries as seen: the transaction that owned them
+    failed as a whole, and asyncio would otherwise report each one at exit."""
+    for future in futures:
+        if future.done():
+            if not future.cancelled():
+                future.exception()
+        else:
+            future.add_done_callback(_seen)
+
+
+def _seen(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _fail_queued(outputs: _PartitionOutputs, error: TechXError) -> None:
@@ -267,6 +336,13 @@ def _fail_queued(outputs: _PartitionOutputs, error: TechXError) -> None:
 
 async def _stop_quietly(producer: AIOKafkaProducer) -> None:
     """Close a producer that may never have started or may be fenced; its errors do not
-    matter any more (the partition is being let go or was never taken)."""
+    matter any more (the partition is being let go, was never taken, or is taken over by a
+    fresh producer)."""
+    # A fenced or failed aiokafka producer sets its failure on a transaction waiter that
+    # only commit/abort would await, and neither is allowed any more; asyncio would report
+    # it as never retrieved. (aiokafka keeps it private: read defensively.)
+    waiter = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
+    if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
+        waiter.exception()
     with contextlib.suppress(KafkaError):
         await producer.stop()

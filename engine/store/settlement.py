@@ -176,6 +176,18 @@ class SettlementStore:
             partition, row["owner_epoch"], row["next_offset"], row["published_offset"]
         )
 
+    async def owns(self, claim: PartitionClaim) -> bool:
+        """Whether ``claim`` is still the partition's newest: no other engine claimed since."""
+        try:
+            epoch = await self._pool.fetchval(
+                "SELECT owner_epoch FROM partition_state WHERE topic = $1 AND partition = $2",
+                self._topic,
+                claim.partition,
+            )
+        except _STORE_ERRORS as e:
+            raise _store_error(e, f"checking the owner of partition {claim.partition}") from e
+        return bool(epoch == claim.owner_epoch)
+
     async def settle(self, items: list[Settlement]) -> None:
         """Write the batches of several partitions and move their offsets, or nothing at all.
 

@@ -14,6 +14,7 @@ import bisect
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -36,8 +37,8 @@ from tests.chaos import ChaosTimeoutError
 #: How long reading one topic may take before the harness gives up (it is a few seconds).
 _READ_TIMEOUT_S = 180.0
 #: A message as a reader compares it: key, value and headers.
-Message = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
-Record = ConsumerRecord[bytes, bytes]
+Message: TypeAlias = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -61,7 +62,7 @@ def install_kill_after_settles(count: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     # Patching a method is exactly the point here, and only in this process.
-    SettlementStore.settle = settle_then_die  # type: ignore[method-assign]
+    SettlementStore.settle = settle_then_die  # type: ignore[method-assign,assignment]
 
 
 def main() -> int:
@@ -101,20 +102,34 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
 
 def failure_of(log_file: Path) -> str | None:
     """The error type a victim named in its last ``victim_failed`` line, if any."""
-    found: str | None = None
+    entry = last_event(log_file, FAILED)
+    return None if entry is None else str(entry.get("error_type"))
+
+
+def committed_unpublished(log_file: Path) -> dict[int, int] | None:
+    """What an armed victim had committed (partition -> next offset) when it killed itself."""
+    entry = last_event(log_file, KILLED_AFTER_COMMIT)
+    if entry is None:
+        return None
+    return dict(zip(entry.get("partitions", []), entry.get("next_offsets", []), strict=False))
+
+
+def last_event(log_file: Path, event: str) -> dict[str, Any] | None:
+    """The last JSON log line of ``event`` in a victim's log (other lines are skipped)."""
+    found: dict[str, Any] | None = None
     try:
         lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return None
     for line in lines:
-        if FAILED not in line:
+        if event not in line:
             continue
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(entry, dict) and entry.get("event") == FAILED:
-            found = str(entry.get("error_type"))
+        if isinstance(entry, dict) and entry.get("event") == event:
+            found = entry
     return found
 
 

@@ -117,3 +117,33 @@ async def test_a_restart_with_a_lagging_mark_sends_every_event_once(settings: Se
         committed = await read_topic(settings, topic)
         for p, records in committed.items():
             assert [r.value for r in records] == expected[p][index], f"{topic}[{p}] exactly once"
+
+
+async def test_a_stale_engines_late_takeover_does_not_stop_the_owner(settings: Settings) -> None:
+    """A stale engine's InitProducerId (its recovery finished after the partition moved on)
+    fences the owner's producer. PostgreSQL still names the owner, so it takes its outputs
+    over again and goes on: nothing stops, nothing doubles."""
+    commands = _stream(1200)
+    async with TradingClient(settings) as client, running_engine(settings) as engine:
+        await client.send_many(commands[:600])
+        await wait_until_settled(settings)
+        for partition in range(settings.partitions):
+            stale = AIOKafkaProducer(
+                bootstrap_servers=settings.kafka_bootstrap,
+                transactional_id=transactional_id(settings, partition),
+            )
+            await stale.start()  # InitProducerId: the owner's producer is fenced
+            await stale.stop()
+        await client.send_many(commands[600:])
+        await wait_until_settled(settings)
+        assert not engine.done(), "the owner went on"
+
+    expected = await expected_outputs(settings)
+    for topic, index in (
+        (settings.topics.deals, 0),
+        (settings.topics.executions, 1),
+        (settings.topics.dead_letters, 2),
+    ):
+        committed = await read_topic(settings, topic)
+        for p, records in committed.items():
+            assert [r.value for r in records] == expected[p][index], f"{topic}[{p}] exactly once"

@@ -10,7 +10,7 @@ for real is tested in tests/integration.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -75,6 +75,9 @@ class StubStore:
         for item in items:
             self.next_offsets[item.batch.partition] = item.batch.next_offset
 
+    async def owns(self, claim: PartitionClaim) -> bool:
+        return self.epochs.get(claim.partition) == claim.owner_epoch
+
     async def mark_published(self, claim: PartitionClaim, published_offset: int) -> None:
         self.published[claim.partition] = max(
             self.published.get(claim.partition, 0), published_offset
@@ -105,7 +108,9 @@ class StubPublisher:
     async def publish(self, batches: list[SettlementBatch]) -> None:
         self.sent.extend(batches)
 
-    async def open_partition(self, partition: int) -> int | None:
+    async def open_partition(
+        self, partition: int, still_owner: Callable[[], Awaitable[bool]]
+    ) -> int | None:
         self.opened.append(partition)
         return self.published_at.get(partition)
 
