@@ -5,9 +5,12 @@ A tagged union on ``type``: decoding picks the struct from the tag in one pass.
 
 from __future__ import annotations
 
-from msgspec import Struct
+from typing import Annotated
+
+from msgspec import Meta, Struct
 
 from schemas.common import (
+    AccessModeText,
     DisplayText,
     DurationMs,
     Identifier,
@@ -18,6 +21,7 @@ from schemas.common import (
     OrderTypeText,
     Price,
     Quantity,
+    RoleText,
     SideText,
     TickSize,
     TimeInForceText,
@@ -51,6 +55,9 @@ class PlaceOrder(
     time_in_force: TimeInForceText = "gtc"
     expires_at_ms: LogTimeMs | None = None
     post_only: bool = False
+    #: Who sent the command, when not ``participant_id`` itself: a broker acting for its
+    #: client, or an operator. The gateway stamps it with the authenticated participant.
+    submitted_by: Identifier | None = None
 
 
 class CancelOrder(
@@ -61,6 +68,9 @@ class CancelOrder(
     technology_id: Identifier
     participant_id: Identifier
     client_order_id: Identifier
+    #: Who sent the command, when not ``participant_id`` itself: a broker acting for its
+    #: client, or an operator. The gateway stamps it with the authenticated participant.
+    submitted_by: Identifier | None = None
 
 
 class AmendOrder(
@@ -93,6 +103,9 @@ class AmendOrder(
     client_order_id: Identifier
     quantity: Quantity | None = None
     price: Price | None = None
+    #: Who sent the command, when not ``participant_id`` itself: a broker acting for its
+    #: client, or an operator. The gateway stamps it with the authenticated participant.
+    submitted_by: Identifier | None = None
 
 
 class ManageListing(
@@ -109,6 +122,9 @@ class ManageListing(
     technology_id: Identifier
     participant_id: Identifier
     action: ListingActionText
+    #: Who sent the command, when not ``participant_id`` itself: a broker acting for its
+    #: client, or an operator. The gateway stamps it with the authenticated participant.
+    submitted_by: Identifier | None = None
 
 
 class Tick(Struct, frozen=True, gc=False, tag="tick", tag_field="type", forbid_unknown_fields=True):
@@ -155,14 +171,92 @@ class ListTechnology(
     price_step: Price | None = None
     step_interval_ms: DurationMs | None = None
     offered_quantity: Quantity | None = None
+    #: Who sent the command, when not ``participant_id`` itself: a broker acting for its
+    #: client, or an operator. The gateway stamps it with the authenticated participant.
+    submitted_by: Identifier | None = None
 
 
-Command = PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing | Tick
+class _MembershipCommand(
+    Struct, frozen=True, gc=False, tag_field="type", forbid_unknown_fields=True
+):
+    """Exchange-wide: written to every command partition (any key; ``techx participant``
+    does it), because each partition's market keeps its own copy of the register. Only an
+    operator may send one (the bootstrap operator ``exchange-ops``, or a registered one)."""
+
+    participant_id: Identifier
+
+
+class RegisterParticipant(_MembershipCommand, frozen=True, tag="register_participant"):
+    """Admit ``member_id`` with its roles; registering again replaces roles and acts_for.
+
+    A broker names in ``acts_for`` the participants it may act for (their ids, registered or
+    not yet); no other role takes acts_for.
+    """
+
+    member_id: Identifier
+    roles: Annotated[list[RoleText], Meta(min_length=1, max_length=4)]
+    acts_for: Annotated[list[Identifier], Meta(max_length=256)] = []
+    submitted_by: Identifier | None = None
+
+
+class SuspendParticipant(_MembershipCommand, frozen=True, tag="suspend_participant"):
+    """Stop ``member_id`` from acting: its commands are refused; its resting orders stay
+    (an operator cancels them if wanted) and can still trade."""
+
+    member_id: Identifier
+    submitted_by: Identifier | None = None
+
+
+class ReinstateParticipant(_MembershipCommand, frozen=True, tag="reinstate_participant"):
+    """Let a suspended participant act again."""
+
+    member_id: Identifier
+    submitted_by: Identifier | None = None
+
+
+class SetAccessMode(_MembershipCommand, frozen=True, tag="set_access_mode"):
+    """open (the default of a new exchange: a sandbox) or members_only (production)."""
+
+    mode: AccessModeText
+    submitted_by: Identifier | None = None
+
+
+MembershipCommand = RegisterParticipant | SuspendParticipant | ReinstateParticipant | SetAccessMode
+
+Command = (
+    PlaceOrder
+    | CancelOrder
+    | AmendOrder
+    | ListTechnology
+    | ManageListing
+    | Tick
+    | RegisterParticipant
+    | SuspendParticipant
+    | ReinstateParticipant
+    | SetAccessMode
+)
 
 #: Commands that name a technology (all but the ticker's Tick).
 TechnologyCommand = PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing
 
-COMMAND_TYPES = (PlaceOrder, CancelOrder, AmendOrder, ListTechnology, ManageListing, Tick)
+COMMAND_TYPES = (
+    PlaceOrder,
+    CancelOrder,
+    AmendOrder,
+    ListTechnology,
+    ManageListing,
+    Tick,
+    RegisterParticipant,
+    SuspendParticipant,
+    ReinstateParticipant,
+    SetAccessMode,
+)
+MEMBERSHIP_COMMAND_TYPES = (
+    RegisterParticipant,
+    SuspendParticipant,
+    ReinstateParticipant,
+    SetAccessMode,
+)
 
 #: A listing's optional integer parameters (by mechanism: see ListTechnology), by name:
 #: what the CLI and clients take as options.

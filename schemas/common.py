@@ -169,6 +169,27 @@ TimeInForceText = Annotated[
         extra_json_schema={"enum": ["gtc", "ioc", "fok", "gtd"]},
     ),
 ]
+RoleText = Annotated[
+    str,
+    Meta(
+        description=(
+            "seller lists technologies and offers; buyer bids; broker acts for the "
+            "participants named in acts_for; operator runs the exchange (registers, suspends, "
+            "halts, cancels for others) and does not trade."
+        ),
+        extra_json_schema={"enum": ["seller", "buyer", "broker", "operator"]},
+    ),
+]
+AccessModeText = Annotated[
+    str,
+    Meta(
+        description=(
+            "open: anyone may trade as any id it writes (a sandbox); members_only: only "
+            "registered, active participants act, each within its roles."
+        ),
+        extra_json_schema={"enum": ["open", "members_only"]},
+    ),
+]
 ListingActionText = Annotated[
     str,
     Meta(
@@ -248,6 +269,23 @@ class AuctionOutcome(StrEnum):
     UNSOLD = "unsold"
 
 
+class Role(StrEnum):
+    SELLER = "seller"
+    BUYER = "buyer"
+    BROKER = "broker"
+    OPERATOR = "operator"
+
+
+class AccessMode(StrEnum):
+    OPEN = "open"
+    MEMBERS_ONLY = "members_only"
+
+
+class ParticipantStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
 class RejectReason(StrEnum):
     """Why the market refused a well-formed command; stable codes front-ends can switch on."""
 
@@ -301,6 +339,21 @@ class RejectReason(StrEnum):
     AUCTION_NOT_RUNNING = "auction_not_running"
     #: An amend that changes nothing.
     AMEND_CHANGES_NOTHING = "amend_changes_nothing"
+    #: Members only: the acting or owning participant is not registered.
+    PARTICIPANT_NOT_REGISTERED = "participant_not_registered"
+    #: Members only: the acting or owning participant is suspended.
+    PARTICIPANT_SUSPENDED = "participant_suspended"
+    #: Members only: the participant's roles do not include what the command needs (a bid
+    #: needs buyer, an offer or a listing needs seller).
+    ROLE_NOT_PERMITTED = "role_not_permitted"
+    #: ``submitted_by`` acts for ``participant_id`` without being its broker or an operator.
+    NOT_ACTING_FOR = "not_acting_for"
+    #: Only an operator may register, suspend or reinstate participants or set access.
+    OPERATOR_ONLY = "operator_only"
+    #: A role that does not exist, a broker without acts_for, or acts_for without broker.
+    INVALID_REGISTRATION = "invalid_registration"
+    #: Suspending a participant that is not registered, or reinstating an active one.
+    INVALID_STATUS_CHANGE = "invalid_status_change"
 
 
 class DeadLetterReason(StrEnum):

@@ -13,13 +13,16 @@ from __future__ import annotations
 from msgspec import Struct
 
 from schemas.common import (
+    AccessMode,
     AuctionOutcome,
     CancelReason,
     Identifier,
     ListingState,
     Mechanism,
     OrderType,
+    ParticipantStatus,
     RejectReason,
+    Role,
     Sequence,
     Side,
     SourceOffset,
@@ -163,6 +166,33 @@ class AuctionClosed(_Event, frozen=True, tag="auction_closed"):
     detail: str
 
 
+class ParticipantRegistered(_Event, frozen=True, tag="participant_registered"):
+    """A participant was admitted (or its roles replaced). Exchange-wide: each command
+    partition answers for itself, so a registration yields one of these per partition, with
+    ``technology_id`` empty and ``seq`` 0 (unique by partition and source_offset)."""
+
+    participant_id: Identifier
+    member_id: Identifier
+    roles: list[Role]
+    acts_for: list[str]
+
+
+class ParticipantStatusChanged(_Event, frozen=True, tag="participant_status_changed"):
+    """Suspended or reinstated; exchange-wide, one per partition, like a registration."""
+
+    participant_id: Identifier
+    member_id: Identifier
+    status: ParticipantStatus
+
+
+class AccessModeChanged(_Event, frozen=True, tag="access_mode_changed"):
+    """open or members_only from this command on; exchange-wide, one per partition."""
+
+    participant_id: Identifier
+    mode: AccessMode
+    previous: AccessMode
+
+
 Event = (
     TechnologyListed
     | OrderAccepted
@@ -174,6 +204,9 @@ Event = (
     | ListingStateChanged
     | AuctionExtended
     | AuctionClosed
+    | ParticipantRegistered
+    | ParticipantStatusChanged
+    | AccessModeChanged
 )
 
 

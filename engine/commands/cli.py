@@ -66,6 +66,40 @@ def _add_order_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     listing.add_argument("--reserve-shown", action="store_true", help="english: show the reserve")
 
 
+def _add_membership_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """`techx participant ...` and `techx access ...`: the operator's register, written to
+    every command partition."""
+    participant = commands.add_parser(
+        "participant", help="register, suspend or reinstate a participant (operators)"
+    )
+    kinds = participant.add_subparsers(dest="participant_action", required=True)
+    register = kinds.add_parser("register", help="admit a participant with its roles")
+    register.add_argument("member_id", help="the participant's id")
+    register.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["seller", "buyer", "broker", "operator"],
+        help="repeat for several roles",
+    )
+    register.add_argument(
+        "--acts-for", action="append", default=[], help="broker: a participant it acts for"
+    )
+    for action, what in (("suspend", "stop it acting"), ("reinstate", "let it act again")):
+        change = kinds.add_parser(action, help=f"{what}")
+        change.add_argument("member_id", help="the participant's id")
+    access = commands.add_parser("access", help="open (a sandbox) or members_only (operators)")
+    access.add_argument("mode", choices=["open", "members_only"])
+    for parser in (participant, access):
+        parser.add_argument(
+            "--operator",
+            default="exchange-ops",
+            help="the operator sending the command (default: the bootstrap operator)",
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="techx", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=2026)
 
     _add_order_commands(commands)
+    _add_membership_commands(commands)
 
     replay = commands.add_parser("replay", help="rebuild a partition's events from the log")
     replay.add_argument("--partition", type=int, required=True)
@@ -162,6 +197,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from engine.commands.order import send_order  # noqa: PLC0415
 
         return asyncio.run(send_order(settings, args))
+    if args.command in {"participant", "access"}:
+        from engine.commands.order import send_membership  # noqa: PLC0415
+
+        return asyncio.run(send_membership(settings, args))
     if args.command == "replay":
         from engine.commands.replay import run_replay  # noqa: PLC0415
 

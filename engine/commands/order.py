@@ -53,3 +53,24 @@ async def send_order(settings: Settings, args: argparse.Namespace) -> int:
             )
     print(f"published {args.order_kind} for {args.technology_id} at offset {offset}")
     return 0
+
+
+async def send_membership(settings: Settings, args: argparse.Namespace) -> int:
+    """`techx participant ...` / `techx access ...`: one record on every partition."""
+    async with TradingClient(settings, client_id="techx-cli") as client:
+        if args.command == "access":
+            offsets = await client.set_access_mode(args.operator, args.mode)
+            what = f"access {args.mode}"
+        elif args.participant_action == "register":
+            offsets = await client.register_participant(
+                args.operator, args.member_id, args.role, args.acts_for
+            )
+            what = f"register {args.member_id} as {', '.join(args.role)}"
+        elif args.participant_action == "suspend":
+            offsets = await client.suspend_participant(args.operator, args.member_id)
+            what = f"suspend {args.member_id}"
+        else:
+            offsets = await client.reinstate_participant(args.operator, args.member_id)
+            what = f"reinstate {args.member_id}"
+    print(f"published {what} to {len(offsets)} partitions at offsets {offsets}")
+    return 0

@@ -16,7 +16,7 @@ from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode, encode_
 from engine.core.market import Market
 from engine.core.partitioning import partition_for
 from engine.errors import DecodeError
-from schemas.commands import Command, Tick
+from schemas.commands import MEMBERSHIP_COMMAND_TYPES, Command, MembershipCommand, Tick
 from schemas.common import DeadLetterReason
 from schemas.events import Deal, Event
 
@@ -38,6 +38,9 @@ DLQ_TRUNCATED_HEADER = "techx.dlq.truncated.from"
 _COMMAND_TAGS: dict[type[Command], str] = {
     command_type: str(command_type.__struct_config__.tag) for command_type in Command.__args__
 }
+_MEMBERSHIP: frozenset[type[Command]] = frozenset(MEMBERSHIP_COMMAND_TYPES)
+#: Commands for no technology: any key, written to every partition, no routing checks.
+_EXCHANGE_WIDE: frozenset[type[Command]] = _MEMBERSHIP | {Tick}
 #: Outputs carry no headers; one shared empty list instead of one per message.
 _NO_HEADERS: list[tuple[str, bytes]] = []
 
@@ -152,9 +155,9 @@ class PartitionProcessor:
             command = decode_command(record.value)
         except DecodeError as e:
             return DeadLetter(e.reason, e.detail)
-        if type(command) is Tick:  # the ticker's: any key, every partition
+        if type(command) in _EXCHANGE_WIDE:  # the ticker's and operators': any key, every partition
             return command, self.market.apply(command, record.timestamp, record.offset)
-        assert not isinstance(command, Tick)
+        assert not isinstance(command, Tick | MembershipCommand)
         if record.key is None or record.key.decode("utf-8", "replace") != command.technology_id:
             return DeadLetter(
                 DeadLetterReason.KEY_MISMATCH,
@@ -194,8 +197,12 @@ class PartitionProcessor:
                 if not events:
                     continue  # a tick that found nothing due leaves no trace
                 technology_id = participant_id = ""  # every event goes under its own key
+            elif type(command) in _MEMBERSHIP:
+                assert isinstance(command, MembershipCommand)
+                # Exchange-wide events (technology "") go under the record's key.
+                technology_id, participant_id = "", command.participant_id
             else:
-                assert not isinstance(command, Tick)
+                assert not isinstance(command, Tick | MembershipCommand)
                 technology_id, participant_id = command.technology_id, command.participant_id
             key = record.key
             values = []

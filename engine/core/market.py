@@ -29,6 +29,7 @@ from engine.core.mechanisms.continuous import ContinuousVenue
 from engine.core.mechanisms.dutch import DutchKind
 from engine.core.mechanisms.english import EnglishKind
 from engine.core.mechanisms.sealed import SealedKind
+from engine.core.membership import Register
 from engine.core.rules import may_manage, quoted, rejection
 from engine.core.snapshot import (
     SNAPSHOT_VERSION,
@@ -45,9 +46,13 @@ from schemas.commands import (
     ListTechnology,
     ManageListing,
     PlaceOrder,
+    RegisterParticipant,
+    ReinstateParticipant,
+    SetAccessMode,
+    SuspendParticipant,
     Tick,
 )
-from schemas.common import ListingState, Mechanism, RejectReason
+from schemas.common import AccessMode, ListingState, Mechanism, RejectReason, Role
 from schemas.events import (
     CommandRejected,
     Event,
@@ -71,6 +76,12 @@ MARKET_DATA_BLOCK = 1024
 _BLOCK_MASK = MARKET_DATA_BLOCK - 1
 assert MARKET_DATA_BLOCK & _BLOCK_MASK == 0, "a power of two"
 _OPEN = ListingState.OPEN
+_OPEN_ACCESS = AccessMode.OPEN
+_MEMBERSHIP = frozenset(
+    (RegisterParticipant, SuspendParticipant, ReinstateParticipant, SetAccessMode)
+)
+#: The role a place_order's owner needs, by side (an unknown side is the venue's to refuse).
+_ROLE_FOR_SIDE = {"bid": Role.BUYER, "offer": Role.SELLER}
 
 _view_encoder = msgspec.json.Encoder()
 
@@ -97,10 +108,12 @@ class Listing:
 class Market:
     """All technologies whose commands arrive on one partition."""
 
-    __slots__ = ("_deadlines", "_listings", "_touched", "views_out")
+    __slots__ = ("_deadlines", "_listings", "_touched", "register", "views_out")
 
     def __init__(self) -> None:
         self._listings: dict[str, Listing] = {}
+        #: Who may act as whom (engine.core.membership).
+        self.register = Register()
         #: (deadline, listing index, technology): a lazy heap; stale entries are skipped.
         self._deadlines: list[tuple[int, int, str]] = []
         #: Technologies whose view may have changed since the last flush, in first-touch order.
@@ -119,6 +132,8 @@ class Market:
             type(command) is PlaceOrder
             and not (deadlines and deadlines[0][0] <= timestamp_ms)
             and command.expires_at_ms is None
+            and command.submitted_by is None
+            and self.register.mode is _OPEN_ACCESS
         ):
             # The hot path: an order for an open continuous book with nothing scheduled.
             listing = self._listings.get(command.technology_id)
@@ -144,8 +159,23 @@ class Market:
     def _apply(self, command: Command, timestamp_ms: int, source_offset: int) -> list[Event]:
         if type(command) is Tick:
             return []
-        technology_id = command.technology_id  # type: ignore[union-attr]
+        if type(command) in _MEMBERSHIP:
+            return self.register.apply(command, timestamp_ms, source_offset)  # type: ignore[arg-type]
+        assert isinstance(
+            command, PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing
+        )
+        technology_id = command.technology_id
         listing = self._listings.get(technology_id)
+        register = self.register
+        if register.checks_needed(command):
+            if type(command) is PlaceOrder:
+                needs = _ROLE_FOR_SIDE.get(command.side)
+            else:
+                needs = Role.SELLER if type(command) is ListTechnology else None
+            refusal = register.refusal(command, needs)
+            if refusal is not None:
+                seq = listing.venue.next_seq() if listing is not None else 0
+                return [rejection(command, seq, *refusal, timestamp_ms, source_offset)]
         if type(command) is PlaceOrder:
             if listing is None:
                 return [_unknown_technology(command, timestamp_ms, source_offset)]
@@ -266,6 +296,8 @@ class Market:
                     for technology_id, listing in self._listings.items()
                 ],
                 list(self._touched),
+                self.register.to_snapshot(),
+                self.register.mode.value,
             )
         )
 
@@ -290,6 +322,7 @@ class Market:
                 listing.scheduled = deadline
             listing.plain = _plain(listing, deadline)
         market._touched = dict.fromkeys(state.touched)
+        market.register = Register.restore(state.members, state.access_mode)
         return market
 
     def _list(
@@ -376,7 +409,8 @@ class Market:
                 rejection(command, venue.next_seq(), reason, detail, timestamp_ms, source_offset)
             ]
 
-        if not may_manage(command.participant_id, listing.seller_id):
+        operator = self.register.is_operator(command.submitted_by or command.participant_id)
+        if not may_manage(command.participant_id, listing.seller_id, operator):
             return refuse(
                 RejectReason.NOT_PERMITTED,
                 f"only the seller {listing.seller_id} or an operator may {quoted(action)} "

@@ -64,14 +64,9 @@ def check_listing(tick_size: int, lot_size: int, reserve_price: int | None) -> R
     return None
 
 
-#: Participants that may manage any listing. A placeholder for the registered operator role
-#: that access control brings: until then, this one well-known id.
-OPERATORS = frozenset({"exchange-ops"})
-
-
-def may_manage(participant_id: str, seller_id: str) -> bool:
+def may_manage(participant_id: str, seller_id: str, operator: bool) -> bool:
     """The seller (who listed it) or an operator may halt, resume, close or withdraw."""
-    return participant_id == seller_id or participant_id in OPERATORS
+    return participant_id == seller_id or operator
 
 
 def quoted(text: str, limit: int = 40) -> str:

@@ -16,7 +16,8 @@ from engine.errors import SnapshotError
 #: 2: ended client order ids (rules of 2026-11: ids are not reused within a window).
 #: 3: listings with their life (state, seller), any mechanism as its own bytes, deadlines and
 #:    the market-data conflation state.
-SNAPSHOT_VERSION = 3
+#: 4: the register of participants and the access mode.
+SNAPSHOT_VERSION = 4
 
 
 class RestingOrderState(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -64,12 +65,24 @@ class ListingSnapshot(msgspec.Struct, array_like=True, frozen=True):
     last_view: bytes
 
 
+class MemberSnapshot(msgspec.Struct, array_like=True, frozen=True):
+    participant_id: str
+    #: Sorted.
+    roles: list[str]
+    #: Sorted.
+    acts_for: list[str]
+    active: bool
+
+
 class MarketState(msgspec.Struct, frozen=True):
     version: int
     #: In listing order, which is the order the market iterates them in.
     listings: list[ListingSnapshot]
     #: Technologies whose view may have changed since the last market-data flush, in order.
     touched: list[str] = []
+    #: The register, in registration order, and the access mode.
+    members: list[MemberSnapshot] = []
+    access_mode: str = "open"
 
 
 _encoder = msgspec.msgpack.Encoder()

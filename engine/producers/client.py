@@ -26,7 +26,12 @@ from schemas.commands import (
     CancelOrder,
     ListTechnology,
     ManageListing,
+    MembershipCommand,
     PlaceOrder,
+    RegisterParticipant,
+    ReinstateParticipant,
+    SetAccessMode,
+    SuspendParticipant,
     TechnologyCommand,
 )
 
@@ -98,6 +103,42 @@ class TradingClient:
         except KafkaError as e:
             raise BrokerUnavailableError(f"publishing a batch of commands failed: {e!r}") from e
         return sum(len(c) for c in by_partition.values())
+
+    async def broadcast(self, command: MembershipCommand) -> list[int]:
+        """Publish an exchange-wide command to every partition (each market keeps its own
+        register); returns the offset on each partition, in partition order."""
+        partitions = sorted(await self._producer.partitions_for(self._topic))
+        key = getattr(command, "member_id", command.participant_id).encode()
+        value = encode(command)
+        try:
+            sent = [
+                await self._producer.send(self._topic, value, key=key, partition=partition)
+                for partition in partitions
+            ]
+            return [int((await future).offset) for future in sent]
+        except KafkaError as e:
+            raise BrokerUnavailableError(f"publishing {command!r} failed: {e!r}") from e
+
+    async def register_participant(
+        self,
+        operator_id: str,
+        member_id: str,
+        roles: list[str],
+        acts_for: list[str] | None = None,
+    ) -> list[int]:
+        return await self.broadcast(
+            RegisterParticipant(operator_id, member_id, roles, acts_for or [])
+        )
+
+    async def suspend_participant(self, operator_id: str, member_id: str) -> list[int]:
+        return await self.broadcast(SuspendParticipant(operator_id, member_id))
+
+    async def reinstate_participant(self, operator_id: str, member_id: str) -> list[int]:
+        return await self.broadcast(ReinstateParticipant(operator_id, member_id))
+
+    async def set_access_mode(self, operator_id: str, mode: str) -> list[int]:
+        """open (anyone trades as the id it writes) or members_only."""
+        return await self.broadcast(SetAccessMode(operator_id, mode))
 
     async def place(
         self,

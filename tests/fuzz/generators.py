@@ -415,20 +415,19 @@ class CommandFuzzer:
             client_order_id = self._client_order_id()
             self._live.append((technology_id, participant, client_order_id))
             del self._live[:-300]
-            return (
-                "place_limit",
-                technology_id,
-                {
-                    "type": "place_order",
-                    "technology_id": technology_id,
-                    "participant_id": participant,
-                    "client_order_id": client_order_id,
-                    "side": rng.choice(("bid", "offer")),
-                    "quantity": lot * rng.randint(1, 20),
-                    "order_type": "limit",
-                    "price": tick * max(1, mid + rng.randint(-4, 4)),
-                },
-            )
+            limit: dict[str, object] = {
+                "type": "place_order",
+                "technology_id": technology_id,
+                "participant_id": participant,
+                "client_order_id": client_order_id,
+                "side": rng.choice(("bid", "offer")),
+                "quantity": lot * rng.randint(1, 20),
+                "order_type": "limit",
+                "price": tick * max(1, mid + rng.randint(-4, 4)),
+            }
+            if rng.random() < 0.03:  # acting for another: a broker, an operator or an impostor
+                limit["submitted_by"] = rng.choice(_PARTICIPANTS)
+            return "place_limit", technology_id, limit
         if roll < 0.72:
             command: dict[str, object] = {
                 "type": "place_order",
@@ -452,7 +451,46 @@ class CommandFuzzer:
                     "client_order_id": client_order_id,
                 },
             )
+        if roll >= 0.985:
+            return self._membership(participant)
         return self._refused(technology_id, tick, lot, mid, participant)
+
+    def _membership(self, participant: str) -> tuple[str, str, dict[str, object]]:
+        """An operator's (or an impostor's) register command; mostly leaves access open so
+        later orders still trade."""
+        rng = self.rng
+        sender = "exchange-ops" if rng.random() < 0.8 else participant
+        member = rng.choice(_PARTICIPANTS)
+        roll = rng.random()
+        if roll < 0.5:
+            roles = rng.sample(("seller", "buyer", "broker", "operator", "king"), rng.randint(1, 3))
+            command: dict[str, object] = {
+                "type": "register_participant",
+                "participant_id": sender,
+                "member_id": member,
+                "roles": roles,
+            }
+            if "broker" in roles or rng.random() < 0.1:
+                command["acts_for"] = rng.sample(_PARTICIPANTS, rng.randint(0, 3))
+            return "register_participant", member, command
+        if roll < 0.8:
+            kind = rng.choice(("suspend_participant", "reinstate_participant"))
+            status: dict[str, object] = {
+                "type": kind,
+                "participant_id": sender,
+                "member_id": member,
+            }
+            return kind, member, status
+        mode = rng.choices(("open", "members_only", "closed"), (6, 3, 1))[0]
+        return (
+            "set_access_mode",
+            member,
+            {
+                "type": "set_access_mode",
+                "participant_id": sender,
+                "mode": mode,
+            },
+        )
 
     def _listing_fields(self, technology_id: str, tick: int, lot: int) -> dict[str, object]:
         rng = self.rng

@@ -16,6 +16,7 @@ from engine.core.codec import decode_command, encode
 from engine.core.market import Market
 from engine.core.mechanisms import continuous
 from engine.core.mechanisms.continuous import ContinuousVenue
+from engine.core.membership import BOOTSTRAP_OPERATOR
 from schemas.commands import (
     AmendOrder,
     CancelOrder,
@@ -23,6 +24,9 @@ from schemas.commands import (
     ListTechnology,
     ManageListing,
     PlaceOrder,
+    RegisterParticipant,
+    SetAccessMode,
+    SuspendParticipant,
     TechnologyCommand,
     Tick,
 )
@@ -377,12 +381,28 @@ def test_every_reject_reason_is_reachable() -> None:
     market.apply(Tick(), ends + 1, 0)  # decided while halted
     rejected = only_rejection(market.apply(CancelOrder("E1", "p1", "e3"), ends + 2, 0))
     seen[rejected.reason] = rejected.command
+    clock = iter(range(ends + 3, ends + 10_000))
+    ops = BOOTSTRAP_OPERATOR
+    refuse(RegisterParticipant("mallory", "m", ["buyer"]))  # not an operator
+    refuse(RegisterParticipant(ops, "b", ["broker"]))  # a broker for nobody
+    refuse(SuspendParticipant(ops, "nobody"))
+    apply(listing("T2"))
+    refuse(PlaceOrder("T2", "p1", "x1", "bid", LOT, "limit", 100, submitted_by="eve"))
+    apply(SetAccessMode(ops, "members_only"))
+    refuse(PlaceOrder("T2", "p9", "x2", "bid", LOT, "limit", 100))  # not registered
+    apply(RegisterParticipant(ops, "s1", ["seller"]))
+    refuse(PlaceOrder("T2", "s1", "x3", "bid", LOT, "limit", 100))  # not a buyer
+    apply(RegisterParticipant(ops, "b1", ["buyer"]))
+    apply(SuspendParticipant(ops, "b1"))
+    refuse(PlaceOrder("T2", "b1", "x4", "bid", LOT, "limit", 100))
     assert set(seen) == set(RejectReason), sorted(set(RejectReason) - set(seen))
     assert seen[RejectReason.UNKNOWN_ORDER] == "cancel_order"
     assert seen[RejectReason.TECHNOLOGY_ALREADY_LISTED] == "list_technology"
     assert seen[RejectReason.PRICE_OFF_TICK] == "place_order"
     assert seen[RejectReason.NOT_PERMITTED] == "manage_listing"
     assert seen[RejectReason.AMEND_CHANGES_NOTHING] == "amend_order"
+    assert seen[RejectReason.OPERATOR_ONLY] == "register_participant"
+    assert seen[RejectReason.NOT_ACTING_FOR] == "place_order"
 
 
 # --- matching and events ---------------------------------------------------------------------

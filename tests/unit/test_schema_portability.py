@@ -113,6 +113,19 @@ def _listing(**overrides: Any) -> dict[str, Any]:
 #: well-formed order or cancel below is accepted unless a published rule refuses it.
 _SETUP = [
     _listing(technology_id="T1", tick_size=1),
+    _record(
+        type="register_participant",
+        participant_id="exchange-ops",
+        member_id="p-sus",
+        roles=["buyer"],
+    ),
+    _record(type="suspend_participant", participant_id="exchange-ops", member_id="p-sus"),
+    _record(
+        type="register_participant",
+        participant_id="exchange-ops",
+        member_id="p-act",
+        roles=["buyer"],
+    ),
     _order(participant_id="p9", client_order_id="rest-1", side="offer", quantity=1, price=5_000),
 ]
 
@@ -135,6 +148,52 @@ SAMPLES: list[tuple[str, dict[str, Any], str]] = [
         ACCEPTED,
     ),
     ("a tick", _record(type="tick"), ACCEPTED),
+    (
+        "register a participant",
+        _record(
+            type="register_participant",
+            participant_id="exchange-ops",
+            member_id="uni-a",
+            roles=["seller", "buyer"],
+        ),
+        ACCEPTED,
+    ),
+    (
+        "register a broker",
+        _record(
+            type="register_participant",
+            participant_id="exchange-ops",
+            member_id="bk-1",
+            roles=["broker"],
+            acts_for=["uni-a", "firm-b"],
+        ),
+        ACCEPTED,
+    ),
+    (
+        "register with an unknown role",
+        _record(
+            type="register_participant",
+            participant_id="exchange-ops",
+            member_id="x",
+            roles=["admin"],
+        ),
+        "invalid_registration",
+    ),
+    (
+        "suspend a participant",
+        _record(type="suspend_participant", participant_id="exchange-ops", member_id="p-act"),
+        ACCEPTED,
+    ),
+    (
+        "reinstate a participant",
+        _record(type="reinstate_participant", participant_id="exchange-ops", member_id="p-sus"),
+        ACCEPTED,
+    ),
+    (
+        "members only",
+        _record(type="set_access_mode", participant_id="exchange-ops", mode="members_only"),
+        ACCEPTED,
+    ),
     (
         "an english auction",
         _listing(

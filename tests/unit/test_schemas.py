@@ -18,20 +18,28 @@ from schemas.commands import (
     ListTechnology,
     ManageListing,
     PlaceOrder,
+    RegisterParticipant,
+    ReinstateParticipant,
+    SetAccessMode,
+    SuspendParticipant,
     Tick,
 )
 from schemas.common import (
     MAX_PRICE,
     MAX_QUANTITY,
+    AccessMode,
     AuctionOutcome,
     CancelReason,
     ListingState,
     Mechanism,
     OrderType,
+    ParticipantStatus,
     RejectReason,
+    Role,
     Side,
 )
 from schemas.events import (
+    AccessModeChanged,
     AuctionClosed,
     AuctionExtended,
     CommandRejected,
@@ -42,6 +50,8 @@ from schemas.events import (
     OrderAmended,
     OrderCancelled,
     OrderDone,
+    ParticipantRegistered,
+    ParticipantStatusChanged,
     TechnologyListed,
 )
 from schemas.generate import SCHEMA_DIR, dump_json, main, render_schemas
@@ -65,6 +75,11 @@ COMMANDS: list[Command] = [
     AmendOrder("T1", "p1", "c1", price=990),
     ManageListing("T1", "admin", "halt"),
     Tick(),
+    RegisterParticipant("exchange-ops", "bk-1", ["broker"], ["uni-a"]),
+    SuspendParticipant("exchange-ops", "uni-a"),
+    ReinstateParticipant("ops-2", "uni-a", submitted_by="exchange-ops"),
+    SetAccessMode("exchange-ops", "members_only"),
+    PlaceOrder("T1", "uni-a", "c9", "bid", 1, "limit", 10, submitted_by="bk-1"),
 ]  # fmt: skip
 
 EVENTS: list[Event] = [
@@ -91,6 +106,9 @@ EVENTS: list[Event] = [
     AuctionExtended("PAT-9", 5, 8, 45, 1_700_000_720_000, "PAT-9:o3"),
     AuctionClosed("PAT-9", 6, 9, 46, AuctionOutcome.SOLD, "b2", "PAT-9:o3", 60_000, 1, 3, ""),
     AuctionClosed("PAT-8", 2, 9, 47, AuctionOutcome.UNSOLD, None, None, None, 0, 0, "no bids"),
+    ParticipantRegistered("", 0, 1, 7, "exchange-ops", "bk-1", [Role.BROKER], ["uni-a"]),
+    ParticipantStatusChanged("", 0, 1, 8, "exchange-ops", "bk-1", ParticipantStatus.SUSPENDED),
+    AccessModeChanged("", 0, 1, 9, "exchange-ops", AccessMode.MEMBERS_ONLY, AccessMode.OPEN),
 ]
 
 
@@ -248,7 +266,11 @@ def test_command_schema_documents_identifiers_and_forbids_extra_fields() -> None
         assert "type" in definition["required"]
         if cls is Tick:
             continue  # the ticker's record names no technology
-        identifier = definition["properties"]["technology_id"]
+        # Membership commands are exchange-wide: they name a participant, not a technology.
+        field = "technology_id" if "technology_id" in definition["properties"] else "member_id"
+        if cls is SetAccessMode:
+            field = "participant_id"
+        identifier = definition["properties"][field]
         assert identifier["minLength"] == 1
         assert identifier["maxLength"] == 64
         assert identifier["pattern"].startswith("^[A-Za-z0-9]")
