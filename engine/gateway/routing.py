@@ -159,5 +159,9 @@ class Holdback:
             return False
         return True
 
+    def holding(self, topic: str, partition: int) -> bool:
+        """Whether events of this output partition wait: its position may not move past them."""
+        return bool(self._held.get((topic, partition)))
+
     def held(self) -> int:
         return sum(len(events) for events in self._held.values())

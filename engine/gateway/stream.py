@@ -241,8 +241,9 @@ class FanOut:
         if value is None:
             return
         event = addressed(value)
-        if event is None:
-            self.positions[(topic, partition)] = offset + 1
+        if event is None:  # not an event: nobody's; passed over unless others wait before it
+            if not self.holdback.holding(topic, partition):
+                self.positions[(topic, partition)] = offset + 1
             return
         if self.holdback.admit(topic, partition, offset, event.source_offset, value):
             self._deliver_event(topic, partition, offset, value)

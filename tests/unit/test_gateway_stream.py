@@ -341,3 +341,13 @@ def test_an_unrelated_cancel_is_nobody_elses() -> None:
     assert _messages(other) == []
     fanout.unsubscribe(other)
     assert fanout.subscriptions == 0
+
+
+def test_a_record_that_is_no_event_never_moves_the_position_past_a_held_one() -> None:
+    """A client resuming from a positions message never skips an event still held."""
+    fanout = _fanout(commands_read_to=0)
+    fanout.output(EXECUTIONS, 0, 100, _accepted("buyer-05", 5))
+    fanout.output(EXECUTIONS, 0, 101, b"not an event")
+    assert (EXECUTIONS, 0) not in fanout.positions
+    fanout.output(EXECUTIONS, 1, 7, b"not an event")
+    assert fanout.positions[(EXECUTIONS, 1)] == 8
