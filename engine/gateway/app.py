@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import structlog
@@ -84,6 +85,8 @@ class Gateway:
     stream: LiveStream
     stream_alive: Callable[[], bool] = lambda: True
     sockets: set[web.WebSocketResponse] = field(default_factory=set)
+    #: Each socket's writer and catch-up, held until they end.
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def make_app(gateway: Gateway) -> web.Application:
@@ -206,7 +209,13 @@ class _Routes:
         log.info(
             "socket_opened", participant_id=participant_id, streams=topics, resume=bool(resume)
         )
-        feeder = asyncio.create_task(self._feed(socket, subscription, ranges, report_gaps))
+        # Both tasks are kept in the gateway's set until done: a handler cancelled while it
+        # waits for them must not leave them to the garbage collector half-cancelled.
+        tasks = [self._spawn(_write(socket, subscription))]
+        if ranges:
+            tasks.append(self._spawn(self._catch_up(socket, subscription, ranges, report_gaps)))
+        else:
+            subscription.go_live()
         try:
             async for message in socket:
                 if message.type is WSMsgType.ERROR:
@@ -214,33 +223,36 @@ class _Routes:
         finally:
             stream.fanout.unsubscribe(subscription)
             self._gateway.sockets.discard(socket)
-            feeder.cancel()
-            await asyncio.gather(feeder, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            for task in tasks:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("socket_task_failed", error=repr(task.exception()))
             log.info("socket_closed", participant_id=participant_id, code=socket.close_code)
         return socket
 
-    async def _feed(
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._gateway.tasks.add(task)
+        task.add_done_callback(self._gateway.tasks.discard)
+        return task
+
+    async def _catch_up(
         self,
         socket: web.WebSocketResponse,
         subscription: Subscription,
         ranges: dict[Position, tuple[int, int]],
         report_gaps: bool,
     ) -> None:
-        """Catch up (when resuming), go live, then write frames as they come."""
-        writer = asyncio.create_task(_write(socket, subscription))
+        """Send what a resuming socket missed, then let the live frames through."""
         try:
-            if ranges:
-                try:
-                    await self._gateway.stream.catch_up(subscription, ranges, report_gaps)
-                except BrokerUnavailableError as e:
-                    log.warning("socket_catch_up_failed", error=str(e))
-                    await socket.close(code=CLOSE_STREAM_FAILED, message=b"catch-up failed")
-                    return
-            subscription.go_live()
-            await writer
-        finally:
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            await self._gateway.stream.catch_up(subscription, ranges, report_gaps)
+        except BrokerUnavailableError as e:
+            log.warning("socket_catch_up_failed", error=str(e))
+            await socket.close(code=CLOSE_STREAM_FAILED, message=b"catch-up failed")
+            return
+        subscription.go_live()
 
     async def _identity(self, request: web.Request, allow_query: bool) -> Identity:
         header = request.headers.get("Authorization")
@@ -271,8 +283,11 @@ async def _write(socket: web.WebSocketResponse, subscription: Subscription) -> N
             log.warning("socket_too_slow", participant_id=subscription.participant_id)
             await socket.close(code=CLOSE_TOO_SLOW, message=b"too slow: reconnect and resume")
             return
-        for message in frames:
-            await socket.send_frame(message, WSMsgType.TEXT)
+        try:
+            for message in frames:
+                await socket.send_frame(message, WSMsgType.TEXT)
+        except ConnectionResetError:
+            return  # the client went away; the handler sees the socket close and cleans up
 
 
 def _flag(value: str) -> bool:
