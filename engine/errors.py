@@ -87,3 +87,7 @@ class PipelineBrokenError(TechXError):
 
 class SnapshotError(TechXError):
     """A stored market snapshot cannot be read back (unknown version, crossed book)."""
+
+
+class ApiKeyError(TechXError):
+    """A ``techx keys`` command cannot be done: an unknown or revoked key, a bad participant."""

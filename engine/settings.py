@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -46,6 +47,28 @@ class Topics:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    """``techx gateway``: where it listens and how much one API key may send."""
+
+    host: str = "127.0.0.1"
+    #: 0 takes any free port (tests); the gateway logs the one it got.
+    port: int = 8470
+    #: Commands per second one API key may send, on average, to one gateway process.
+    rate: int = 50
+    #: How many commands one key may send at once above that rate (the bucket's size).
+    burst: int = 100
+    #: How long a verified key is trusted without asking PostgreSQL again. Revocation and
+    #: rotation reach running gateways at once through PostgreSQL notifications; this bounds
+    #: the delay when a notification is lost (a dropped listening connection). 0: ask always.
+    key_cache_ms: int = 5_000
+    #: Whether a WebSocket may give its key as ``?key=`` (browsers cannot set headers on a
+    #: WebSocket). Off for deployments whose front-ends all send an Authorization header.
+    query_key: bool = True
+    #: Messages waiting for one slow WebSocket before the gateway closes it (it resumes).
+    socket_queue: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the engine and the CLI need to know about their world."""
 
@@ -72,6 +95,7 @@ class Settings:
     output_guarantee: str = "exactly_once"
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,7 +126,20 @@ class Settings:
             ),
             log_format=_choice(env, "TECHX_LOG_FORMAT", base.log_format, _LOG_FORMATS),
             log_level=_choice(env, "TECHX_LOG_LEVEL", base.log_level, _LOG_LEVELS),
+            gateway=_gateway(env, base.gateway),
         )
+
+
+def _gateway(env: Mapping[str, str], base: GatewaySettings) -> GatewaySettings:
+    return GatewaySettings(
+        host=_host(env, "TECHX_GATEWAY_HOST", base.host),
+        port=_int(env, "TECHX_GATEWAY_PORT", base.port, minimum=0, maximum=65_535),
+        rate=_int(env, "TECHX_GATEWAY_RATE", base.rate, minimum=1),
+        burst=_int(env, "TECHX_GATEWAY_BURST", base.burst, minimum=1),
+        key_cache_ms=_int(env, "TECHX_GATEWAY_KEY_CACHE_MS", base.key_cache_ms, minimum=0),
+        query_key=_bool(env, "TECHX_GATEWAY_QUERY_KEY", base.query_key),
+        socket_queue=_int(env, "TECHX_GATEWAY_SOCKET_QUEUE", base.socket_queue, minimum=1),
+    )
 
 
 OUTPUT_GUARANTEES = ("exactly_once", "at_least_once")
@@ -137,7 +174,9 @@ def _shown(value: str) -> str:
     return f'"{value[:80]}"'
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
+) -> int:
     raw = env.get(name)
     if raw is None:
         return default
@@ -147,4 +186,31 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
         raise ConfigError(f"{name} must be a whole number, not {_shown(raw)}") from e
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, not {value}")
+    return value
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {_shown(raw)}")
+
+
+#: A host name or an IPv4/IPv6 address to listen on; nothing a shell or URL would split.
+_HOST = re.compile(r"[A-Za-z0-9.:\[\]_-]{1,253}\Z")
+
+
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    if not _HOST.match(value):
+        raise ConfigError(f"{name} must be a host name or an IP address, not {_shown(value)}")
     return value

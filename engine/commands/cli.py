@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -100,6 +101,25 @@ def _add_membership_commands(
         )
 
 
+def _add_gateway_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`techx gateway` and `techx keys ...`: the HTTP/WebSocket way in, and its API keys."""
+    gateway = commands.add_parser(
+        "gateway", help="serve HTTP and WebSocket for front-ends (TECHX_GATEWAY_* settings)"
+    )
+    gateway.add_argument("--host", help="listen here instead of TECHX_GATEWAY_HOST")
+    gateway.add_argument("--port", type=int, help="listen here instead of TECHX_GATEWAY_PORT")
+    keys = commands.add_parser("keys", help="API keys of the gateway (secrets shown once)")
+    actions = keys.add_subparsers(dest="keys_action", required=True)
+    create = actions.add_parser("create", help="a new key for a participant; prints it once")
+    create.add_argument("participant_id")
+    rotate = actions.add_parser("rotate", help="a new secret for a key; the old one is void")
+    rotate.add_argument("key_id")
+    revoke = actions.add_parser("revoke", help="revoke a key for good")
+    revoke.add_argument("key_id")
+    listing = actions.add_parser("list", help="keys and their dates, never their secrets")
+    listing.add_argument("--participant")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="techx", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_order_commands(commands)
     _add_membership_commands(commands)
+    _add_gateway_commands(commands)
 
     replay = commands.add_parser("replay", help="rebuild a partition's events from the log")
     replay.add_argument("--partition", type=int, required=True)
@@ -201,6 +222,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from engine.commands.order import send_membership  # noqa: PLC0415
 
         return asyncio.run(send_membership(settings, args))
+    if args.command == "gateway":
+        from engine.commands.gateway import run_gateway  # noqa: PLC0415
+
+        return asyncio.run(run_gateway(_gateway_settings(settings, args.host, args.port)))
+    if args.command == "keys":
+        from engine.commands.keys import keys_command  # noqa: PLC0415
+
+        argument = getattr(args, "participant_id", None) or getattr(args, "key_id", None)
+        if args.keys_action == "list":
+            argument = args.participant
+        return asyncio.run(keys_command(settings, args.keys_action, argument))
     if args.command == "replay":
         from engine.commands.replay import run_replay  # noqa: PLC0415
 
@@ -210,6 +242,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     raise AssertionError(args.command)
+
+
+def _gateway_settings(settings: Settings, host: str | None, port: int | None) -> Settings:
+    """The command line's --host and --port over TECHX_GATEWAY_HOST and _PORT, checked alike."""
+    overrides = dict(os.environ)
+    if host is not None:
+        overrides["TECHX_GATEWAY_HOST"] = host
+    if port is not None:
+        overrides["TECHX_GATEWAY_PORT"] = str(port)
+    return replace(settings, gateway=Settings.from_env(overrides).gateway)
 
 
 async def _tick_until_signalled(
