@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from engine.errors import ConfigError
+from engine.kafka_security import KafkaSecurity
 
 #: The checkout's root when running from one (tests read files there); not a wheel's concern.
 
@@ -50,6 +52,8 @@ class Settings:
     """Everything the engine and the CLI need to know about their world."""
 
     kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    #: How this process authenticates to Kafka and encrypts the way (``TECHX_KAFKA_*``).
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     database_url: str = DEFAULT_DATABASE_URL
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4
@@ -86,6 +90,7 @@ class Settings:
         return replace(
             base,
             kafka_bootstrap=env.get("TECHX_KAFKA_BOOTSTRAP") or base.kafka_bootstrap,
+            kafka_security=KafkaSecurity.from_env(env),
             database_url=database_url,
             topics=Topics(_name(env, "TECHX_TOPIC_PREFIX", base.topics.prefix)),
             partitions=_int(env, "TECHX_PARTITIONS", base.partitions, minimum=1),
@@ -103,6 +108,11 @@ class Settings:
             log_format=_choice(env, "TECHX_LOG_FORMAT", base.log_format, _LOG_FORMATS),
             log_level=_choice(env, "TECHX_LOG_LEVEL", base.log_level, _LOG_LEVELS),
         )
+
+    def kafka_options(self) -> dict[str, Any]:
+        """Where the broker is and how to connect to it: the keyword arguments every Kafka
+        client of TechX starts from (producers, consumers, admin clients alike)."""
+        return {"bootstrap_servers": self.kafka_bootstrap, **self.kafka_security.client_options()}
 
 
 OUTPUT_GUARANTEES = ("exactly_once", "at_least_once")

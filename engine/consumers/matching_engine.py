@@ -41,6 +41,7 @@ from engine.errors import (
     StoreUnavailableError,
     TechXError,
 )
+from engine.kafka_security import kafka_error
 from engine.retry import retrying
 from engine.settings import Settings
 from engine.store.settlement import DealTotals, PartitionClaim, Settlement
@@ -159,7 +160,11 @@ class MatchingEngine:
         self._ready = ready if ready is not None else asyncio.Event()
         settings, consumer = self._settings, self._consumer
         consumer.subscribe([settings.topics.commands], listener=_Rebalance(self))
-        await consumer.start()
+        try:
+            await consumer.start()
+        except KafkaError as e:
+            await consumer.stop()
+            raise kafka_error(e, "starting the command consumer", settings.kafka_security) from e
         log.info("engine_started", group=settings.group_id, topic=settings.topics.commands)
         try:
             async with asyncio.TaskGroup() as stages:
