@@ -14,6 +14,7 @@ import bisect
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -37,7 +38,7 @@ from tests.chaos import ChaosTimeoutError
 _READ_TIMEOUT_S = 180.0
 #: A message as a reader compares it: key, value and headers.
 Message = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...]]
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +162,7 @@ async def read_topics(
 ) -> dict[tuple[str, int], list[Record]]:
     """Every record of the topics' partitions, up to their ends as of now, per partition."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -220,7 +221,7 @@ async def wait_transactions_closed(settings: Settings, timeout_s: float) -> str 
 
 def _offsets_reader(settings: Settings, isolation: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_options(),
         group_id=None,
         enable_auto_commit=False,
         isolation_level=isolation,

@@ -61,7 +61,7 @@ def install_kill_after_settles(count: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     # Patching a method is exactly the point here, and only in this process.
-    SettlementStore.settle = settle_then_die  # type: ignore[method-assign]
+    SettlementStore.settle = settle_then_die  # type: ignore[method-assign,assignment]
 
 
 def main() -> int:
