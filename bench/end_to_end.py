@@ -150,7 +150,7 @@ async def _visible_latencies(
 ) -> list[int]:
     """Deals as a downstream system sees them: received by a read_committed consumer."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_options(),
         group_id=None,
         isolation_level="read_committed",
         fetch_max_wait_ms=5,
@@ -177,7 +177,7 @@ async def _visible_latencies(
 
 
 async def _deal_ends(settings: Settings) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**settings.kafka_options(), group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(settings.topics.deals, p) for p in range(settings.partitions)]

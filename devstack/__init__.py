@@ -17,7 +17,7 @@ import time
 
 import structlog
 
-from devstack import kafka, postgres
+from devstack import kafka, postgres, security
 from devstack.errors import (
     DevStackError,
     MissingToolError,
@@ -27,6 +27,8 @@ from devstack.errors import (
 )
 from devstack.processes import ServiceStatus, since, state_lock
 from devstack.settings import StackSettings
+from engine.kafka_security import KafkaSecurity
+from engine.settings import Topics
 
 __all__ = [
     "DevStackError",
@@ -36,7 +38,9 @@ __all__ = [
     "StackError",
     "StackSettings",
     "StackTimeoutError",
+    "client_security",
     "down",
+    "grant_acls",
     "start_kafka",
     "start_postgres",
     "status",
@@ -60,7 +64,7 @@ def up(settings: StackSettings) -> None:
         java = None if settings.external_kafka is not None else kafka.find_java()
         pg_bin = None if settings.external_database is not None else postgres.preflight(settings)
         if settings.external_kafka is not None:
-            kafka.check_external(settings.external_kafka)
+            kafka.check_external(settings.external_kafka, settings.external_kafka_security)
         if settings.external_database is not None:
             postgres.check_external(settings.external_database)
         pending = None if java is None else kafka.launch(settings, java)
@@ -68,7 +72,26 @@ def up(settings: StackSettings) -> None:
             postgres.start(settings, pg_bin)
         if pending is not None:
             kafka.await_ready(settings, pending)
+            if kafka.is_secure(settings):
+                security.grant_acls(settings, Topics(settings.topic_prefix), settings.group_id)
     log.info("stack_up", duration_s=since(started), state_dir=str(settings.state_dir))
+
+
+def client_security(settings: StackSettings, principal: str) -> KafkaSecurity:
+    """How to connect to the locked-down local broker as one of its principals (``admin``,
+    ``engine``, ``gateway``, ``operator``, ``subscriber``, ``backoffice``)."""
+    if not kafka.is_secure(settings):
+        raise StackError(
+            f"the local broker in {settings.state_dir} is open: it has no principal {principal!r}",
+            hint="start a locked-down stack with `python -m devstack up --secure` "
+            "on a fresh TECHX_STATE_DIR",
+        )
+    return security.client_security(settings, principal)
+
+
+def grant_acls(settings: StackSettings, topics: Topics, group_id: str) -> int:
+    """Grant TechX's roles their ACLs on another topic prefix and engine group (tests)."""
+    return security.grant_acls(settings, topics, group_id)
 
 
 def down(settings: StackSettings) -> None:

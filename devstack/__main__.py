@@ -6,11 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
-from devstack import down, status, up
+from devstack import down, kafka, security, status, up
 from devstack.errors import DevStackError
 from devstack.processes import ServiceStatus
 from devstack.settings import DEFAULT_KAFKA_PORT, DEFAULT_POSTGRES_PORT, StackSettings
+from engine.commands.acls import ROLES
 from engine.logs import configure_logging
 
 #: ``status`` when a service is not running (the LSB "program is not running" code).
@@ -22,6 +24,7 @@ variables:
   TECHX_POSTGRES_PORT    PostgreSQL port (default 25432)
   TECHX_STATE_DIR        jars, data, logs and PID files (default: .techx in the checkout)
   TECHX_PG_BIN           folder of initdb and pg_ctl (default /usr/lib/postgresql/15/bin)
+  TECHX_STACK_SECURE     1: a new broker is locked down, as `up --secure`
   TECHX_KAFKA_BOOTSTRAP  a broker of yours: it is checked, and no broker is started
   TECHX_DATABASE_URL     a PostgreSQL of yours: likewise
 
@@ -38,11 +41,17 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="{up,down,status}")
-    actions.add_parser(
+    up_parser = actions.add_parser(
         "up",
         help="start what is not running and wait until both servers answer (idempotent)",
         description="Start Kafka and PostgreSQL unless they already run, then wait until both "
         "answer. Tools and ports are checked first, so nothing is left half-up.",
+    )
+    up_parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="lock a new broker down: SASL/SCRAM-SHA-512 users for each TechX role and ACLs "
+        "(kept by later `up`s; an open state dir is never locked down in place)",
     )
     actions.add_parser(
         "down",
@@ -66,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         settings = StackSettings.from_env()
+        if getattr(args, "secure", False):
+            settings = replace(settings, secure=True)
         if args.action == "up":
             up(settings)
         elif args.action == "down":
@@ -110,6 +121,20 @@ def _print_engine_hint(settings: StackSettings) -> None:
         print(
             f"techx defaults to ports {DEFAULT_KAFKA_PORT} and {DEFAULT_POSTGRES_PORT}: prefix "
             f"its commands (not devstack's) with {' '.join(exports)}",
+            file=sys.stderr,
+        )
+    if settings.external_kafka is None and kafka.is_secure(settings):
+        print(
+            "the broker is locked down: run each TechX process as its principal (README, "
+            '"Locked down"), with:',
+            file=sys.stderr,
+        )
+        for principal in ROLES:
+            print(f"  {principal:<11} {security.env_hint(settings, principal)}", file=sys.stderr)
+        print(
+            f"  over TLS:   TECHX_KAFKA_BOOTSTRAP=127.0.0.1:{settings.tls_port} "
+            "TECHX_KAFKA_SECURITY_PROTOCOL=SASL_SSL "
+            f"TECHX_KAFKA_CA_FILE={security.ca_file(settings)}",
             file=sys.stderr,
         )
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 
+from devstack import security
 from devstack.errors import MissingToolError, StackError, StackTimeoutError
 from devstack.processes import (
     ServiceStatus,
@@ -40,6 +41,7 @@ from devstack.processes import (
     write_atomic,
 )
 from devstack.settings import DEPLOY_DIR, StackSettings
+from engine.kafka_security import KafkaSecurity
 
 log = structlog.get_logger()
 
@@ -65,6 +67,9 @@ class KafkaPaths:
     server_log: Path
     console_log: Path
     pid_file: Path
+    #: Present once the storage was formatted locked down (SCRAM users, ACLs): the mode
+    #: belongs to the broker's data, so later starts keep it.
+    secure_marker: Path
 
     @classmethod
     def of(cls, settings: StackSettings) -> KafkaPaths:
@@ -80,7 +85,12 @@ class KafkaPaths:
             server_log=logs / "server.log",
             console_log=logs / "kafka.out",
             pid_file=root / "kafka.pid",
+            secure_marker=root / "secure",
         )
+
+    @property
+    def formatted(self) -> bool:
+        return (self.data / "meta.properties").exists()
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -97,15 +107,48 @@ class PendingKafka:
     started: float
 
 
-def render_server_properties(settings: StackSettings, template: str | None = None) -> str:
-    """Fill the broker config template with this instance's ports and data folder."""
+def render_server_properties(
+    settings: StackSettings,
+    template: str | None = None,
+    broker: security.SecureBroker | None = None,
+) -> str:
+    """Fill the broker config template with this instance's ports and data folder; with a
+    locked-down broker's secrets, locked down (SASL listeners, TLS, the authorizer)."""
     if template is None:
         template = (DEPLOY_DIR / "server.properties.template").read_text(encoding="utf-8")
-    return string.Template(template).substitute(
+    rendered = string.Template(template).substitute(
         kafka_port=settings.kafka_port,
         controller_port=settings.controller_port,
         log_dirs=str(KafkaPaths.of(settings).data),
     )
+    if broker is None:
+        return rendered
+    return security.lock_down(rendered, security.secure_overrides(settings, broker))
+
+
+def is_secure(settings: StackSettings) -> bool:
+    """Whether the local broker runs locked down: as its storage was formatted, or, before
+    the first format, as the settings ask."""
+    paths = KafkaPaths.of(settings)
+    return paths.secure_marker.exists() if paths.formatted else settings.secure
+
+
+def local_security(settings: StackSettings) -> KafkaSecurity:
+    """How devstack itself connects to the local broker: as admin when it is locked down."""
+    if is_secure(settings):
+        return security.client_security(settings, security.ADMIN)
+    return KafkaSecurity()
+
+
+def _check_mode(settings: StackSettings, paths: KafkaPaths) -> None:
+    """An open broker is never locked down in place: its metadata has no SCRAM users."""
+    if settings.secure and paths.formatted and not paths.secure_marker.exists():
+        raise StackError(
+            f"the Kafka broker in {settings.state_dir} was formatted open (PLAINTEXT); it "
+            "cannot be locked down in place",
+            hint="use another TECHX_STATE_DIR (and ports) for a locked-down stack, or stop "
+            f"this one and remove {paths.data} (its topics are lost)",
+        )
 
 
 def find_java() -> str:
@@ -132,21 +175,27 @@ def launch(settings: StackSettings, java: str) -> PendingKafka:
     """Fetch jars, format storage and start the broker detached, unless it already runs."""
     paths = KafkaPaths.of(settings)
     address = f"127.0.0.1:{settings.kafka_port}"
+    _check_mode(settings, paths)
     pid = running_pid(paths.pid_file, paths.markers)
     if pid is not None:
         log.info("kafka_already_running", address=address, pid=pid)
         return PendingKafka(pid=pid, log_offset=None, started=time.monotonic())
     forget_stale_pid(paths.pid_file, "kafka")
-    for port in (settings.kafka_port, settings.controller_port):
+    secure = is_secure(settings)
+    ports = (settings.kafka_port, settings.controller_port)
+    for port in (*ports, settings.tls_port) if secure else ports:
         if port_open(port):
             raise StackError(
                 f"port {port} on 127.0.0.1 is taken by a process techx did not start",
-                hint="stop it or choose another TECHX_KAFKA_PORT (the controller uses port + 1)",
+                hint="stop it or choose another TECHX_KAFKA_PORT (the controller uses port + 1, "
+                "a locked-down broker's TLS listener port + 2)",
             )
     _ensure_jars(paths)
     paths.logs.mkdir(parents=True, exist_ok=True)
-    write_atomic(paths.config, render_server_properties(settings))
-    _ensure_storage(paths, java)
+    broker = security.prepare(settings, java) if secure else None
+    # Mode 600: a locked-down config holds passwords.
+    write_atomic(paths.config, render_server_properties(settings, None, broker), 0o600)
+    _ensure_storage(paths, java, None if broker is None else broker.passwords)
 
     log_offset = paths.server_log.stat().st_size if paths.server_log.exists() else 0
     command = [
@@ -168,7 +217,13 @@ def launch(settings: StackSettings, java: str) -> PendingKafka:
     )
     pid = int(result.stdout.strip())
     write_atomic(paths.pid_file, f"{pid}\n")
-    log.info("kafka_launched", address=address, pid=pid, log=str(paths.server_log))
+    log.info(
+        "kafka_launched",
+        address=address,
+        pid=pid,
+        log=str(paths.server_log),
+        security="SASL_PLAINTEXT/SCRAM-SHA-512, ACLs" if secure else "PLAINTEXT, open",
+    )
     return PendingKafka(pid=pid, log_offset=log_offset, started=time.monotonic())
 
 
@@ -178,6 +233,7 @@ def await_ready(settings: StackSettings, pending: PendingKafka) -> None:
     bootstrap = f"127.0.0.1:{settings.kafka_port}"
     deadline = pending.started + READY_TIMEOUT_S
     problem = "not started yet"
+    client_security = local_security(settings)
     while True:
         if not process_matches(pending.pid, paths.markers):
             raise StackError(
@@ -189,7 +245,7 @@ def await_ready(settings: StackSettings, pending: PendingKafka) -> None:
             paths.server_log, pending.log_offset, STARTED_LINE
         )
         if logged and port_open(settings.kafka_port):
-            answer = probe(bootstrap, timeout_s=5.0)
+            answer = probe(bootstrap, timeout_s=5.0, security=client_security)
             if answer is None:
                 break
             problem = answer
@@ -234,7 +290,7 @@ def stop(settings: StackSettings) -> None:
 def status(settings: StackSettings) -> ServiceStatus:
     """The broker's state, read only (an external broker is asked for metadata)."""
     if settings.external_kafka is not None:
-        problem = probe(settings.external_kafka, timeout_s=5.0)
+        problem = probe(settings.external_kafka, 5.0, settings.external_kafka_security)
         detail = "external, answers" if problem is None else f"external, no answer: {problem}"
         return ServiceStatus("kafka", problem is None, settings.external_kafka, None, detail)
     paths = KafkaPaths.of(settings)
@@ -242,14 +298,20 @@ def status(settings: StackSettings) -> ServiceStatus:
     pid = running_pid(paths.pid_file, paths.markers)
     if pid is None:
         return ServiceStatus("kafka", False, address, None, stopped_detail(paths.pid_file))
+    mode = (
+        f"locked down (SASL/SCRAM, ACLs; TLS on {settings.tls_port}); "
+        if is_secure(settings)
+        else ""
+    )
     if not port_open(settings.kafka_port):
-        return ServiceStatus("kafka", False, address, pid, f"starting; log {paths.server_log}")
-    return ServiceStatus("kafka", True, address, pid, f"log {paths.server_log}")
+        detail = f"starting; {mode}log {paths.server_log}"
+        return ServiceStatus("kafka", False, address, pid, detail)
+    return ServiceStatus("kafka", True, address, pid, f"{mode}log {paths.server_log}")
 
 
-def check_external(bootstrap: str) -> None:
+def check_external(bootstrap: str, client_security: KafkaSecurity) -> None:
     """Refuse to go on when the user's broker (``TECHX_KAFKA_BOOTSTRAP``) does not answer."""
-    problem = probe(bootstrap, timeout_s=10.0)
+    problem = probe(bootstrap, 10.0, client_security)
     if problem is not None:
         raise StackError(
             f"the Kafka at TECHX_KAFKA_BOOTSTRAP={bootstrap} does not answer: {problem}",
@@ -258,14 +320,20 @@ def check_external(bootstrap: str) -> None:
     log.info("kafka_external_checked", address=bootstrap)
 
 
-def probe(bootstrap: str, timeout_s: float) -> str | None:
-    """None when a metadata request succeeds, else why not (a port that accepts is not enough)."""
-    return run_async(_answers(bootstrap, timeout_s))
+def probe(bootstrap: str, timeout_s: float, security: KafkaSecurity) -> str | None:
+    """None when a metadata request succeeds, else why not (a port that accepts is not enough).
+
+    ``security`` is how to connect: the admin's SCRAM login on a locked-down local broker,
+    the engine's ``TECHX_KAFKA_*`` settings on the user's broker.
+    """
+    return run_async(_answers(bootstrap, timeout_s, security))
 
 
-async def _answers(bootstrap: str, timeout_s: float) -> str | None:
+async def _answers(bootstrap: str, timeout_s: float, security: KafkaSecurity) -> str | None:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        **security.client_options(),
     )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
@@ -343,23 +411,29 @@ def _ensure_jars(paths: KafkaPaths) -> None:
     )
 
 
-def _ensure_storage(paths: KafkaPaths, java: str) -> None:
-    """Format the KRaft log folder once: a fresh cluster id, this node as the only voter."""
-    if (paths.data / "meta.properties").exists():
+def _ensure_storage(paths: KafkaPaths, java: str, passwords: dict[str, str] | None) -> None:
+    """Format the KRaft log folder once: a fresh cluster id, this node as the only voter, and
+    for a locked-down broker the SCRAM credentials of every principal (``passwords``)."""
+    if paths.formatted:
         return
     started = time.monotonic()
+    paths.secure_marker.unlink(missing_ok=True)
     tool = [*_java_command(java, paths), "kafka.tools.StorageTool"]
     cluster_id = run(
         [*tool, "random-uuid"], what="make a Kafka cluster id", timeout=120
     ).stdout.strip()
+    scram = [] if passwords is None else security.scram_arguments(passwords)
     run(
-        [*tool, "format", "--standalone", "-t", cluster_id, "-c", str(paths.config)],
+        [*tool, "format", "--standalone", "-t", cluster_id, "-c", str(paths.config), *scram],
         what="format the Kafka storage",
         timeout=120,
     )
+    if passwords is not None:
+        write_atomic(paths.secure_marker, "SCRAM-SHA-512 users and ACLs: devstack/security.py\n")
     log.info(
         "kafka_storage_formatted",
         cluster_id=cluster_id,
         data=str(paths.data),
         duration_s=since(started),
+        scram_users=sorted(passwords or ()),
     )

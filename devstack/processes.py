@@ -186,11 +186,20 @@ def tail(path: Path, lines: int = 20) -> str:
     return f"--- last lines of {path}:\n" + "\n".join(text.splitlines()[-lines:]) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a scratch file, so a reader never sees half a PID file or config."""
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write through a scratch file, so a reader never sees half a PID file or config.
+
+    The scratch file has ``mode`` before anything is written to it, so a file holding a
+    password (a locked-down broker's config: 0o600) is never readable by others, not even
+    for a moment.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(text, encoding="utf-8")
+    scratch.unlink(missing_ok=True)
+    descriptor = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(descriptor, mode)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
     scratch.replace(path)
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from devstack.errors import StackConfigError
+from engine.errors import ConfigError
+from engine.kafka_security import KafkaSecurity
+from engine.settings import Settings
 
 #: The checkout devstack belongs to (devstack is not shipped: it only runs from a checkout).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,18 +49,31 @@ class StackSettings:
     external_kafka: str | None = None
     #: ``TECHX_DATABASE_URL``: the user's PostgreSQL; the stack then starts no cluster.
     external_database: str | None = None
+    #: A locked-down broker (SASL/SCRAM, ACLs) when its storage is first formatted
+    #: (``TECHX_STACK_SECURE=1`` or ``up --secure``); a formatted broker keeps its mode.
+    secure: bool = False
+    #: Topic prefix and engine group whose ACLs a locked-down stack grants at ``up``
+    #: (``TECHX_TOPIC_PREFIX``, ``TECHX_GROUP_ID``, as the engine reads them).
+    topic_prefix: str = "techx"
+    group_id: str = "techx-engine"
+    #: How to reach ``external_kafka``: the engine's own ``TECHX_KAFKA_*`` security settings.
+    external_kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
         """Read and check the variables; a malformed one is a StackConfigError naming it."""
         env = os.environ if env is None else env
-        kafka_port = _port(env, "TECHX_KAFKA_PORT", DEFAULT_KAFKA_PORT, room_above=1)
+        secure = _flag(env, "TECHX_STACK_SECURE")
+        # A locked-down broker also listens for TLS on port + 2.
+        above = 2 if secure else 1
+        kafka_port = _port(env, "TECHX_KAFKA_PORT", DEFAULT_KAFKA_PORT, room_above=above)
         postgres_port = _port(env, "TECHX_POSTGRES_PORT", DEFAULT_POSTGRES_PORT)
-        if postgres_port in (kafka_port, kafka_port + 1):
+        if kafka_port <= postgres_port <= kafka_port + above:
             raise StackConfigError(
                 f"TECHX_POSTGRES_PORT={postgres_port} collides with Kafka, which uses "
-                f"TECHX_KAFKA_PORT={kafka_port} and {kafka_port + 1} (its controller)",
-                hint="choose ports at least 2 apart",
+                f"TECHX_KAFKA_PORT={kafka_port} to {kafka_port + above} (its controller"
+                f"{', its TLS listener' if secure else ''})",
+                hint=f"choose ports at least {above + 1} apart",
             )
         database = env.get("TECHX_DATABASE_URL") or None
         if database is not None and urlsplit(database).scheme not in ("postgresql", "postgres"):
@@ -65,6 +81,10 @@ class StackSettings:
                 f"TECHX_DATABASE_URL must be a postgresql:// URL, not {redact(database)!r}",
                 hint="unset it to let the stack run its own PostgreSQL",
             )
+        try:
+            engine = Settings.from_env(env)
+        except ConfigError as e:
+            raise StackConfigError(str(e), hint="the engine reads it too: fix it there") from e
         return cls(
             state_dir=_folder(env, "TECHX_STATE_DIR", DEFAULT_STATE_DIR),
             kafka_port=kafka_port,
@@ -72,12 +92,21 @@ class StackSettings:
             pg_bin=_folder(env, "TECHX_PG_BIN", DEFAULT_PG_BIN),
             external_kafka=env.get("TECHX_KAFKA_BOOTSTRAP") or None,
             external_database=database,
+            secure=secure,
+            topic_prefix=engine.topics.prefix,
+            group_id=engine.group_id,
+            external_kafka_security=engine.kafka_security,
         )
 
     @property
     def controller_port(self) -> int:
         """The KRaft controller listens right above the client port."""
         return self.kafka_port + 1
+
+    @property
+    def tls_port(self) -> int:
+        """A locked-down broker's TLS listener (SASL_SSL) listens right above its controller."""
+        return self.kafka_port + 2
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -116,6 +145,15 @@ def _port(env: Mapping[str, str], name: str, default: int, room_above: int = 0) 
             f"{name} must be a TCP port from 1 to {highest}, not {value}", hint=hint
         )
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise StackConfigError(f"{name} must be 1 or 0 (true/false, yes/no), not {raw[:40]!r}")
 
 
 def _folder(env: Mapping[str, str], name: str, default: Path) -> Path:

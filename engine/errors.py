@@ -59,6 +59,11 @@ class BrokerUnavailableError(TechXError):
     retriable = True
 
 
+class KafkaAccessDeniedError(TechXError):
+    """Kafka refused this process's principal: a wrong password, or an ACL it lacks. Retrying
+    cannot mend it; the credentials (``TECHX_KAFKA_*``) or the ACLs (``techx acls``) must."""
+
+
 class DeterminismError(TechXError):
     """Replaying the command log produced different results from what was settled."""
 

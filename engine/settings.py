@@ -6,8 +6,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from engine.errors import ConfigError
+from engine.kafka_security import KafkaSecurity
 
 #: The checkout's root when running from one (tests read files there); not a wheel's concern.
 
@@ -73,6 +75,8 @@ class Settings:
     """Everything the engine and the CLI need to know about their world."""
 
     kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
+    #: How this process authenticates to Kafka and encrypts the way (``TECHX_KAFKA_*``).
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     database_url: str = DEFAULT_DATABASE_URL
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4
@@ -110,6 +114,7 @@ class Settings:
         return replace(
             base,
             kafka_bootstrap=env.get("TECHX_KAFKA_BOOTSTRAP") or base.kafka_bootstrap,
+            kafka_security=KafkaSecurity.from_env(env),
             database_url=database_url,
             topics=Topics(_name(env, "TECHX_TOPIC_PREFIX", base.topics.prefix)),
             partitions=_int(env, "TECHX_PARTITIONS", base.partitions, minimum=1),
@@ -128,6 +133,11 @@ class Settings:
             log_level=_choice(env, "TECHX_LOG_LEVEL", base.log_level, _LOG_LEVELS),
             gateway=_gateway(env, base.gateway),
         )
+
+    def kafka_options(self) -> dict[str, Any]:
+        """Where the broker is and how to connect to it: the keyword arguments every Kafka
+        client of TechX starts from (producers, consumers, admin clients alike)."""
+        return {"bootstrap_servers": self.kafka_bootstrap, **self.kafka_security.client_options()}
 
 
 def _gateway(env: Mapping[str, str], base: GatewaySettings) -> GatewaySettings:

@@ -146,6 +146,23 @@ def _parser() -> argparse.ArgumentParser:
     _add_membership_commands(commands)
     _add_gateway_commands(commands)
 
+    acls = commands.add_parser(
+        "acls",
+        help="the Kafka ACLs of TechX's principals: print them as kafka-acls commands, or apply",
+        description="Print the ACLs that TechX's principals (engine, gateway, operator, "
+        "subscriber, backoffice) need on TECHX_TOPIC_PREFIX's topics and TECHX_GROUP_ID's "
+        "engines, as kafka-acls.sh commands for a managed Kafka; with --apply, create them "
+        "on TECHX_KAFKA_BOOTSTRAP as the TECHX_KAFKA_USERNAME given (an administrator).",
+    )
+    acls.add_argument(
+        "--principal",
+        action="append",
+        default=[],
+        metavar="ROLE=User:NAME",
+        help="the principal a role runs as, when not User:ROLE (repeatable)",
+    )
+    acls.add_argument("--apply", action="store_true", help="create them on the broker")
+
     replay = commands.add_parser("replay", help="rebuild a partition's events from the log")
     replay.add_argument("--partition", type=int, required=True)
     replay.add_argument("--from-offset", type=int, default=0)
@@ -233,6 +250,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.keys_action == "list":
             argument = args.participant
         return asyncio.run(keys_command(settings, args.keys_action, argument))
+    if args.command == "acls":
+        from engine.commands import acls  # noqa: PLC0415
+
+        principals = acls.parse_principals(args.principal)
+        if args.apply:
+            rules = acls.acl_rules(settings.topics, settings.group_id)
+            asyncio.run(acls.apply_acls(settings, rules, principals))
+        else:
+            acls.print_acls(settings, principals)
+        return 0
     if args.command == "replay":
         from engine.commands.replay import run_replay  # noqa: PLC0415
 

@@ -37,8 +37,8 @@ _START_SERVERS = (
 )
 
 
-async def _kafka_problem(bootstrap: str, timeout_s: float) -> str | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="techx-demo")
+async def _kafka_problem(settings: Settings, timeout_s: float) -> str | None:
+    admin = AIOKafkaAdminClient(**settings.kafka_options(), client_id="techx-demo")
     try:
         async with asyncio.timeout(timeout_s):
             await admin.start()
@@ -66,7 +66,7 @@ async def _database_problem(dsn: str, timeout_s: float) -> str | None:
 async def check_servers(settings: Settings, timeout_s: float = SERVER_CHECK_TIMEOUT_S) -> None:
     """Fail at once, saying what to do, when Kafka or PostgreSQL does not answer."""
     problems = []
-    kafka = await _kafka_problem(settings.kafka_bootstrap, timeout_s)
+    kafka = await _kafka_problem(settings, timeout_s)
     if kafka is not None:
         problems.append(f"Kafka at {settings.kafka_bootstrap} ({kafka})")
     database = await _database_problem(settings.database_url, timeout_s)
@@ -84,9 +84,7 @@ def _vnd(amount: int) -> str:
 async def _print_deals(
     settings: Settings, started: asyncio.Event, stop: asyncio.Event, ids: ShowIds
 ) -> int:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**settings.kafka_options(), group_id=None, enable_auto_commit=False)
     await consumer.start()
     printed = 0
     try:

@@ -7,7 +7,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-from engine.errors import BrokerUnavailableError, ConfigError
+from engine.errors import ConfigError, KafkaAccessDeniedError
+from engine.kafka_security import kafka_error
 from engine.settings import Settings
 from engine.store.connection import connected
 from engine.store.migrate import migrate
@@ -16,6 +17,8 @@ log = structlog.get_logger()
 
 _KEEP_FOREVER = "-1"
 _TOPIC_ALREADY_EXISTS = 36
+#: TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED: the principal lacks CREATE.
+_REFUSED = (29, 31)
 _THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
 _COMPACTED = {"cleanup.policy": "compact,delete"}
 
@@ -43,7 +46,7 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
 
 async def create_topics(settings: Settings) -> list[str]:
     """Create the missing topics; returns the names created now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="techx-setup")
+    admin = AIOKafkaAdminClient(**settings.kafka_options(), client_id="techx-setup")
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -62,6 +65,13 @@ async def create_topics(settings: Settings) -> list[str]:
             response = await admin.create_topics(missing)
             for name, code, message in response.topic_errors:
                 # 36: another process created it in between, which is what we wanted.
+                if code in _REFUSED:
+                    raise KafkaAccessDeniedError(
+                        f"creating topic {name}: Kafka refused "
+                        f"{settings.kafka_security.describe().get('principal', 'ANONYMOUS')} "
+                        f"(error {code}: {message}); techx setup runs as the operator "
+                        "principal, which needs CREATE on the TechX topics (`techx acls`)"
+                    )
                 if code not in (0, _TOPIC_ALREADY_EXISTS):
                     raise ConfigError(f"creating topic {name} failed (error {code}): {message}")
         present = [name for name in wanted if name in existing]
@@ -69,8 +79,8 @@ async def create_topics(settings: Settings) -> list[str]:
             await _check_partition_counts(admin, settings, present)
             await _check_configs(admin, wanted, present)
     except KafkaError as e:
-        raise BrokerUnavailableError(
-            f"cannot create topics on {settings.kafka_bootstrap}: {e!r}"
+        raise kafka_error(
+            e, f"creating topics on {settings.kafka_bootstrap}", settings.kafka_security
         ) from e
     finally:
         await admin.close()

@@ -11,7 +11,7 @@ def command_consumer(settings: Settings) -> AIOKafkaConsumer:
     """A group member that commits nothing by itself (PostgreSQL is the commit point) and
     reads only committed records, as replay and recovery do, so their outputs agree."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_options(),
         group_id=settings.group_id,
         client_id="techx-engine",
         enable_auto_commit=False,

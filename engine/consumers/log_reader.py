@@ -29,7 +29,7 @@ async def read_partition(
     ``end=None`` reads to the partition's end as it was when reading began.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_options(),
         enable_auto_commit=False,
         group_id=None,
         auto_offset_reset="earliest",

@@ -33,7 +33,6 @@ from engine.consumers.ports import CommandConsumer, EventSink, LogReader, Settle
 from engine.core.batch import CommandRecord, PartitionProcessor, SettlementBatch
 from engine.core.market import Market
 from engine.errors import (
-    BrokerUnavailableError,
     DeterminismError,
     OutputsAheadError,
     PipelineBrokenError,
@@ -42,6 +41,7 @@ from engine.errors import (
     StoreUnavailableError,
     TechXError,
 )
+from engine.kafka_security import kafka_error
 from engine.retry import retrying
 from engine.settings import Settings
 from engine.store.settlement import DealTotals, PartitionClaim, Settlement
@@ -163,9 +163,8 @@ class MatchingEngine:
         try:
             await consumer.start()
         except KafkaError as e:
-            raise BrokerUnavailableError(
-                f"cannot join the consumer group at {settings.kafka_bootstrap}: {e!r}"
-            ) from e
+            await consumer.stop()
+            raise kafka_error(e, "starting the command consumer", settings.kafka_security) from e
         log.info("engine_started", group=settings.group_id, topic=settings.topics.commands)
         try:
             async with asyncio.TaskGroup() as stages:

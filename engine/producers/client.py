@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 from engine.core.batch import KafkaMessage
 from engine.core.codec import encode
 from engine.core.partitioning import partition_for
-from engine.errors import BrokerUnavailableError
+from engine.kafka_security import kafka_error
 from engine.producers.publisher import make_producer, send_in_batches
 from engine.settings import Settings
 from schemas.commands import (
@@ -40,14 +40,16 @@ class TradingClient:
     def __init__(self, settings: Settings, client_id: str = "techx-frontend") -> None:
         self._settings = settings
         self._topic = settings.topics.commands
+        self._security = settings.kafka_security
         self._producer = make_producer(settings, client_id)
 
     async def start(self) -> None:
         try:
             await self._producer.start()
         except KafkaError as e:
-            raise BrokerUnavailableError(
-                f"cannot reach Kafka at {self._settings.kafka_bootstrap}: {e!r}"
+            await self._producer.stop()
+            raise kafka_error(
+                e, f"connecting to Kafka at {self._settings.kafka_bootstrap}", self._security
             ) from e
 
     async def stop(self) -> None:
@@ -72,7 +74,7 @@ class TradingClient:
                 self._topic, encode(command), key=command.technology_id.encode()
             )
         except KafkaError as e:
-            raise BrokerUnavailableError(f"publishing {command!r} failed: {e!r}") from e
+            raise kafka_error(e, f"publishing {command!r}", self._security) from e
         return int(metadata.offset)
 
     async def send_raw(self, technology_id: str, value: bytes) -> int:
@@ -101,7 +103,7 @@ class TradingClient:
                 )
             await asyncio.gather(*futures)
         except KafkaError as e:
-            raise BrokerUnavailableError(f"publishing a batch of commands failed: {e!r}") from e
+            raise kafka_error(e, "publishing a batch of commands", self._security) from e
         return sum(len(c) for c in by_partition.values())
 
     async def broadcast(self, command: MembershipCommand) -> list[int]:
@@ -117,7 +119,7 @@ class TradingClient:
             ]
             return [int((await future).offset) for future in sent]
         except KafkaError as e:
-            raise BrokerUnavailableError(f"publishing {command!r} failed: {e!r}") from e
+            raise kafka_error(e, f"publishing {command!r}", self._security) from e
 
     async def register_participant(
         self,

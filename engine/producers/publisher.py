@@ -13,14 +13,20 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from engine.core.batch import KafkaMessage, SettlementBatch
-from engine.errors import BrokerUnavailableError, PublishFailedError, TechXError
+from engine.errors import (
+    BrokerUnavailableError,
+    KafkaAccessDeniedError,
+    PublishFailedError,
+    TechXError,
+)
+from engine.kafka_security import is_refusal
 from engine.settings import Settings, Topics
 
 
 def make_producer(settings: Settings, client_id: str = "techx-engine") -> AIOKafkaProducer:
     """An idempotent producer: broker-side dedupe of our own retries, acks from all replicas."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_options(),
         client_id=client_id,
         enable_idempotence=True,
         acks="all",
@@ -108,6 +114,11 @@ async def send_in_batches(
 
 def publish_error(error: KafkaError) -> TechXError:
     """Retry only what the broker says may pass later (aiokafka's ``retriable`` flag)."""
+    if is_refusal(error):
+        return KafkaAccessDeniedError(
+            f"the broker refused events: {error!r}; the engine's principal needs WRITE on the "
+            "output topics and its transactional ids (`techx acls`)"
+        )
     if getattr(error, "retriable", False):
         return BrokerUnavailableError(f"publishing events failed, will retry: {error!r}")
     return PublishFailedError(f"the broker refused events: {error!r}")

@@ -15,6 +15,7 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from engine.core.codec import TICK_RECORD
+from engine.kafka_security import is_refusal, kafka_error
 from engine.producers.publisher import make_producer
 from engine.settings import Settings
 
@@ -29,7 +30,14 @@ async def run_ticker(settings: Settings, stop: asyncio.Event) -> None:
     logged once when it starts and once when it ends: ticks resume by themselves."""
     interval_s = settings.tick_interval_ms / 1000
     producer = make_producer(settings, client_id="techx-ticker")
-    await producer.start()
+    try:
+        await producer.start()
+    except KafkaError as e:
+        await producer.stop()
+        error = kafka_error(e, "starting the ticker", settings.kafka_security)
+        # `techx run` carries on without it (matching needs no ticks), so say it loudly.
+        log.error("ticker_failed", error=str(error), error_type=type(error).__name__)
+        raise error from e
     failing_since: float | None = None
     loop = asyncio.get_running_loop()
     log.info(
@@ -51,7 +59,9 @@ async def run_ticker(settings: Settings, stop: asyncio.Event) -> None:
             except KafkaError as e:
                 if failing_since is None:
                     failing_since = loop.time()
-                    log.warning("ticker_failing", error=repr(e))
+                    # A refused write (an ACL taken away) is tried again too: granted back,
+                    # ticks resume.
+                    log.warning("ticker_failing", error=repr(e), refused=is_refusal(e))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
     finally:

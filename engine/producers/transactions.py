@@ -40,9 +40,10 @@ from aiokafka.producer import sender as aiokafka_sender
 
 from engine.core.batch import SettlementBatch
 from engine.errors import BrokerUnavailableError, FencedError, PublishFailedError, TechXError
+from engine.kafka_security import kafka_error
 from engine.producers.publisher import outputs_of, send_in_batches
 from engine.retry import retrying
-from engine.settings import Settings
+from engine.settings import Settings, Topics
 
 log = structlog.get_logger()
 
@@ -63,7 +64,13 @@ _MOST_BATCHES_PER_TRANSACTION = 64
 
 
 def transactional_id(settings: Settings, partition: int) -> str:
-    return f"{settings.group_id}.{settings.topics.commands}.{partition}"
+    return f"{transactional_id_prefix(settings.group_id, settings.topics)}{partition}"
+
+
+def transactional_id_prefix(group_id: str, topics: Topics) -> str:
+    """What the transactional ids of every engine in ``group_id`` start with (the prefix an
+    ACL grants them)."""
+    return f"{group_id}.{topics.commands}."
 
 
 def progress_group(settings: Settings) -> str:
@@ -72,7 +79,12 @@ def progress_group(settings: Settings) -> str:
     Its own group, never joined by a consumer: the engines' group commits the settled offset
     for lag monitoring, and a commit there must never move the published position.
     """
-    return f"{settings.group_id}.outputs"
+    return outputs_group(settings.group_id)
+
+
+def outputs_group(group_id: str) -> str:
+    """The committed-outputs group of the engines in ``group_id``."""
+    return f"{group_id}.outputs"
 
 
 _Pending = tuple[SettlementBatch, "asyncio.Future[None]"]
@@ -120,7 +132,7 @@ class TransactionalPublisher:
 
     async def _start_producer(self, partition: int) -> tuple[AIOKafkaProducer, int | None]:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
+            **self._settings.kafka_options(),
             client_id=f"techx-engine-p{partition}",
             transactional_id=transactional_id(self._settings, partition),
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
@@ -134,8 +146,8 @@ class TransactionalPublisher:
             position = await self._committed_position(partition)
         except KafkaError as e:
             await _stop_quietly(producer)
-            raise BrokerUnavailableError(
-                f"opening the outputs of partition {partition}: {e!r}"
+            raise kafka_error(
+                e, f"opening the outputs of partition {partition}", self._settings.kafka_security
             ) from e
         except BaseException:
             await _stop_quietly(producer)
@@ -191,7 +203,7 @@ class TransactionalPublisher:
         async with self._admin_lock:
             if self._admin is None:
                 admin = AIOKafkaAdminClient(
-                    bootstrap_servers=self._settings.kafka_bootstrap,
+                    **self._settings.kafka_options(),
                     client_id="techx-engine-admin",
                 )
                 await admin.start()

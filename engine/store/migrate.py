@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 
 import asyncpg
@@ -53,7 +54,14 @@ async def migrate(connection: asyncpg.Connection) -> list[int]:
             if migration.version in done:
                 continue
             async with connection.transaction():
-                await connection.execute(migration.sql)
+                # A migration says what it could not do with a NOTICE (006: a user who may
+                # not create roles): an operator reads it in the log, not in psql.
+                listener = partial(_log_notice, migration)
+                connection.add_log_listener(listener)
+                try:
+                    await connection.execute(migration.sql)
+                finally:
+                    connection.remove_log_listener(listener)
                 await connection.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                     migration.version,
@@ -64,3 +72,15 @@ async def migrate(connection: asyncpg.Connection) -> list[int]:
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now
+
+
+def _log_notice(
+    migration: Migration, _connection: object, message: asyncpg.PostgresLogMessage
+) -> None:
+    log.warning(
+        "migration_notice",
+        version=migration.version,
+        name=migration.name,
+        severity=message.severity,
+        notice=message.message,
+    )

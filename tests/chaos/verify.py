@@ -162,7 +162,7 @@ async def read_topics(
 ) -> dict[tuple[str, int], list[Record]]:
     """Every record of the topics' partitions, up to their ends as of now, per partition."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -221,7 +221,7 @@ async def wait_transactions_closed(settings: Settings, timeout_s: float) -> str 
 
 def _offsets_reader(settings: Settings, isolation: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_options(),
         group_id=None,
         enable_auto_commit=False,
         isolation_level=isolation,

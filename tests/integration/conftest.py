@@ -67,7 +67,7 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     yield test_settings
     async with connected(stack_settings.database_url) as connection:
         await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**stack_settings.kafka_options())
     await admin.start()
     try:
         await admin.delete_topics(list(test_settings.topics.all()))

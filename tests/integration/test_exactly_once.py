@@ -35,7 +35,7 @@ def _stream(orders: int) -> list[TechnologyCommand]:
 
 async def _read_uncommitted(settings: Settings, topic: str, partition: int) -> list[bytes]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_options(),
         group_id=None,
         isolation_level="read_uncommitted",
         auto_offset_reset="earliest",
@@ -66,7 +66,7 @@ async def test_a_dead_owners_open_transaction_is_aborted_and_never_seen(
         await client.send_many(commands)
     partition = partition_for(commands[0].technology_id, settings.partitions)
     zombie = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **settings.kafka_options(),
         transactional_id=transactional_id(settings, partition),
     )
     await zombie.start()

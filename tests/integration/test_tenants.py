@@ -30,7 +30,7 @@ async def neighbour(settings: Settings) -> AsyncIterator[Settings]:
     )
     await setup(other)
     yield other
-    admin = AIOKafkaAdminClient(bootstrap_servers=other.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**other.kafka_options())
     await admin.start()
     try:
         await admin.delete_topics(list(other.topics.all()))
