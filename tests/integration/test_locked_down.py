@@ -483,21 +483,31 @@ async def test_the_runtime_role_settles_and_recovers_but_cannot_rewrite_deals(
             await connection.execute(f"DROP ROLE IF EXISTS {login}")
 
 
+async def _grants(connection: asyncpg.Connection, role: str) -> dict[str, list[str]]:
+    rows = await connection.fetch(
+        "SELECT table_name, array_agg(privilege_type::text ORDER BY privilege_type)"
+        " AS privileges FROM information_schema.role_table_grants"
+        " WHERE grantee = $1 AND table_schema = current_schema()"
+        " GROUP BY table_name",
+        role,
+    )
+    return {row["table_name"]: row["privileges"] for row in rows}
+
+
 async def test_every_table_is_granted_to_the_runtime_role(locked: Locked) -> None:
-    """Each table the engine uses has techx_engine's grants, and the settled record tables
-    only INSERT and SELECT (a new migration's table without grants fails here)."""
+    """Each table has its runtime role's grants (the engine's, or the gateway's API keys),
+    and the settled record tables only INSERT and SELECT (a new migration's table without
+    grants fails here)."""
     async with connected(locked.base.database_url) as connection:
-        rows = await connection.fetch(
-            "SELECT table_name, array_agg(privilege_type::text ORDER BY privilege_type)"
-            " AS privileges FROM information_schema.role_table_grants"
-            " WHERE grantee = 'techx_engine' AND table_schema = current_schema()"
-            " GROUP BY table_name"
-        )
+        granted = await _grants(connection, "techx_engine")
+        gateway = await _grants(connection, "techx_gateway")
         tables = await connection.fetch(
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
         )
-    granted = {row["table_name"]: row["privileges"] for row in rows}
-    assert {row["tablename"] for row in tables} - set(granted) == {"schema_migrations"}
+    assert gateway == {"api_keys": ["SELECT"]}, "the gateway reads keys and nothing else"
+    assert "api_keys" not in granted, "the engine never reads API keys"
+    everything = {row["tablename"] for row in tables}
+    assert everything - set(granted) - set(gateway) == {"schema_migrations"}
     for table in ("deals", "command_outcomes", "dead_letters"):
         assert granted[table] == ["INSERT", "SELECT"], table
     assert granted["partition_state"] == ["INSERT", "SELECT", "UPDATE"]
@@ -519,12 +529,14 @@ async def test_a_migrating_user_who_may_not_create_roles_is_told_and_not_stopped
         url = f"postgresql://{owner}@127.0.0.1:{secure_stack.postgres_port}/{database}"
         with structlog.testing.capture_logs() as logs:
             applied = await setup_database(Settings(database_url=url))
-        assert 6 in applied
-        (notice,) = [entry for entry in logs if entry["event"] == "migration_notice"]
-        assert "CREATE ROLE techx_engine NOLOGIN" in notice["notice"]
+        assert {6, 7} <= set(applied)
+        notices = [e["notice"] for e in logs if e["event"] == "migration_notice"]
+        assert len(notices) == 2
+        assert "CREATE ROLE techx_engine NOLOGIN" in notices[0]
+        assert "CREATE ROLE techx_gateway NOLOGIN" in notices[1]
         async with connected(admin_url) as connection:
             assert not await connection.fetchval(
-                "SELECT count(*) FROM pg_roles WHERE rolname = 'techx_engine'"
+                "SELECT count(*) FROM pg_roles WHERE rolname IN ('techx_engine', 'techx_gateway')"
             )
     finally:
         async with connected(admin_url) as connection:
@@ -533,11 +545,13 @@ async def test_a_migrating_user_who_may_not_create_roles_is_told_and_not_stopped
 
 
 async def _drop_runtime_role(connection: asyncpg.Connection, stack: StackSettings) -> None:
-    """Remove techx_engine from this private cluster: its grants in every database first."""
+    """Remove the runtime roles from this private cluster: their grants in every database
+    first."""
     names = await connection.fetch("SELECT datname FROM pg_database WHERE datallowconn")
     base = stack.database_url.rpartition("/")[0]
-    for row in names:
-        async with connected(f"{base}/{row['datname']}") as other:
-            with contextlib.suppress(asyncpg.UndefinedObjectError):
-                await other.execute("DROP OWNED BY techx_engine")
-    await connection.execute("DROP ROLE IF EXISTS techx_engine")
+    for role in ("techx_engine", "techx_gateway"):
+        for row in names:
+            async with connected(f"{base}/{row['datname']}") as other:
+                with contextlib.suppress(asyncpg.UndefinedObjectError):
+                    await other.execute(f"DROP OWNED BY {role}")
+        await connection.execute(f"DROP ROLE IF EXISTS {role}")
