@@ -29,6 +29,8 @@ const MECHANISMS = {
   dutch: "Dutch clock",
 };
 
+const STATES = { open: "Open", halted: "Halted", closed: "Closed", withdrawn: "Withdrawn" };
+
 // --- formatting ---------------------------------------------------------------------------
 
 /** Whole numbers with "." between thousands, as đồng amounts are written in Vietnam. */
@@ -93,7 +95,7 @@ function el(tag, attributes, ...children) {
   for (const [name, value] of Object.entries(attributes || {})) {
     if (value !== null && value !== undefined && value !== false) node.setAttribute(name, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -166,10 +168,10 @@ function levelsTable(view) {
       el(
         "tr",
         {},
-        el("th", { scope: "col", class: "num" }, "Bid qty"),
+        el("th", { scope: "col", class: "num", title: "quantity bid" }, "Qty"),
         el("th", { scope: "col", class: "num" }, "Bid"),
         el("th", { scope: "col", class: "num" }, "Offer"),
-        el("th", { scope: "col", class: "num" }, "Offer qty"),
+        el("th", { scope: "col", class: "num", title: "quantity offered" }, "Qty"),
       ),
     ),
     el("tbody", { "data-field": "levels" }, rows),
@@ -251,9 +253,9 @@ function showView(view) {
       { class: "card-head" },
       el("h3", { id: `t-${id}`, "data-field": "technology" }, id),
       el("span", { class: "mechanism", "data-field": "mechanism" }, MECHANISMS[view.mechanism] || view.mechanism),
-      el("span", { class: "state", "data-field": "state" }, view.state),
+      el("span", { class: "state", "data-field": "state" }, STATES[view.state] || view.state),
     ),
-    ...cardBody(view),
+    ...cardBody(view).filter(Boolean),
     el("p", { class: "as-of" }, `as of ${timeOfDay(view.timestamp_ms)}`),
   );
 }
