@@ -8,6 +8,9 @@ need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
+# The market page's test drives Debian's headless Chromium through its driver, by these paths.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 pg_bin="${TECHX_PG_BIN:-/usr/lib/postgresql/15/bin}"
 if [ -z "${TECHX_DATABASE_URL:-}" ] && [ ! -x "$pg_bin/initdb" ]; then
   need_apt+=(postgresql-15)

@@ -8,8 +8,9 @@ engine's Kafka and PostgreSQL clients already use; an ASGI framework would add a
 Routes:
 - ``POST /v1/commands``: one command (JSON), authenticated; 202 once the broker has it;
 - ``GET /v1/stream``: WebSocket of the participant's own events (and market data on asking);
-- ``GET /v1/market``: public WebSocket of market data, no key;
-- ``GET /healthz``: whether this process serves and its stream reads.
+- ``GET /v1/market``: public WebSocket of market data (and, on asking, public deals), no key;
+- ``GET /healthz``: whether this process serves and its stream reads;
+- ``GET /`` and ``/market``: the live market page (``static/``), a client of ``/v1/market``.
 
 Handlers only raise :class:`GatewayError`; ``_problems`` answers RFC 7807 in one place.
 """
@@ -20,6 +21,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -46,6 +48,7 @@ from engine.gateway.limits import RateLimits
 from engine.gateway.stream import (
     CLOSE_STREAM_FAILED,
     CLOSE_TOO_SLOW,
+    DEALS,
     MARKET_DATA,
     OWN_TOPICS,
     LiveStream,
@@ -61,6 +64,21 @@ log = structlog.get_logger()
 #: WebSocket pings every this many seconds: a dead client is noticed and its socket freed.
 _HEARTBEAT_S = 20.0
 _JSON = "application/json"
+#: The market page's files: plain HTML, JavaScript and CSS, shipped in the wheel, no build.
+STATIC = Path(__file__).with_name("static")
+#: The page loads its own script and style and talks to its own gateway, nothing else.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+#: A socket opened ``from=beginning`` with deals gets those of the last this many offsets of
+#: each deals partition: the topic is kept forever, and a page wants the latest, not all.
+RECENT_DEAL_OFFSETS = 50
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -97,6 +115,9 @@ def make_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/v1/stream", routes.own_stream)
     app.router.add_get("/v1/market", routes.market_stream)
     app.router.add_get("/healthz", routes.health)
+    app.router.add_get("/", routes.page)
+    app.router.add_get("/market", routes.page)
+    app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
     app.on_shutdown.append(routes.close_sockets)
     return app
 
@@ -147,18 +168,31 @@ class _Routes:
         return await self._serve(request, identity.participant_id, topics, resume, True)
 
     async def market_stream(self, request: web.Request) -> web.StreamResponse:
-        """Public: market views are what any trading screen shows; no key, no participant."""
+        """Public: market views are what any trading screen shows; no key, no participant.
+        ``deals=true`` adds the deals stream, each deal reduced to its public part."""
+        topics: tuple[str, ...] = (MARKET_DATA,)
+        if _flag(request.query.get("deals", "")):
+            topics = (MARKET_DATA, DEALS)
+        partitions = range(self._settings.partitions)
         start = request.query.get("from", "")
         if start == "beginning":
             # The compacted topic from its start: the newest view of every technology.
-            resume = {(MARKET_DATA, p): 0 for p in range(self._settings.partitions)}
+            resume = {(MARKET_DATA, p): 0 for p in partitions}
+            if DEALS in topics:
+                live = self._gateway.stream.fanout.positions
+                for p in partitions:
+                    resume[(DEALS, p)] = max(0, live.get((DEALS, p), 0) - RECENT_DEAL_OFFSETS)
         elif start:
             raise BadCommandError("bad_resume", 'from is "beginning" or left out')
         else:
             resume = parse_resume(
-                request.query.get("resume", ""), (MARKET_DATA,), self._settings.partitions
+                request.query.get("resume", ""), topics, self._settings.partitions
             )
-        return await self._serve(request, None, (MARKET_DATA,), resume, not start)
+        return await self._serve(request, None, topics, resume, not start)
+
+    async def page(self, request: web.Request) -> web.FileResponse:
+        """The live market page: static, public data only (it reads ``/v1/market``)."""
+        return web.FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
 
     async def health(self, request: web.Request) -> web.Response:
         alive = self._gateway.stream_alive()
@@ -202,7 +236,11 @@ class _Routes:
                 subscription.skip_below[position] = asked
         subscription.greet(
             positions_message(
-                "subscribed", starts, participant_id=participant_id, streams=list(topics)
+                "subscribed",
+                starts,
+                participant_id=participant_id,
+                streams=list(topics),
+                **stream.fanout.clock(),
             )
         )
         self._gateway.sockets.add(socket)

@@ -11,6 +11,10 @@ its ``participant_id`` is remembered by its (partition, offset), and every event
 
 Learning it from the log, not from the requests this process took, keeps the gateway
 stateless: a command sent through one copy is answered on a socket held by another.
+
+A deal is also public in part: the market socket may relay what any trading screen shows of
+it (technology, price, quantity, time), never who bought or sold nor their orders
+(:func:`public_deal`).
 """
 
 from __future__ import annotations
@@ -44,8 +48,22 @@ class _Sender(msgspec.Struct, frozen=True, gc=False):
     submitted_by: str | None = None
 
 
+class PublicDeal(msgspec.Struct, frozen=True, gc=False, tag="deal", tag_field="type"):
+    """What of a deal anyone may see: the fields a trade tape shows. Decoding a deal into it
+    drops every other field, so buyer, seller and their order ids cannot leak by mistake
+    (a field added to ``Deal`` later stays private until it is named here)."""
+
+    technology_id: str
+    deal_id: str
+    price: int
+    quantity: int
+    timestamp_ms: int
+
+
 _addressed = msgspec.json.Decoder(Addressed)
 _sender = msgspec.json.Decoder(_Sender)
+_public_deal = msgspec.json.Decoder(PublicDeal)
+_public_deal_encoder = msgspec.json.Encoder()
 
 
 def addressed(value: bytes) -> Addressed | None:
@@ -55,6 +73,15 @@ def addressed(value: bytes) -> Addressed | None:
         return _addressed.decode(value)
     except msgspec.DecodeError:
         return None
+
+
+def public_deal(value: bytes) -> bytes | None:
+    """The public part of a deals record, as JSON; None for a record that is not a deal."""
+    try:
+        deal = _public_deal.decode(value)
+    except msgspec.DecodeError:
+        return None
+    return _public_deal_encoder.encode(deal)
 
 
 def sender(value: bytes) -> str | None:

@@ -7,6 +7,9 @@ is for (``engine.gateway.routing``). A socket that resumes gets the records betw
 positions and the live stream's from a short-lived reader of its own first, then joins the
 live stream exactly where that reader stopped: nothing missed, nothing twice.
 
+The public market socket may also take the deals stream: each deal reduced to what a trade
+tape shows (``routing.public_deal``), never who traded.
+
 Each socket has a bounded queue. A socket that falls that far behind is closed (code 4001)
 rather than let one slow browser hold memory for all: the client reconnects with its
 positions and catches up.
@@ -28,7 +31,14 @@ from aiokafka.structs import ConsumerRecord
 
 from engine.errors import BrokerUnavailableError, ConfigError
 from engine.gateway.errors import BadCommandError
-from engine.gateway.routing import ActedFor, Holdback, addressed, addressees, sender
+from engine.gateway.routing import (
+    ActedFor,
+    Holdback,
+    addressed,
+    addressees,
+    public_deal,
+    sender,
+)
 from engine.settings import Settings
 
 log = structlog.get_logger()
@@ -60,8 +70,10 @@ _view = msgspec.json.Decoder(_View)
 
 
 def frame(kind: str, topic: str, partition: int, offset: int, value: bytes) -> bytes:
-    """One message to a socket: the record's value as it is on Kafka, in an envelope saying
-    where it is (what a client resumes from)."""
+    """One message to a socket: the record's value as it is on Kafka (a public deal: its
+    public part), in an envelope saying where it is (what a client resumes from). ``kind``
+    is ``event``, ``view`` or ``trade``; the value goes under ``view``, ``trade`` or
+    ``event``."""
     return b"".join(
         (
             b'{"type":"',
@@ -73,7 +85,7 @@ def frame(kind: str, topic: str, partition: int, offset: int, value: bytes) -> b
             b',"offset":',
             str(offset).encode(),
             b',"',
-            b"view" if kind == "view" else b"event",
+            kind.encode() if kind in ("view", "trade") else b"event",
             b'":',
             value,
             b"}",
@@ -192,11 +204,17 @@ class FanOut:
     def __init__(self, acted_for: ActedFor | None = None) -> None:
         self._by_participant: dict[str, set[Subscription]] = {}
         self._market: set[Subscription] = set()
+        #: Public sockets that asked for the deals stream: they get each deal's public part.
+        self._public_deals: set[Subscription] = set()
         self.acted_for = acted_for if acted_for is not None else ActedFor()
         self.holdback = Holdback()
         #: Next offset the live stream delivers, per (stream, partition).
         self.positions: dict[Position, int] = {}
         self._positions_sent: dict[Position, int] = {}
+        #: The broker's time (LogAppendTime, ms) of the newest record read, ticks included:
+        #: the exchange's clock as this gateway last saw it, for screens that count down to
+        #: a deadline (views only carry the time of their own command). None until a record.
+        self.log_time_ms: int | None = None
 
     @property
     def subscriptions(self) -> int:
@@ -209,6 +227,8 @@ class FanOut:
             self._by_participant.setdefault(subscription.participant_id, set()).add(subscription)
         if MARKET_DATA in subscription.topics:
             self._market.add(subscription)
+        if subscription.participant_id is None and DEALS in subscription.topics:
+            self._public_deals.add(subscription)
         return {
             position: offset
             for position, offset in self.positions.items()
@@ -217,6 +237,7 @@ class FanOut:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self._market.discard(subscription)
+        self._public_deals.discard(subscription)
         if subscription.participant_id is not None:
             subscribers = self._by_participant.get(subscription.participant_id)
             if subscribers is not None:
@@ -262,36 +283,57 @@ class FanOut:
             if not subscription.skip_below or _new_to(subscription, MARKET_DATA, partition, offset):
                 subscription.offer(message)
 
+    def saw_time(self, log_time_ms: int) -> None:
+        """A record stamped ``log_time_ms`` by the broker was read."""
+        if self.log_time_ms is None or log_time_ms > self.log_time_ms:
+            self.log_time_ms = log_time_ms
+
+    def clock(self) -> dict[str, int]:
+        """The extra field of a greeting or positions message: the log time, once known."""
+        return {} if self.log_time_ms is None else {"log_time_ms": self.log_time_ms}
+
     def wants(
-        self, subscription: Subscription, topic: str, partition: int, value: bytes | None
+        self,
+        subscription: Subscription,
+        topic: str,
+        partition: int,
+        offset: int,
+        value: bytes | None,
     ) -> bytes | None:
         """The frame ``subscription`` gets for a record it is catching up on, or None."""
         if value is None:
             return None
         if topic == MARKET_DATA:
-            return value if _is_view(value) else None
+            return frame("view", topic, partition, offset, value) if _is_view(value) else None
+        if subscription.participant_id is None:  # a public socket: deals, their public part
+            public = public_deal(value) if topic == DEALS else None
+            return None if public is None else frame("trade", topic, partition, offset, public)
         event = addressed(value)
         if event is None or subscription.participant_id not in addressees(
             event, self.acted_for.sender(partition, event.source_offset)
         ):
             return None
-        return value
+        return frame("event", topic, partition, offset, value)
 
     def announce_positions(self) -> None:
         """Tell every socket where the live stream is, when it moved since last time."""
         if self.positions == self._positions_sent:
             return
         self._positions_sent = dict(self.positions)
+        clock = self.clock()
         for subscription in self._all():
             subscription.offer(
                 positions_message(
                     "positions",
                     {p: o for p, o in self.positions.items() if p[0] in subscription.topics},
+                    **clock,
                 )
             )
 
     def _deliver_event(self, topic: str, partition: int, offset: int, value: bytes) -> None:
         self.positions[(topic, partition)] = offset + 1
+        if topic == DEALS and self._public_deals:
+            self._deliver_trade(partition, offset, value)
         if not self._by_participant:
             return
         event = addressed(value)
@@ -305,8 +347,17 @@ class FanOut:
                     message = message or frame("event", topic, partition, offset, value)
                     subscription.offer(message)
 
+    def _deliver_trade(self, partition: int, offset: int, value: bytes) -> None:
+        public = public_deal(value)
+        if public is None:
+            return
+        message = frame("trade", DEALS, partition, offset, public)
+        for subscription in self._public_deals:
+            if not subscription.skip_below or _new_to(subscription, DEALS, partition, offset):
+                subscription.offer(message)
+
     def _all(self) -> set[Subscription]:
-        everyone = set(self._market)
+        everyone = self._market | self._public_deals
         for subscribers in self._by_participant.values():
             everyone |= subscribers
         return everyone
@@ -402,6 +453,9 @@ class LiveStream:
         self, fetched: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
         fanout = self.fanout
+        for records in fetched.values():
+            if records:  # LogAppendTime: a partition's last record is its newest
+                fanout.saw_time(records[-1].timestamp)
         # Commands first: an event fetched with its command is then routed at once.
         for tp, records in fetched.items():
             if tp.topic == self._commands and records:
@@ -469,14 +523,11 @@ class LiveStream:
                         for record in records:
                             if record.offset >= stop_at:
                                 break
-                            value = self.fanout.wants(
-                                subscription, name, tp.partition, record.value
+                            message = self.fanout.wants(
+                                subscription, name, tp.partition, record.offset, record.value
                             )
-                            if value is not None:
-                                kind = "view" if name == MARKET_DATA else "event"
-                                await subscription.push(
-                                    frame(kind, name, tp.partition, record.offset, value)
-                                )
+                            if message is not None:
+                                await subscription.push(message)
                     for tp in list(remaining):
                         if await consumer.position(tp) >= remaining[tp]:
                             del remaining[tp]

@@ -10,7 +10,14 @@ import pytest
 
 from engine.core.codec import encode
 from engine.gateway.errors import BadCommandError
-from engine.gateway.routing import ActedFor, Holdback, addressed, addressees, sender
+from engine.gateway.routing import (
+    ActedFor,
+    Holdback,
+    addressed,
+    addressees,
+    public_deal,
+    sender,
+)
 from engine.gateway.stream import (
     DEALS,
     EXECUTIONS,
@@ -293,7 +300,7 @@ async def test_a_catch_up_waits_for_the_socket_instead_of_overflowing() -> None:
 
 
 def test_a_frame_is_the_record_in_an_envelope() -> None:
-    """Valid JSON carrying the record as it is and where it is."""
+    """Valid JSON carrying the record as it is and where it is, under its kind's key."""
     value = _accepted("buyer-05", 1)
     decoded = msgspec.json.decode(frame("event", EXECUTIONS, 3, 77, value))
     assert decoded == {
@@ -303,6 +310,8 @@ def test_a_frame_is_the_record_in_an_envelope() -> None:
         "offset": 77,
         "event": msgspec.json.decode(value),
     }
+    assert msgspec.json.decode(frame("trade", DEALS, 1, 2, b"{}"))["trade"] == {}
+    assert msgspec.json.decode(frame("view", MARKET_DATA, 1, 2, b"{}"))["view"] == {}
 
 
 def test_resume_positions_parse_and_bad_ones_are_refused() -> None:
@@ -351,3 +360,93 @@ def test_a_record_that_is_no_event_never_moves_the_position_past_a_held_one() ->
     assert (EXECUTIONS, 0) not in fanout.positions
     fanout.output(EXECUTIONS, 1, 7, b"not an event")
     assert fanout.positions[(EXECUTIONS, 1)] == 8
+
+
+def test_the_public_part_of_a_deal_names_nobody() -> None:
+    """A deal's public part is its technology, id, price, quantity and time: no buyer,
+    seller or order; a record that is not a deal has none."""
+    public = public_deal(_deal("buyer-05", "seller-08", 9))
+    assert public is not None
+    assert msgspec.json.decode(public) == {
+        "type": "deal",
+        "technology_id": "T1",
+        "deal_id": "T1:d1",
+        "price": 100,
+        "quantity": 1,
+        "timestamp_ms": TS,
+    }
+    assert b"buyer-05" not in public
+    assert b"seller-08" not in public
+    assert public_deal(_accepted("buyer-05", 1)) is None
+    assert public_deal(b"not json") is None
+
+
+def test_a_public_socket_that_asked_for_deals_gets_trades_and_participants_their_deal() -> None:
+    """The market socket with deals gets each deal's public part as a trade; one without
+    gets none; the participants still get the whole deal as their event."""
+    fanout = _fanout()
+    tape = Subscription(None, (MARKET_DATA, DEALS), 100)
+    views_only = Subscription(None, (MARKET_DATA,), 100)
+    buyer = Subscription("buyer-05", (EXECUTIONS, DEALS), 100)
+    for subscription in (tape, views_only, buyer):
+        fanout.subscribe(subscription)
+    fanout.output(DEALS, 0, 7, _deal("buyer-05", "seller-08", 0))
+    (trade,) = _messages(tape)
+    assert (trade["type"], trade["topic"], trade["partition"], trade["offset"]) == (
+        "trade",
+        DEALS,
+        0,
+        7,
+    )
+    assert trade["trade"] == msgspec.json.decode(public_deal(_deal("b", "s", 0)) or b"")
+    assert "event" not in trade
+    assert _messages(views_only) == []
+    (event,) = _messages(buyer)
+    assert event["event"]["buyer_id"] == "buyer-05"  # type: ignore[index]
+    fanout.announce_positions()
+    assert _messages(tape)[0]["positions"] == {"deals": {"0": 8}}
+    fanout.unsubscribe(tape)
+    fanout.output(DEALS, 0, 8, _deal("buyer-05", "seller-08", 0))
+    assert _messages(tape) == []
+
+
+def test_a_public_socket_catching_up_gets_trades_and_no_one_elses_events() -> None:
+    """Catch-up gives a public socket the same frames as the live stream: a deal's public
+    part, a view as it is, and no execution event."""
+    fanout = _fanout()
+    tape = Subscription(None, (MARKET_DATA, DEALS), 100)
+    caught = fanout.wants(tape, DEALS, 2, 40, _deal("buyer-05", "seller-08", 0))
+    assert caught is not None
+    decoded = msgspec.json.decode(caught)
+    assert (decoded["type"], decoded["offset"], decoded["trade"]["price"]) == ("trade", 40, 100)
+    assert b"buyer-05" not in caught
+    assert fanout.wants(tape, EXECUTIONS, 2, 41, _accepted("buyer-05", 0)) is None
+    view = b'{"type":"market_view","technology_id":"T1","timestamp_ms":1,"source_offset":2}'
+    shown = fanout.wants(tape, MARKET_DATA, 2, 5, view)
+    assert shown is not None
+    assert msgspec.json.decode(shown)["view"] == msgspec.json.decode(view)
+    buyer = Subscription("buyer-05", (EXECUTIONS, DEALS), 100)
+    own = fanout.wants(buyer, DEALS, 2, 40, _deal("buyer-05", "seller-08", 0))
+    assert own is not None
+    assert msgspec.json.decode(own)["event"]["buyer_id"] == "buyer-05"
+
+
+def test_the_log_time_is_the_newest_seen_and_rides_on_positions() -> None:
+    """The broker time of the newest record read never goes back, and positions messages
+    carry it once known (screens count down from it)."""
+    fanout = _fanout()
+    market = Subscription(None, (MARKET_DATA,), 100)
+    fanout.subscribe(market)
+    assert fanout.clock() == {}
+    fanout.saw_time(TS + 500)
+    fanout.saw_time(TS)
+    assert fanout.clock() == {"log_time_ms": TS + 500}
+    fanout.view(0, 3, b'{"type":"market_view","technology_id":"T1","timestamp_ms":1}')
+    _messages(market)
+    fanout.announce_positions()
+    (positions,) = _messages(market)
+    assert positions == {
+        "type": "positions",
+        "log_time_ms": TS + 500,
+        "positions": {"market_data": {"0": 4}},
+    }
