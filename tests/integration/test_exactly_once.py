@@ -33,6 +33,20 @@ def _stream(orders: int) -> list[TechnologyCommand]:
     return flow.listing_commands() + flow.next_commands(orders)
 
 
+async def _assert_every_topic_is_the_replay(settings: Settings) -> None:
+    """A read_committed reader of deals, executions and dead letters sees exactly what a
+    pure replay of the command log makes: every record once, in order, byte for byte."""
+    expected = await expected_outputs(settings)
+    for topic, index in (
+        (settings.topics.deals, 0),
+        (settings.topics.executions, 1),
+        (settings.topics.dead_letters, 2),
+    ):
+        committed = await read_topic(settings, topic)
+        for p, records in committed.items():
+            assert [r.value for r in records] == expected[p][index], f"{topic}[{p}] exactly once"
+
+
 async def _read_uncommitted(settings: Settings, topic: str, partition: int) -> list[bytes]:
     consumer = AIOKafkaConsumer(
         **settings.kafka_options(),
@@ -80,15 +94,7 @@ async def test_a_dead_owners_open_transaction_is_aborted_and_never_seen(
     finally:
         await zombie.stop()
 
-    expected = await expected_outputs(settings)
-    for topic, index in (
-        (settings.topics.deals, 0),
-        (settings.topics.executions, 1),
-        (settings.topics.dead_letters, 2),
-    ):
-        committed = await read_topic(settings, topic)
-        for p, records in committed.items():
-            assert [r.value for r in records] == expected[p][index], f"{topic}[{p}] exactly once"
+    await _assert_every_topic_is_the_replay(settings)
     uncommitted = await _read_uncommitted(settings, settings.topics.deals, partition)
     assert ZOMBIE_VALUE in uncommitted, "the aborted record is there, for uncommitted readers"
 
@@ -108,15 +114,7 @@ async def test_a_restart_with_a_lagging_mark_sends_every_event_once(settings: Se
             async with running_engine(settings):
                 await wait_until_settled(settings)
 
-    expected = await expected_outputs(settings)
-    for topic, index in (
-        (settings.topics.deals, 0),
-        (settings.topics.executions, 1),
-        (settings.topics.dead_letters, 2),
-    ):
-        committed = await read_topic(settings, topic)
-        for p, records in committed.items():
-            assert [r.value for r in records] == expected[p][index], f"{topic}[{p}] exactly once"
+    await _assert_every_topic_is_the_replay(settings)
 
 
 async def test_a_stale_engines_late_takeover_does_not_stop_the_owner(settings: Settings) -> None:
@@ -138,12 +136,4 @@ async def test_a_stale_engines_late_takeover_does_not_stop_the_owner(settings: S
         await wait_until_settled(settings)
         assert not engine.done(), "the owner went on"
 
-    expected = await expected_outputs(settings)
-    for topic, index in (
-        (settings.topics.deals, 0),
-        (settings.topics.executions, 1),
-        (settings.topics.dead_letters, 2),
-    ):
-        committed = await read_topic(settings, topic)
-        for p, records in committed.items():
-            assert [r.value for r in records] == expected[p][index], f"{topic}[{p}] exactly once"
+    await _assert_every_topic_is_the_replay(settings)
