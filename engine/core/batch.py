@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import msgspec
 
@@ -16,7 +16,13 @@ from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode, encode_
 from engine.core.market import Market
 from engine.core.partitioning import partition_for
 from engine.errors import DecodeError
-from schemas.commands import MEMBERSHIP_COMMAND_TYPES, Command, MembershipCommand, Tick
+from schemas.commands import (
+    MEMBERSHIP_COMMAND_TYPES,
+    Command,
+    MembershipCommand,
+    TechnologyCommand,
+    Tick,
+)
 from schemas.common import DeadLetterReason
 from schemas.events import Deal, Event
 
@@ -157,19 +163,20 @@ class PartitionProcessor:
             return DeadLetter(e.reason, e.detail)
         if type(command) in _EXCHANGE_WIDE:  # the ticker's and operators': any key, every partition
             return command, self.market.apply(command, record.timestamp, record.offset)
-        assert not isinstance(command, Tick | MembershipCommand)
-        if record.key is None or record.key.decode("utf-8", "replace") != command.technology_id:
+        # A cast, not an isinstance assert: this runs for every record.
+        technology_id = cast(TechnologyCommand, command).technology_id
+        if record.key is None or record.key.decode("utf-8", "replace") != technology_id:
             return DeadLetter(
                 DeadLetterReason.KEY_MISMATCH,
                 f"record key {_quote(record.key)} must equal technology_id "
-                f'"{command.technology_id}": the key routes a technology to one partition',
+                f'"{technology_id}": the key routes a technology to one partition',
             )
         if self.partition_count is not None:
-            home = partition_for(command.technology_id, self.partition_count)
+            home = partition_for(technology_id, self.partition_count)
             if home != self.partition:
                 return DeadLetter(
                     DeadLetterReason.WRONG_PARTITION,
-                    f'technology "{command.technology_id}" belongs to partition {home} '
+                    f'technology "{technology_id}" belongs to partition {home} '
                     f"(murmur2 of the key: Kafka's default partitioner), not {self.partition}",
                 )
         return command, self.market.apply(command, record.timestamp, record.offset)
@@ -191,19 +198,18 @@ class PartitionProcessor:
             if type(outcome) is DeadLetter:
                 _dead_letter(batch, record, outcome)
                 continue
-            assert not isinstance(outcome, DeadLetter)
-            command, events = outcome
+            command, events = cast(tuple[Command, list[Event]], outcome)
             if type(command) is Tick:
                 if not events:
                     continue  # a tick that found nothing due leaves no trace
                 technology_id = participant_id = ""  # every event goes under its own key
             elif type(command) in _MEMBERSHIP:
-                assert isinstance(command, MembershipCommand)
                 # Exchange-wide events (technology "") go under the record's key.
-                technology_id, participant_id = "", command.participant_id
+                technology_id = ""
+                participant_id = cast(MembershipCommand, command).participant_id
             else:
-                assert not isinstance(command, Tick | MembershipCommand)
-                technology_id, participant_id = command.technology_id, command.participant_id
+                routed = cast(TechnologyCommand, command)
+                technology_id, participant_id = routed.technology_id, routed.participant_id
             key = record.key
             values = []
             for event in events:
