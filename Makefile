@@ -42,10 +42,10 @@ stack-status:
 schemas: bootstrap
 	$(BIN)/python -m schemas.generate
 
-## Benchmarks print numbers; they are not part of `make test`.
+## Benchmarks print numbers; they are not part of `make test`. A table, bench/history.jsonl,
+## bench/results/<sha>.json and history.png; `make bench BENCH_ARGS=--full` for the long forms.
 bench: bootstrap stack-up
-	$(BIN)/python -m bench.matching
-	$(BIN)/python -m bench.end_to_end
+	$(BIN)/python -m bench.report $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache

@@ -14,6 +14,10 @@ machine. Two phases on fresh topics and a fresh database:
    transaction commits, after it is appended).
 
 ``--guarantee at_least_once`` runs the engine without transactions, for comparison.
+``--io-only`` first runs bench/io_only.py's pipeline (Kafka -> PostgreSQL -> Kafka, no
+matching) on the same backlog on its own fresh topics and database, then prints the engine's
+backlog rate as a ratio to it (issue 11: at least 0.7x). ``--seconds 60`` is the sustained
+form of phase 2.
 
 Prints numbers; asserts nothing about speed.
 """
@@ -34,6 +38,8 @@ from dataclasses import replace
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import devstack
+from bench.io_only import io_only
+from bench.targets import against
 from devstack import StackSettings
 from engine.commands.setup import setup
 from engine.consumers.log_reader import read_partition
@@ -191,9 +197,8 @@ def _percentile(values: list[int], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
 
-async def run(
-    orders: int, rate: int, seconds: float, technologies: int, seed: int, guarantee: str | None
-) -> None:
+async def fresh_settings(tag: str, guarantee: str | None = None) -> Settings:
+    """Settings on the running stack with fresh topics and a fresh database named by ``tag``."""
     stack = StackSettings.from_env()
     await asyncio.to_thread(devstack.up, stack)
     base = replace(
@@ -201,7 +206,39 @@ async def run(
     )
     if guarantee is not None:
         base = replace(base, output_guarantee=guarantee)
-    settings = await _fresh(base, str(int(time.time())))
+    return await _fresh(base, tag)
+
+
+async def publish_backlog(settings: Settings, orders: int, seed: int, technologies: int) -> None:
+    """The seeded backlog both pipelines consume: listings then ``orders`` orders."""
+    flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
+    async with TradingClient(settings, client_id="bench-frontend") as client:
+        await client.send_many(flow.listing_commands() + flow.next_commands(orders))
+
+
+async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by phase
+    orders: int,
+    rate: int,
+    seconds: float,
+    technologies: int,
+    seed: int,
+    guarantee: str | None,
+    with_io_only: bool = False,
+    recovery: bool = True,
+) -> dict[str, float]:
+    """Both phases (and the I/O-only pipeline first when asked); returns the numbers."""
+    results: dict[str, float] = {}
+    tag = str(int(time.time()))
+    if with_io_only:
+        io_settings = await fresh_settings(f"{tag}_io", guarantee)
+        await publish_backlog(io_settings, orders, seed, technologies)
+        results["e2e_io_only"] = await io_only(io_settings, orders + technologies)
+        print(
+            f"  io-only      {orders + technologies:>9,} commands at "
+            f"{results['e2e_io_only']:>9,.0f} commands/s (Kafka in -> PostgreSQL -> Kafka out, "
+            f"no matching, outputs {io_settings.output_guarantee})"
+        )
+    settings = await fresh_settings(tag, guarantee)
     flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
     backlog = flow.listing_commands() + flow.next_commands(orders)
     print(
@@ -227,6 +264,10 @@ async def run(
                 f"= {len(backlog) / (done - first):>9,.0f} commands/s "
                 f"(Kafka in -> PostgreSQL -> Kafka out)"
             )
+            results["e2e_engine"] = len(backlog) / (done - first)
+            if "e2e_io_only" in results:
+                results["e2e_vs_io_only"] = results["e2e_engine"] / results["e2e_io_only"]
+                print(f"  engine/io    {against('e2e_vs_io_only', results['e2e_vs_io_only'])}")
 
             since = await _deal_ends(settings)
             seen_stop = asyncio.Event()
@@ -241,12 +282,16 @@ async def run(
                 next_at += slice_s
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             offered = total - len(backlog)
-            await _wait_settled(settings, total, engine, "offered load")
+            sent_s = time.monotonic() - (deadline - seconds)
+            _, settled_at = await _wait_settled(settings, total, engine, "offered load")
+            results["sustained_rate"] = offered / max(sent_s, settled_at - (deadline - seconds))
             await asyncio.sleep(1.0)  # the last transactions commit; the reader catches up
             seen_stop.set()
             visible = await seen
             latencies = await _deal_latencies(settings, since)
             if latencies:
+                results["latency_p50_ms"] = _percentile(latencies, 50)
+                results["latency_p99_ms"] = _percentile(latencies, 99)
                 print(
                     f"  latency      {offered:>9,} commands offered at {rate:,}/s for "
                     f"{seconds:.0f} s, {len(latencies):,} deals, command-in to deal-published:"
@@ -274,7 +319,9 @@ async def run(
                 f"  shutdown     engine exited {code} {time.monotonic() - stopping:.2f} s "
                 f"after SIGTERM"
             )
-    await _measure_recovery(settings)
+    if recovery:
+        await _measure_recovery(settings)
+    return results
 
 
 def main() -> None:
@@ -289,9 +336,20 @@ def main() -> None:
         choices=OUTPUT_GUARANTEES,
         help="the engine's TECHX_OUTPUT_GUARANTEE (default: as the environment says)",
     )
+    parser.add_argument(
+        "--io-only", action="store_true", help="run bench.io_only first; print engine/io ratio"
+    )
     args = parser.parse_args()
     asyncio.run(
-        run(args.orders, args.rate, args.seconds, args.technologies, args.seed, args.guarantee)
+        run(
+            args.orders,
+            args.rate,
+            args.seconds,
+            args.technologies,
+            args.seed,
+            args.guarantee,
+            args.io_only,
+        )
     )
 
 

@@ -1,0 +1,159 @@
+"""The I/O-only pipeline: the engine's shape on the same stack, without matching.
+
+Issue 11 measures the engine end to end against what Kafka and PostgreSQL alone allow on the
+same machine: consume the command backlog in fetches of up to 5,000 records, write one row
+per command in one PostgreSQL transaction per fetch (COPY, as the engine settles, plus the
+partition positions moved in the same transaction), then produce one result record per
+command (in one Kafka transaction per fetch when outputs are exactly once, as the engine's
+default). Producing fetch N overlaps writing fetch N+1, like the engine's settle and publish
+stages. No decoding, no matching: the ceiling the engine's own work is compared with.
+
+``python -m bench.io_only --orders 100000`` runs it alone on fresh topics and a database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from engine.settings import Settings
+
+_COLUMNS = (
+    "source_partition",
+    "topic",
+    "source_offset",
+    "technology_id",
+    "command_type",
+    "participant_id",
+    "client_order_id",
+    "events",
+)
+_TABLE = """
+CREATE TABLE IF NOT EXISTS io_only_outcomes (LIKE command_outcomes INCLUDING ALL);
+CREATE TABLE IF NOT EXISTS io_only_state (partition integer PRIMARY KEY, next_offset bigint);
+"""
+
+
+def _same_bytes(data: bytes) -> bytes:
+    return data
+
+
+async def _connect(url: str) -> asyncpg.Connection:
+    connection = await asyncpg.connect(url)
+    await connection.set_type_codec(
+        "json", schema="pg_catalog", format="binary", encoder=_same_bytes, decoder=_same_bytes
+    )
+    return connection
+
+
+async def io_only(settings: Settings, total: int) -> float:  # noqa: PLR0915 - one loop, in order
+    """Run the I/O-only pipeline over the ``total`` records of ``settings``' commands topic
+    (already published); returns commands/s from the first fetch to the last produce."""
+    connection = await _connect(settings.database_url)
+    await connection.execute(_TABLE)
+    await connection.executemany(
+        "INSERT INTO io_only_state VALUES ($1, 0) ON CONFLICT DO NOTHING",
+        [(p,) for p in range(settings.partitions)],
+    )
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_options(), group_id=None, enable_auto_commit=False,
+        auto_offset_reset="earliest", isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
+    )  # fmt: skip
+    exactly_once = settings.output_guarantee == "exactly_once"
+    options = (
+        {"transactional_id": f"{settings.group_id}-io-only"}
+        if exactly_once
+        else {"enable_idempotence": True, "acks": "all"}
+    )
+    producer = AIOKafkaProducer(
+        **settings.kafka_options(), linger_ms=0, max_batch_size=1024 * 1024,
+        max_request_size=4 * 1024 * 1024, **options,
+    )  # fmt: skip
+    await consumer.start()
+    await producer.start()
+    out, topic = settings.topics.executions, settings.topics.commands
+    publishing: asyncio.Task[None] | None = None
+
+    async def publish(records: list[tuple[int, bytes | None, bytes | None]]) -> None:
+        if exactly_once:
+            async with producer.transaction():
+                sent = [await producer.send(out, v, key=k, partition=p) for p, k, v in records]
+                await asyncio.gather(*sent)
+        else:
+            sent = [await producer.send(out, v, key=k, partition=p) for p, k, v in records]
+            await asyncio.gather(*sent)
+
+    try:
+        partitions = [
+            TopicPartition(settings.topics.commands, p) for p in range(settings.partitions)
+        ]
+        consumer.assign(partitions)
+        for tp in partitions:
+            consumer.seek(tp, 0)
+        done = 0
+        started: float | None = None
+        while done < total:
+            fetched = await consumer.getmany(timeout_ms=100, max_records=settings.batch_max_records)
+            if not fetched:
+                continue
+            if started is None:
+                started = time.monotonic()
+            rows = []
+            outputs: list[tuple[int, bytes | None, bytes | None]] = []
+            positions = []
+            for tp, records in fetched.items():
+                for r in records:
+                    key = r.key.decode() if r.key else ""
+                    rows.append(
+                        (tp.partition, topic, r.offset, key, "io", "", "", r.value or b"null")
+                    )
+                    outputs.append((tp.partition, r.key, r.value))
+                positions.append((records[-1].offset + 1, tp.partition))
+            async with connection.transaction():
+                await connection.executemany(
+                    "UPDATE io_only_state SET next_offset = $1 WHERE partition = $2", positions
+                )
+                await connection.copy_records_to_table(
+                    "io_only_outcomes", records=rows, columns=_COLUMNS
+                )
+            if publishing is not None:
+                await publishing
+            publishing = asyncio.create_task(publish(outputs))
+            done += len(rows)
+        if publishing is not None:
+            await publishing
+        return done / (time.monotonic() - (started or time.monotonic()))
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await connection.close()
+
+
+async def run_alone(orders: int, seed: int, technologies: int) -> float:
+    """Fresh topics and database, publish the backlog, then time the I/O-only pipeline."""
+    # Imported here: bench.end_to_end imports this module for its --io-only phase.
+    from bench.end_to_end import fresh_settings, publish_backlog  # noqa: PLC0415
+
+    settings = await fresh_settings(f"io{int(time.time())}")
+    await publish_backlog(settings, orders, seed, technologies)
+    rate = await io_only(settings, orders + technologies)
+    print(f"  io-only      {orders + technologies:>9,} commands at {rate:>9,.0f} commands/s")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--technologies", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    asyncio.run(run_alone(args.orders, args.seed, args.technologies))
+
+
+if __name__ == "__main__":
+    main()
