@@ -39,3 +39,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
+# The compiled core (mypyc; ~20 s once, skipped while current). Optional: without a C
+# compiler the engine runs its pure-Python modules, the reference (TECHX_PURE_PYTHON=1 forces
+# them). Rebuilt here when a compiled module's source changed; until then it runs pure.
+.venv/bin/python -m engine.build_compiled || true
