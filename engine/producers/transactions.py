@@ -98,6 +98,8 @@ class _PartitionOutputs:
     queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue)
     #: The last attempt failed: the producer is replaced before the next.
     broken: bool = False
+    #: When the last transaction began, in event-loop time.
+    last_started: float = float("-inf")
     committer: asyncio.Task[None] | None = None
     #: Set once a transaction failed for good: every later batch fails with it.
     failure: TechXError | None = None
@@ -222,8 +224,16 @@ class TransactionalPublisher:
 
     async def _commit_in_order(self, partition: int, outputs: _PartitionOutputs) -> None:
         """The partition's committer: one transaction at a time, batches first in first out."""
+        loop = asyncio.get_running_loop()
+        interval_s = self._settings.commit_interval_ms / 1000
         while True:
             pending = [await outputs.queue.get()]
+            # A transaction costs the broker the same whatever its size: what arrives within
+            # the commit interval of the last one's start goes out together in the next.
+            wait = outputs.last_started + interval_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            outputs.last_started = loop.time()
             while len(pending) < _MOST_BATCHES_PER_TRANSACTION and not outputs.queue.empty():
                 pending.append(outputs.queue.get_nowait())
             # A batch with no events (ticks that fired nothing) needs no transaction: a replay

@@ -24,6 +24,7 @@ from engine.settings import Settings
         ("TECHX_TOPIC_PREFIX", "", "TECHX_TOPIC_PREFIX must be 1-200 letters"),
         ("TECHX_TOPIC_PREFIX", "a b", "TECHX_TOPIC_PREFIX must be 1-200 letters"),
         ("TECHX_DATABASE_URL", "not-a-url", "must be a postgresql:// URL"),
+        ("TECHX_COMMIT_INTERVAL_MS", "-1", "must be at least 0"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_the_variable(
@@ -47,6 +48,7 @@ def test_good_settings_are_read() -> None:
         {"TECHX_PARTITIONS": "8", "TECHX_LOG_LEVEL": "WARNING", "TECHX_TOPIC_PREFIX": "tenant-a"}
     )
     assert (settings.partitions, settings.log_level) == (8, "warning")
+    assert Settings.from_env({"TECHX_COMMIT_INTERVAL_MS": "0"}).commit_interval_ms == 0
     assert settings.topics.commands == "tenant-a.commands.v1"
 
 
