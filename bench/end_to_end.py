@@ -33,38 +33,19 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-import devstack
+from bench.fresh import fresh_settings, publish_backlog
 from bench.io_only import io_only
 from bench.targets import against
-from devstack import StackSettings
-from engine.commands.setup import setup
 from engine.consumers.log_reader import read_partition
 from engine.core.codec import decode_event
 from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
-from engine.settings import OUTPUT_GUARANTEES, Settings, Topics
+from engine.settings import OUTPUT_GUARANTEES, Settings
 from engine.store.connection import connected
 from schemas.events import Deal
-
-
-async def _fresh(settings: Settings, tag: str) -> Settings:
-    base, _, _ = settings.database_url.rpartition("/")
-    database = f"techx_bench_{tag}"
-    async with connected(settings.database_url) as connection:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{database}"')
-    fresh = replace(
-        settings,
-        topics=Topics(f"bench.{tag}"),
-        group_id=f"bench-{tag}",
-        database_url=f"{base}/{database}",
-    )
-    await setup(fresh)
-    return fresh
 
 
 async def _settled(settings: Settings) -> int:
@@ -195,25 +176,6 @@ async def _deal_ends(settings: Settings) -> dict[int, int]:
 
 def _percentile(values: list[int], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
-
-
-async def fresh_settings(tag: str, guarantee: str | None = None) -> Settings:
-    """Settings on the running stack with fresh topics and a fresh database named by ``tag``."""
-    stack = StackSettings.from_env()
-    await asyncio.to_thread(devstack.up, stack)
-    base = replace(
-        Settings.from_env(), kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url
-    )
-    if guarantee is not None:
-        base = replace(base, output_guarantee=guarantee)
-    return await _fresh(base, tag)
-
-
-async def publish_backlog(settings: Settings, orders: int, seed: int, technologies: int) -> None:
-    """The seeded backlog both pipelines consume: listings then ``orders`` orders."""
-    flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
-    async with TradingClient(settings, client_id="bench-frontend") as client:
-        await client.send_many(flow.listing_commands() + flow.next_commands(orders))
 
 
 async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by phase

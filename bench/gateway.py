@@ -29,24 +29,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-import devstack
-from devstack import StackSettings
+from bench.fresh import fresh, remove, stack_settings
 from engine.commands.keys import create_api_key
-from engine.commands.setup import setup
 from engine.core.codec import encode
 from engine.producers.client import TradingClient
 from engine.producers.publisher import make_producer
-from engine.settings import Settings, Topics
-from engine.store.connection import connected
+from engine.settings import Settings
 from schemas.commands import ListTechnology, PlaceOrder
 
 TECHNOLOGIES = [f"BENCH-GW-{n:02d}" for n in range(8)]
@@ -92,33 +87,6 @@ def _ms(seconds: list[float]) -> str:
         return "n/a"
     cuts = statistics.quantiles([s * 1000 for s in seconds], n=100, method="inclusive")
     return f"p50 {cuts[49]:6.2f} ms   p90 {cuts[89]:6.2f} ms   p99 {cuts[98]:6.2f} ms"
-
-
-async def _fresh(base: Settings, tag: str) -> Settings:
-    database = f"techx_bench_{tag}"
-    async with connected(base.database_url) as connection:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{database}"')
-    settings = replace(
-        base,
-        topics=Topics(f"bench.{tag}"),
-        group_id=f"bench-{tag}",
-        database_url=f"{base.database_url.rpartition('/')[0]}/{database}",
-    )
-    await setup(settings)
-    return settings
-
-
-async def _remove(base: Settings, settings: Settings) -> None:
-    async with connected(base.database_url) as connection:
-        database = settings.database_url.rpartition("/")[2]
-        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics(list(settings.topics.all()))
-    finally:
-        await admin.close()
 
 
 def _cpu_s(process: subprocess.Popen[bytes]) -> float:
@@ -325,12 +293,8 @@ async def _paced(
 
 
 async def run(clients: int, per_client: int, rate: int, seconds: float, seed: int) -> None:
-    stack = StackSettings.from_env()
-    await asyncio.to_thread(devstack.up, stack)
-    base = replace(
-        Settings.from_env(), kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url
-    )
-    settings = await _fresh(base, f"gw{int(time.time())}")
+    base = await stack_settings()
+    settings = await fresh(base, f"gw{int(time.time())}")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     keys = [(await create_api_key(settings, f"bench-{i}"))[1] for i in range(clients)]
@@ -390,7 +354,7 @@ async def run(clients: int, per_client: int, rate: int, seconds: float, seed: in
             process.send_signal(signal.SIGTERM)
         for process in (gateway, engine):
             await asyncio.to_thread(process.wait, 60)
-        await _remove(base, settings)
+        await remove(base, settings)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import time
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.fresh import fresh_settings, publish_backlog
 from engine.settings import Settings
 
 _COLUMNS = (
@@ -136,9 +137,6 @@ async def io_only(settings: Settings, total: int) -> float:  # noqa: PLR0915 - o
 
 async def run_alone(orders: int, seed: int, technologies: int) -> float:
     """Fresh topics and database, publish the backlog, then time the I/O-only pipeline."""
-    # Imported here: bench.end_to_end imports this module for its --io-only phase.
-    from bench.end_to_end import fresh_settings, publish_backlog  # noqa: PLC0415
-
     settings = await fresh_settings(f"io{int(time.time())}")
     await publish_backlog(settings, orders, seed, technologies)
     rate = await io_only(settings, orders + technologies)

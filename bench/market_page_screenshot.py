@@ -18,12 +18,9 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
-import devstack
-from bench.gateway import _fresh, _remove
-from devstack import StackSettings
+from bench.fresh import fresh, remove, stack_settings
 from engine.commands.gateway import serving_gateway
 from engine.commands.keys import create_api_key
-from engine.settings import Settings
 from tests.browser import headless_chromium, missing
 from tests.integration.harness import running_engine
 
@@ -116,12 +113,8 @@ async def run(out: Path, keep: bool) -> None:
     reason = missing()
     if reason is not None:
         raise SystemExit(reason)
-    stack = StackSettings.from_env()
-    await asyncio.to_thread(devstack.up, stack)
-    base = replace(
-        Settings.from_env(), kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.database_url
-    )
-    settings = await _fresh(base, f"shot{int(time.time())}")
+    base = await stack_settings()
+    settings = await fresh(base, f"shot{int(time.time())}")
     settings = replace(
         settings,
         tick_interval_ms=200,
@@ -165,7 +158,7 @@ async def run(out: Path, keep: bool) -> None:
         print(f"saved {out} ({size:,} bytes)")
     finally:
         if not keep:
-            await _remove(base, settings)
+            await remove(base, settings)
 
 
 def main() -> None:
