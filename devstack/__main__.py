@@ -12,7 +12,7 @@ from devstack import down, kafka, security, status, up
 from devstack.errors import DevStackError
 from devstack.processes import ServiceStatus
 from devstack.settings import DEFAULT_KAFKA_PORT, DEFAULT_POSTGRES_PORT, StackSettings
-from engine.commands.acls import ROLES
+from engine.kafka_acls import ROLES
 from engine.logs import configure_logging
 
 #: ``status`` when a service is not running (the LSB "program is not running" code).

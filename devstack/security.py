@@ -4,7 +4,7 @@
 SCRAM-SHA-512 credentials for the broker's own principal (``admin``, a super user) and for
 each TechX role (engine, gateway, operator, subscriber, backoffice), starts it with a
 SASL_PLAINTEXT listener, the StandardAuthorizer and ``allow.everyone.if.no.acl.found=false``,
-and grants each role what ``engine.commands.acls`` says it needs. Passwords are generated
+and grants each role what ``engine.kafka_acls`` says it needs. Passwords are generated
 once into ``<state>/kafka/credentials/<principal>.password`` (mode 600, folder 700), which is
 what ``TECHX_KAFKA_PASSWORD_FILE`` reads.
 
@@ -26,8 +26,8 @@ import structlog
 from devstack.errors import MissingToolError, StackError
 from devstack.processes import run, run_async, write_atomic
 from devstack.settings import DEPLOY_DIR, StackSettings
-from engine.commands.acls import ROLES, acl_rules, apply_acls
 from engine.errors import TechXError
+from engine.kafka_acls import ROLES, acl_rules, apply_acls
 from engine.kafka_security import KafkaSecurity
 from engine.settings import Settings, Topics
 

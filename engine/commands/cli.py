@@ -251,7 +251,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             argument = args.participant
         return asyncio.run(keys_command(settings, args.keys_action, argument))
     if args.command == "acls":
-        from engine.commands import acls  # noqa: PLC0415
+        from engine import kafka_acls as acls  # noqa: PLC0415
 
         principals = acls.parse_principals(args.principal)
         if args.apply:

@@ -73,17 +73,12 @@ def transactional_id_prefix(group_id: str, topics: Topics) -> str:
     return f"{group_id}.{topics.commands}."
 
 
-def progress_group(settings: Settings) -> str:
+def outputs_group(group_id: str) -> str:
     """The consumer group whose offsets say how far each partition's outputs are committed.
 
     Its own group, never joined by a consumer: the engines' group commits the settled offset
     for lag monitoring, and a commit there must never move the published position.
     """
-    return outputs_group(settings.group_id)
-
-
-def outputs_group(group_id: str) -> str:
-    """The committed-outputs group of the engines in ``group_id``."""
     return f"{group_id}.outputs"
 
 
@@ -110,7 +105,7 @@ class TransactionalPublisher:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._group = progress_group(settings)
+        self._group = outputs_group(settings.group_id)
         self._admin: AIOKafkaAdminClient | None = None
         self._admin_lock = asyncio.Lock()
         self._partitions: dict[int, _PartitionOutputs] = {}

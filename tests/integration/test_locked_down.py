@@ -3,7 +3,7 @@
 The module starts a private stack of its own (``devstack.up`` with ``secure=True``: free
 ports, a state dir under pytest's temporary folder, the development stack's Kafka jars
 hard-linked), grants each test's topic prefix and engine group the ACLs of
-``engine.commands.acls``, and takes the stack down at the end. Nothing here touches the shared
+``engine.kafka_acls``, and takes the stack down at the end. Nothing here touches the shared
 development stack, whose PostgreSQL roles and Kafka listeners other tests rely on.
 
 It is skipped, saying so, only when Java, Maven or PostgreSQL are not installed.
@@ -46,7 +46,7 @@ from engine.errors import BrokerUnavailableError, KafkaAccessDeniedError
 from engine.kafka_security import KafkaSecurity
 from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
-from engine.producers.transactions import progress_group
+from engine.producers.transactions import outputs_group
 from engine.settings import Settings, Topics
 from engine.store.connection import connected
 from schemas.commands import TechnologyCommand
@@ -235,7 +235,7 @@ async def test_gateway_trades_engine_settles_exactly_once_and_each_reader_sees_i
     admin = AIOKafkaAdminClient(**locked.as_("admin").kafka_options())
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(progress_group(engine))
+        committed = await admin.list_consumer_group_offsets(outputs_group(engine.group_id))
     finally:
         await admin.close()
     reached = {tp.partition: m.offset for tp, m in committed.items()}

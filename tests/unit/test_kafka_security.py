@@ -17,14 +17,14 @@ from aiokafka.errors import (
 from devstack import kafka, security
 from devstack.errors import StackConfigError
 from devstack.settings import StackSettings
-from engine.commands.acls import (
+from engine.errors import BrokerUnavailableError, ConfigError, KafkaAccessDeniedError
+from engine.kafka_acls import (
     EVERYONE,
     ROLES,
     acl_rules,
     kafka_acls_commands,
     parse_principals,
 )
-from engine.errors import BrokerUnavailableError, ConfigError, KafkaAccessDeniedError
 from engine.kafka_security import KafkaSecurity, kafka_error
 from engine.settings import Settings, Topics
 

@@ -1,4 +1,4 @@
-"""``techx acls``: who may do what on the Kafka cluster, as one table.
+"""Who may do what on the Kafka cluster, as one table (printed by ``techx acls``).
 
 TechX's processes run as five principals, each allowed what its job needs and nothing else:
 
