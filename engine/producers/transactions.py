@@ -356,11 +356,5 @@ async def _stop_quietly(producer: AIOKafkaProducer) -> None:
     """Close a producer that may never have started or may be fenced; its errors do not
     matter any more (the partition is being let go, was never taken, or is taken over by a
     fresh producer)."""
-    # A fenced or failed aiokafka producer sets its failure on a transaction waiter that
-    # only commit/abort would await, and neither is allowed any more; asyncio would report
-    # it as never retrieved. (aiokafka keeps it private: read defensively.)
-    waiter = getattr(getattr(producer, "_txn_manager", None), "_transaction_waiter", None)
-    if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
-        waiter.exception()
     with contextlib.suppress(KafkaError):
         await producer.stop()
