@@ -96,3 +96,9 @@ class SnapshotError(TechXError):
 
 class ApiKeyError(TechXError):
     """A ``techx keys`` command cannot be done: an unknown or revoked key, a bad participant."""
+
+
+class OperatorCommandError(TechXError):
+    """An operator command (``techx dlq``, ``export``, ``book``, ``lag``) cannot do what was
+    asked: an unknown dead letter, a corrected command that would be dead-lettered again, a
+    re-drive already done, a missing optional dependency. Nothing was changed."""

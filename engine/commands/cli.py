@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import structlog
 
+from engine.commands.operator_cli import add_operator_commands, dispatch_operator
 from engine.errors import TechXError
 from engine.logs import configure_logging
 from engine.settings import Settings
@@ -145,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_order_commands(commands)
     _add_membership_commands(commands)
     _add_gateway_commands(commands)
+    add_operator_commands(commands)
 
     acls = commands.add_parser(
         "acls",
@@ -213,6 +215,9 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    operated = dispatch_operator(args, settings)
+    if operated is not None:
+        return operated
     if args.command == "setup":
         from engine.commands.setup import setup  # noqa: PLC0415 - each command loads what it needs
 
