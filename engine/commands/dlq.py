@@ -105,6 +105,30 @@ def _one_line(raw: bytes | None, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+SOURCES = ("db", "topic")
+
+
+async def _from_topic(
+    settings: Settings,
+    partition: int | None,
+    reason: str | None,
+    since_ms: int | None,
+    limit: int,
+) -> list[store.StoredDeadLetter]:
+    """As the database query does, over the dead-letter topic (which an operator without
+    database access may read, and which is what subscribers were told)."""
+    from engine.consumers.dead_letter_reader import read_dead_letters  # noqa: PLC0415
+
+    found = [
+        dead
+        async for dead in read_dead_letters(settings, None if partition is None else [partition])
+        if (reason is None or dead.reason == reason)
+        and (since_ms is None or dead.timestamp_ms >= since_ms)
+    ]
+    found.sort(key=lambda dead: (-dead.timestamp_ms, dead.partition, -dead.offset))
+    return found[:limit]
+
+
 async def dlq_list(
     settings: Settings,
     *,
@@ -112,18 +136,23 @@ async def dlq_list(
     reason: str | None = None,
     since_ms: int | None = None,
     limit: int = 50,
+    source: str = "db",
     as_json: bool = False,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Newest first; one line each (``--json``: one JSON object each, whole)."""
-    found = await store.list_dead_letters(
-        settings.database_url,
-        settings.topics.commands,
-        partition=partition,
-        reason=reason,
-        since_ms=since_ms,
-        limit=limit,
-    )
+    """Newest first; one line each (``--json``: one JSON object each, whole). ``source``:
+    PostgreSQL (``db``: whole records, with their re-drives) or the dead-letter topic."""
+    if source == "topic":
+        found = await _from_topic(settings, partition, reason, since_ms, limit)
+    else:
+        found = await store.list_dead_letters(
+            settings.database_url,
+            settings.topics.commands,
+            partition=partition,
+            reason=reason,
+            since_ms=since_ms,
+            limit=limit,
+        )
     if as_json:
         for dead in found:
             _print_json(dead_letter_json(dead), out)
@@ -143,12 +172,20 @@ async def dlq_list(
 
 
 async def dlq_show(
-    settings: Settings, dead_letter_id: str, *, as_json: bool = False, out: TextIO = sys.stdout
+    settings: Settings,
+    dead_letter_id: str,
+    *,
+    source: str = "db",
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
 ) -> int:
     partition, offset = store.parse_id(dead_letter_id)
-    dead = await store.get_dead_letter(
-        settings.database_url, settings.topics.commands, partition, offset
-    )
+    if source == "topic":
+        dead = await _one_from_topic(settings, partition, offset)
+    else:
+        dead = await store.get_dead_letter(
+            settings.database_url, settings.topics.commands, partition, offset
+        )
     shown = dead_letter_json(dead)
     if as_json:
         _print_json(shown, out)
@@ -177,6 +214,21 @@ async def dlq_show(
             f"{redrive.redriven_at.isoformat(timespec='seconds')} {where}\n"
         )
     return 0
+
+
+async def _one_from_topic(
+    settings: Settings, partition: int, offset: int
+) -> store.StoredDeadLetter:
+    from engine.consumers.dead_letter_reader import read_dead_letters  # noqa: PLC0415
+
+    if partition >= settings.partitions:
+        raise OperatorCommandError(f"there is no command partition {partition}")
+    async for dead in read_dead_letters(settings, [partition]):
+        if dead.offset == offset:
+            return dead
+    raise OperatorCommandError(
+        f"no dead letter {partition}:{offset} on {settings.topics.dead_letters}"
+    )
 
 
 def check_corrected(corrected: bytes) -> TechnologyCommand | MembershipCommand:

@@ -39,6 +39,14 @@ def add_operator_commands(commands: argparse._SubParsersAction[argparse.Argument
     _json_flag(listing, "each dead letter, whole,")
     show = actions.add_parser("show", help="one dead letter in full (raw bytes when not UTF-8)")
     show.add_argument("id", help="partition:offset, as `dlq list` shows it")
+    for parser in (listing, show):
+        parser.add_argument(
+            "--source",
+            choices=["db", "topic"],
+            default="db",
+            help="db: PostgreSQL's whole records and their re-drives (default); topic: the "
+            "dead-letter topic as subscribers read it (read_committed)",
+        )
     _json_flag(show, "it")
     redrive = actions.add_parser(
         "redrive",
@@ -146,10 +154,11 @@ async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
             reason=args.reason,
             since_ms=dlq.parse_since(args.since) if args.since else None,
             limit=args.limit,
+            source=args.source,
             as_json=args.json,
         )
     if args.dlq_action == "show":
-        return await dlq.dlq_show(settings, args.id, as_json=args.json)
+        return await dlq.dlq_show(settings, args.id, source=args.source, as_json=args.json)
     if args.file is not None:
         try:
             corrected = args.file.read_bytes()

@@ -84,6 +84,12 @@ async def test_a_dead_letter_is_listed_shown_and_redriven_once(settings: Setting
             bad_id: "schema_violation",
             binary_id: "invalid_utf8",
         }
+        on_topic = io.StringIO()
+        await dlq_list(settings, source="topic", as_json=True, out=on_topic)
+        assert {
+            (row["id"], row["reason"], row["detail"], row["value"]["bytes"])
+            for row in map(json.loads, on_topic.getvalue().splitlines())
+        } == {(row["id"], row["reason"], row["detail"], row["value"]["bytes"]) for row in rows}
         only = io.StringIO()
         await dlq_list(settings, reason="invalid_utf8", as_json=True, out=only)
         assert [json.loads(line)["id"] for line in only.getvalue().splitlines()] == [binary_id]
@@ -100,6 +106,9 @@ async def test_a_dead_letter_is_listed_shown_and_redriven_once(settings: Setting
             "hex": b"\xff\xfe{garbage".hex(),
             "bytes": 10,
         }
+        from_topic = io.StringIO()
+        await dlq_show(settings, binary_id, source="topic", as_json=True, out=from_topic)
+        assert json.loads(from_topic.getvalue())["value"] == binary["value"]
         text = io.StringIO()
         await dlq_show(settings, bad_id, out=text)
         assert "schema_violation" in text.getvalue()
