@@ -21,12 +21,15 @@ from typing import TextIO
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, for_code
 
 from engine.errors import OperatorCommandError
 from engine.kafka_security import kafka_error
 from engine.producers.transactions import outputs_group
 from engine.settings import Settings
+
+#: Kafka's UNKNOWN_TOPIC_OR_PARTITION.
+_UNKNOWN_TOPIC = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +58,11 @@ async def group_lags(settings: Settings, groups: list[str] | None = None) -> lis
         await admin.start()
         await consumer.start()
         (description,) = await admin.describe_topics([topic])
-        partitions = sorted(p["partition"] for p in description["partitions"])
-        if not partitions:
+        if description["error_code"] == _UNKNOWN_TOPIC:
             raise OperatorCommandError(f"topic {topic} does not exist: run `techx setup` first")
+        if description["error_code"]:
+            raise for_code(description["error_code"])(f"describing {topic}")
+        partitions = sorted(p["partition"] for p in description["partitions"])
         tps = [TopicPartition(topic, p) for p in partitions]
         starts = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)

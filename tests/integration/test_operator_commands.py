@@ -25,6 +25,7 @@ from engine.errors import OperatorCommandError
 from engine.producers.client import TradingClient
 from engine.settings import Settings
 from engine.store.connection import connected
+from tests.chaos.verify import wait_transactions_closed
 from tests.integration.harness import fetch_all, running_engine, wait_until_settled
 from tests.polling import eventually
 
@@ -84,6 +85,8 @@ async def test_a_dead_letter_is_listed_shown_and_redriven_once(settings: Setting
             bad_id: "schema_violation",
             binary_id: "invalid_utf8",
         }
+        # PostgreSQL settles before the dead letters' Kafka transaction commits.
+        assert await wait_transactions_closed(settings, timeout_s=30) is None
         on_topic = io.StringIO()
         await dlq_list(settings, source="topic", as_json=True, out=on_topic)
         assert {
