@@ -207,7 +207,7 @@ async def dlq_show(
         where = (
             f"to {redrive.new_partition}:{redrive.new_offset}"
             if redrive.new_offset is not None
-            else "(publishing did not finish)"
+            else "(not confirmed: publishing failed or was interrupted)"
         )
         out.write(
             f"  redriven #{redrive.attempt} by {redrive.redriven_by} at "

@@ -148,6 +148,8 @@ async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     from engine.commands import dlq  # noqa: PLC0415 - each command loads what it needs
 
     if args.dlq_action == "list":
+        if args.limit < 1:
+            raise OperatorCommandError("--limit must be at least 1")
         return await dlq.dlq_list(
             settings,
             partition=args.partition,

@@ -137,6 +137,16 @@ def test_a_malformed_operator_command_line_exits_2(argv: list[str]) -> None:
     assert caught.value.code == 2
 
 
-def test_a_bad_export_date_exits_1_before_connecting() -> None:
-    """A date that does not parse is a typed error, exit 1, not a traceback."""
-    assert main(["export", "deals", "--from", "1 Nov", "--to", "2026-12-01", "--out", "f"]) == 1
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "deals", "--from", "1 Nov", "--to", "2026-12-01", "--out", "f"],
+        ["dlq", "list", "--limit", "0"],
+        ["book", "T-1", "--depth", "0"],
+        ["dlq", "show", "two:three"],
+        ["export", "deals", "--from", "2026-11-01", "--to", "2026-12-01", "--out", "/no/dir/f"],
+    ],
+)
+def test_a_bad_operator_argument_exits_1_before_connecting(argv: list[str]) -> None:
+    """A value argparse lets through but the command refuses is a typed error, exit 1."""
+    assert main(argv) == 1
