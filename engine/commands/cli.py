@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import structlog
 
-from engine.commands.operator_cli import add_operator_commands, dispatch_operator
 from engine.errors import TechXError
 from engine.logs import configure_logging
 from engine.settings import Settings
@@ -146,6 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_order_commands(commands)
     _add_membership_commands(commands)
     _add_gateway_commands(commands)
+    from engine.commands.operator_cli import add_operator_commands  # noqa: PLC0415
+
     add_operator_commands(commands)
 
     acls = commands.add_parser(
@@ -215,6 +216,8 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.commands.operator_cli import dispatch_operator  # noqa: PLC0415 - same module
+
     operated = dispatch_operator(args, settings)
     if operated is not None:
         return operated
