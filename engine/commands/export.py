@@ -69,8 +69,8 @@ class _CsvWriter:
 class _ParquetWriter:
     def __init__(self, path: Path) -> None:
         try:
-            import pyarrow as pa  # noqa: PLC0415 - optional: only Parquet exports need it
-            import pyarrow.parquet as pq  # noqa: PLC0415
+            import pyarrow as pa  # type: ignore[import-untyped]  # noqa: PLC0415 - optional
+            import pyarrow.parquet as pq  # type: ignore[import-untyped]  # noqa: PLC0415
         except ModuleNotFoundError as e:
             raise OperatorCommandError(
                 "Parquet export needs pyarrow: pip install 'techx-engine[export]' "

@@ -181,7 +181,7 @@ async def test_export_writes_the_range_with_exact_integer_prices(
     """Deals at the start of the range and just before its end are exported, those just
     before the start and at the end are not; prices above 2**53 come back exact in CSV and
     Parquet (no float on the way)."""
-    import pyarrow.parquet as pq  # noqa: PLC0415 - the [export] extra, part of [dev]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]  # noqa: PLC0415 - [export]
 
     start, end = parse_utc("2026-11-01", "--from"), parse_utc("2026-12-01", "--to")
     huge = 2**53 + 1  # a float64 would round it
