@@ -23,6 +23,12 @@ class DemoError(TechXError):
     """``techx demo`` cannot run: a server does not answer, or a demo task never got ready."""
 
 
+class OperatorCommandError(TechXError):
+    """An operator command (``techx dlq``, ``export``, ``book``, ``lag``) cannot do what was
+    asked: an unknown dead letter, a corrected command that would be dead-lettered again, a
+    re-drive already done, a missing optional dependency. Nothing was changed."""
+
+
 class DecodeError(TechXError):
     """A command record is not valid JSON of a known command type: it is dead-lettered.
 
@@ -96,9 +102,3 @@ class SnapshotError(TechXError):
 
 class ApiKeyError(TechXError):
     """A ``techx keys`` command cannot be done: an unknown or revoked key, a bad participant."""
-
-
-class OperatorCommandError(TechXError):
-    """An operator command (``techx dlq``, ``export``, ``book``, ``lag``) cannot do what was
-    asked: an unknown dead letter, a corrected command that would be dead-lettered again, a
-    re-drive already done, a missing optional dependency. Nothing was changed."""
