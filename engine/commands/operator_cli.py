@@ -77,10 +77,18 @@ def add_operator_commands(commands: argparse._SubParsersAction[argparse.Argument
     what = export.add_subparsers(dest="export_what", required=True)
     deals = what.add_parser("deals", help="settled deals")
     deals.add_argument(
-        "--from", dest="from_", required=True, help="first UTC date/time (2026-11-01), inclusive"
+        "--from",
+        dest="from_",
+        required=True,
+        metavar="DATE",
+        help="first UTC date/time (2026-11-01), inclusive",
     )
-    deals.add_argument("--to", required=True, help="UTC date/time where it ends, exclusive")
-    deals.add_argument("--format", choices=["csv", "parquet"], default="csv", help="default csv")
+    deals.add_argument(
+        "--to", required=True, metavar="DATE", help="UTC date/time where it ends, exclusive"
+    )
+    deals.add_argument(
+        "--format", choices=["csv", "parquet"], default="csv", help="file format (default csv)"
+    )
     deals.add_argument("--out", type=Path, required=True, help="the file to write")
     _json_flag(deals, "the summary")
 
