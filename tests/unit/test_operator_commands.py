@@ -8,7 +8,9 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+import structlog
 
+from engine.commands import cli
 from engine.commands.book import render_view, view_json
 from engine.commands.cli import _parser, main
 from engine.commands.dlq import check_corrected, parse_since, shown_bytes
@@ -147,6 +149,13 @@ def test_a_malformed_operator_command_line_exits_2(argv: list[str]) -> None:
         ["export", "deals", "--from", "2026-11-01", "--to", "2026-12-01", "--out", "/no/dir/f"],
     ],
 )
-def test_a_bad_operator_argument_exits_1_before_connecting(argv: list[str]) -> None:
+def test_a_bad_operator_argument_exits_1_before_connecting(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A value argparse lets through but the command refuses is a typed error, exit 1."""
-    assert main(argv) == 1
+    # configure_logging caches loggers on first use; later tests capture logs of their own.
+    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)
+    with structlog.testing.capture_logs() as logs:
+        assert main(argv) == 1
+    (failure,) = [entry for entry in logs if entry["event"] == "command_failed"]
+    assert failure["error_type"] == "OperatorCommandError"
