@@ -23,6 +23,12 @@ class DemoError(TechXError):
     """``techx demo`` cannot run: a server does not answer, or a demo task never got ready."""
 
 
+class OperatorCommandError(TechXError):
+    """An operator command (``techx dlq``, ``export``, ``book``, ``lag``) cannot do what was
+    asked: an unknown dead letter, a corrected command that would be dead-lettered again, a
+    re-drive already done, a missing optional dependency. Nothing was changed."""
+
+
 class DecodeError(TechXError):
     """A command record is not valid JSON of a known command type: it is dead-lettered.
 

@@ -6,8 +6,8 @@ TechX's processes run as five principals, each allowed what its job needs and no
   dead letters, market data), in transactions fenced per command partition; it also
   appends ticks to the command topic, which is why it may write there;
 - ``gateway`` (front-ends) and ``operator`` (``techx setup``, ``techx order``,
-  ``techx replay``) write commands; only the operator creates topics and reads the command
-  log back;
+  ``techx replay``, ``techx dlq``) write commands; only the operator creates topics and reads
+  the command log back (and the dead letters, and the engines' group offsets: ``techx lag``);
 - ``subscriber`` (trading screens, statistics) reads deals and executions, never commands
   or dead letters;
 - ``backoffice`` (settlement, surveillance) reads executions, deals and dead letters;
@@ -143,6 +143,14 @@ def acl_rules(topics: Topics, group_id: str) -> list[AclRule]:
     allow("operator", "topic", (topics.commands,), ("Write",), "techx order")
     allow("operator", "topic", (topics.commands,), ("Read",), "techx replay reads the log")
     allow("operator", "cluster", (CLUSTER,), ("IdempotentWrite",), "idempotent producer")
+    allow("operator", "topic", (topics.dead_letters,), ("Read",), "techx dlq --source topic")
+    allow(
+        "operator",
+        "group",
+        (group_id, outputs_group(group_id)),
+        ("Describe",),
+        "techx lag reads the groups' committed offsets",
+    )
     # subscriber: screens, statistics
     allow("subscriber", "topic", (topics.deals, topics.executions), ("Read",), "outcomes")
     allow("subscriber", "group", ("subscriber.",), ("Read",), "its groups", pattern="prefixed")

@@ -145,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_order_commands(commands)
     _add_membership_commands(commands)
     _add_gateway_commands(commands)
+    from engine.commands.operator_cli import add_operator_commands  # noqa: PLC0415
+
+    add_operator_commands(commands)
 
     acls = commands.add_parser(
         "acls",
@@ -213,6 +216,11 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.commands.operator_cli import dispatch_operator  # noqa: PLC0415 - same module
+
+    operated = dispatch_operator(args, settings)
+    if operated is not None:
+        return operated
     if args.command == "setup":
         from engine.commands.setup import setup  # noqa: PLC0415 - each command loads what it needs
 

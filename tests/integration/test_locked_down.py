@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
+import json
 import os
 import random
 import re
@@ -40,6 +42,8 @@ from devstack.kafka import KafkaPaths
 from devstack.postgres import cluster_home, running_as_root
 from devstack.security import ca_file, read_password
 from devstack.security import client_security as stack_security
+from engine.commands.dlq import dlq_list
+from engine.commands.lag import group_lags
 from engine.commands.setup import setup, setup_database
 from engine.core.codec import TICK_RECORD, decode_event
 from engine.errors import BrokerUnavailableError, KafkaAccessDeniedError
@@ -288,6 +292,32 @@ async def test_a_principal_without_write_on_commands_is_refused(locked: Locked) 
     )
 
 
+async def test_the_operator_may_read_dead_letters_and_group_lag_and_a_subscriber_may_not(
+    locked: Locked,
+) -> None:
+    """`techx dlq --source topic` and `techx lag` work under the operator's ACLs alone; a
+    subscriber is refused the engines' group offsets."""
+    async with running_engine(locked.as_("engine")):
+        async with TradingClient(locked.as_("operator")) as client:
+            bad_offset = await client.send_raw("NOT-JSON-OPS", b"{not json")
+        await wait_until_settled(locked.as_("operator"))
+    await _transactions_closed(locked)
+    operator = locked.as_("operator")
+    listed = io.StringIO()
+    await dlq_list(operator, source="topic", as_json=True, out=listed)
+    (dead,) = [json.loads(line) for line in listed.getvalue().splitlines()]
+    assert (dead["offset"], dead["reason"]) == (bad_offset, "malformed_json")
+
+    async def engines_caught_up() -> bool:
+        lags = [lag for lag in await group_lags(operator) if lag.group == operator.group_id]
+        assert sum(lag.log_end for lag in lags) == 1
+        return sum(lag.lag for lag in lags) == 0
+
+    await eventually(engines_caught_up, 30, "the engines' group committing the dead letter")
+    with pytest.raises(KafkaAccessDeniedError):
+        await group_lags(locked.as_("subscriber"))
+
+
 async def test_a_wrong_password_or_an_untrusted_broker_certificate_stops_the_client(
     locked: Locked,
 ) -> None:
@@ -507,7 +537,9 @@ async def test_every_table_is_granted_to_the_runtime_role(locked: Locked) -> Non
     assert gateway == {"api_keys": ["SELECT"]}, "the gateway reads keys and nothing else"
     assert "api_keys" not in granted, "the engine never reads API keys"
     everything = {row["tablename"] for row in tables}
-    assert everything - set(granted) - set(gateway) == {"schema_migrations"}
+    # Operators' own tables (re-drives of dead letters) are no runtime role's business.
+    operators = {"dead_letter_redrives"}
+    assert everything - set(granted) - set(gateway) == {"schema_migrations", *operators}
     for table in ("deals", "command_outcomes", "dead_letters"):
         assert granted[table] == ["INSERT", "SELECT"], table
     assert granted["partition_state"] == ["INSERT", "SELECT", "UPDATE"]

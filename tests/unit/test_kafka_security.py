@@ -170,7 +170,7 @@ def test_front_ends_never_read_commands_and_subscribers_never_read_dead_letters(
         for topic in topics.all()
     }
     assert readers[topics.commands] == {"engine", "operator"}
-    assert readers[topics.dead_letters] == {"backoffice"}
+    assert readers[topics.dead_letters] == {"backoffice", "operator"}
     assert readers[topics.deals] == {"subscriber", "backoffice"}
     assert readers[topics.executions] == {"subscriber", "backoffice"}
     assert readers[topics.market_data] == {EVERYONE}
