@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 
 from engine.core.batch import LogRecord, PartitionProcessor, SettlementBatch
 from engine.core.codec import encode
@@ -16,7 +16,7 @@ from engine.observability.health import (
     StuckDetector,
     readiness,
 )
-from engine.observability.metrics import EngineMetrics
+from engine.observability.metrics import BatchHistogram, EngineMetrics
 from engine.observability.server import MetricsServer
 from schemas.commands import ListTechnology, PlaceOrder
 
@@ -191,3 +191,27 @@ async def test_port_taken_leaves_the_engine_running_without_a_server() -> None:
     finally:
         await first.close()
         await second.close()
+
+
+def test_batch_histogram_agrees_with_one_observation_at_a_time() -> None:
+    """Ages counted per bucket from sorted timestamps match prometheus_client's own histogram,
+    bucket boundaries and ages from the future included."""
+    buckets = (0.001, 0.01, 0.1, 1.0)
+    now_ms = 1_000_000
+    stamps = sorted(
+        [now_ms - a for a in (0, 1, 2, 10, 11, 99, 100, 101, 999, 1000, 5000)] + [now_ms + 7]
+    )
+    registry = CollectorRegistry()
+    batched = BatchHistogram("batched_seconds", "ages", buckets, registry)
+    reference = Histogram("reference_seconds", "ages", buckets=buckets, registry=registry)
+    batched.observe_ages(now_ms, stamps)
+    for stamp in stamps:
+        reference.observe(max(now_ms - stamp, 0) / 1000.0)
+    for le in ("0.001", "0.01", "0.1", "1.0", "+Inf"):
+        assert _sample(registry, "batched_seconds_bucket", le=le) == _sample(
+            registry, "reference_seconds_bucket", le=le
+        ), le
+    assert _sample(registry, "batched_seconds_count") == len(stamps)
+    assert _sample(registry, "batched_seconds_sum") == pytest.approx(
+        _sample(registry, "reference_seconds_sum"), abs=0.01
+    )
