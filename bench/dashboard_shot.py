@@ -3,7 +3,8 @@
 No Grafana or Prometheus runs on the development machine, so this is a stand-in, said as
 such under the picture: it runs ``techx demo`` in this process on fresh topics and a fresh
 database of the local stack (brought up if it is not), with a few malformed records mixed
-in so the dead-letter panel has something to show, scrapes the engine's ``/metrics`` every
+in so the dead-letter panel has something to show and a gateway taking a few requests,
+scrapes the engine's ``/metrics`` every
 ``--every`` seconds like Prometheus, then evaluates each panel's query of
 ``deploy/grafana/techx-dashboard.json`` over the scrapes and draws the panels with
 matplotlib into ``docs/dashboard.png``. The queries are the dashboard's own; the evaluator
@@ -34,6 +35,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.fresh import fresh, remove, stack_settings
 from engine.commands.demo import run_demo
+from engine.commands.gateway import serving_gateway
+from engine.commands.keys import create_api_key
 from engine.errors import TechXError
 from engine.producers.client import TradingClient
 from engine.settings import Settings
@@ -61,15 +64,30 @@ class Scrapes:
     samples: list[Scrape]
 
 
-def _labels(raw: str | None) -> dict[str, str]:
-    return dict(re.findall(r'(\w+)="([^"]*)"', raw or ""))
+#: A label matcher: (label, operator, value).
+Matcher = tuple[str, str, str]
 
 
-def _select(scrape: Scrape, name: str, matchers: dict[str, str]) -> Vector:
+def _labels(raw: str | None) -> list[Matcher]:
+    return re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', raw or "")
+
+
+def _matches(labels: Labels, matchers: list[Matcher]) -> bool:
+    values = dict(labels)
+    for label, op, wanted in matchers:
+        value = values.get(label, "")
+        regex = op in ("=~", "!~")
+        hit = re.fullmatch(wanted, value) is not None if regex else value == wanted
+        if hit != (op in ("=", "=~")):
+            return False
+    return True
+
+
+def _select(scrape: Scrape, name: str, matchers: list[Matcher]) -> Vector:
     return {
         labels: value
         for (sample, labels), value in scrape.items()
-        if sample == name and all(dict(labels).get(k) == v for k, v in matchers.items())
+        if sample == name and _matches(labels, matchers)
     }
 
 
@@ -213,12 +231,25 @@ async def _scrape(session: aiohttp.ClientSession, url: str) -> Scrape | None:
     }
 
 
-async def _bad_records(settings: Settings, seconds: float, every_s: float) -> None:
-    """A malformed record now and then, beside the demo's flow."""
-    async with TradingClient(settings, client_id="dashboard-shot") as client:
+async def _side_flow(settings: Settings, seconds: float, every_s: float) -> None:
+    """Beside the demo's flow, now and then: a malformed record straight onto the command
+    topic (the gateway would refuse it), and through an in-process gateway a cancel of an
+    order nobody placed (202, then rejected) and a request without a key (401)."""
+    key = (await create_api_key(settings, "dash-bot"))[1]
+    cancel = b'{"type":"cancel_order","technology_id":"DASH-1","client_order_id":"none"}'
+    async with (
+        TradingClient(settings, client_id="dashboard-shot") as client,
+        serving_gateway(settings) as gateway,
+        aiohttp.ClientSession() as http,
+    ):
+        url = f"{gateway.url}/v1/commands"
+        json_type = {"Content-Type": "application/json"}
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             await client.send_raw("DASH-BAD", b'{"type": "place_order", "price": ')
+            for headers in ({**json_type, "Authorization": f"Bearer {key}"}, json_type):
+                async with http.post(url, data=cancel, headers=headers) as response:
+                    await response.read()
             await asyncio.sleep(every_s)
 
 
@@ -226,13 +257,19 @@ async def shoot(seconds: float, rate: int, every_s: float) -> Scrapes:
     base = await stack_settings()
     settings = await fresh(base, f"dash{os.getpid()}")
     port = _free_port()
-    settings = replace(settings, metrics_host="127.0.0.1", metrics_port=port)
+    settings = replace(
+        settings,
+        metrics_host="127.0.0.1",
+        metrics_port=port,
+        snapshot_every=2_000,  # so the snapshot panel has something to show in a minute
+        gateway=replace(settings.gateway, port=0),
+    )
     url = f"http://127.0.0.1:{port}/metrics"
     scrapes = Scrapes([], [])
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the demo prints every deal
             demo = asyncio.create_task(run_demo(settings, seconds, rate, 2026))
-            bad = asyncio.create_task(_bad_records(settings, seconds, 1.5))
+            bad = asyncio.create_task(_side_flow(settings, seconds, 1.5))
             async with aiohttp.ClientSession() as session:
                 while not demo.done():
                     scrape = await _scrape(session, url)
