@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.commands.gateway import serving_gateway
 from engine.commands.run import run_engine
 from engine.producers.client import TradingClient
 from engine.settings import Settings
@@ -120,3 +121,15 @@ async def _not_ready(base: str) -> bool:
         return (await _get(f"{base}/readyz"))[0] == 503
     except aiohttp.ClientConnectionError:
         return True
+
+
+async def test_gateway_serves_its_request_metrics(settings: Settings) -> None:
+    """The gateway's /metrics counts requests by route pattern and status, refusals too."""
+    settings = replace(settings, gateway=replace(settings.gateway, port=0))
+    async with serving_gateway(settings) as gateway:
+        status, _ = await _get(f"{gateway.url}/v1/stream")  # no key: 401
+        assert status == 401
+        samples = await _scrape(f"{gateway.url}/metrics")
+    key = ("techx_gateway_requests_total", (("route", "/v1/stream"), ("status", "401")))
+    assert samples[key] >= 1
+    assert ("techx_gateway_request_duration_seconds_count", (("route", "/v1/stream"),)) in samples
