@@ -461,8 +461,9 @@ class MatchingEngine:
             now = time.monotonic()
             async with self._batch_lock:
                 if fetched:
+                    started = time.monotonic()
                     in_flight = await self._match(fetched)
-                    self.metrics.match_seconds.observe(time.monotonic() - now)
+                    self.metrics.match_seconds.observe(time.monotonic() - started)
                     if in_flight:
                         await self._to_settle.put(in_flight)
                 else:

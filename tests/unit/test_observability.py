@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from engine.core.batch import LogRecord, PartitionProcessor, SettlementBatch
 from engine.core.codec import encode
+from engine.errors import ConfigError
 from engine.observability.health import (
     EngineState,
     PartitionProgress,
@@ -18,6 +19,7 @@ from engine.observability.health import (
 )
 from engine.observability.metrics import BatchHistogram, EngineMetrics
 from engine.observability.server import MetricsServer
+from engine.settings import Settings
 from schemas.commands import ListTechnology, PlaceOrder
 
 
@@ -215,3 +217,21 @@ def test_batch_histogram_agrees_with_one_observation_at_a_time() -> None:
     assert _sample(registry, "batched_seconds_sum") == pytest.approx(
         _sample(registry, "reference_seconds_sum"), abs=0.01
     )
+
+
+def test_metrics_settings_come_from_the_environment() -> None:
+    """TECHX_METRICS_PORT/HOST and TECHX_STUCK_AFTER_S are read, checked, and defaulted."""
+    defaults = Settings.from_env({})
+    assert (defaults.metrics_port, defaults.metrics_host, defaults.stuck_after_s) == (
+        9464,
+        "0.0.0.0",
+        60,
+    )
+    chosen = Settings.from_env(
+        {"TECHX_METRICS_PORT": "0", "TECHX_METRICS_HOST": "127.0.0.1", "TECHX_STUCK_AFTER_S": "5"}
+    )
+    assert (chosen.metrics_port, chosen.metrics_host, chosen.stuck_after_s) == (0, "127.0.0.1", 5)
+    with pytest.raises(ConfigError):
+        Settings.from_env({"TECHX_METRICS_PORT": "70000"})
+    with pytest.raises(ConfigError):
+        Settings.from_env({"TECHX_STUCK_AFTER_S": "0"})
