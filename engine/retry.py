@@ -2,7 +2,8 @@
 
 Shared by the engine's stages (PostgreSQL calls, recovery) and the transactional publisher
 (a broker restart mid-transaction), so every outage reads the same in the logs: ``retrying``
-once, ``still_retrying`` every 30 s, ``retry_succeeded`` at the end.
+once, ``still_retrying`` every 30 s, ``retry_succeeded`` at the end; and every retry counts
+in ``techx_retries_total`` by operation and cause.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TypeVar
 import structlog
 
 from engine.errors import TechXError
+from engine.observability.metrics import RETRIES
 
 log = structlog.get_logger()
 
@@ -46,6 +48,7 @@ async def retrying(
                 raise
             now = time.monotonic()
             attempts += 1
+            RETRIES.labels(what, type(e).__name__).inc()
             if failing_since is None:
                 failing_since = last_said = now
                 log.warning("retrying", what=what, error=str(e), delay_s=delay, **context)

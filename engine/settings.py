@@ -102,6 +102,12 @@ class Settings:
     #: its transaction log); batches that arrive meanwhile join the next one. Measured at 5k
     #: orders/s on 2 shared cores: 60 ms halves the broker's CPU and the latency against 0.
     commit_interval_ms: int = 50
+    #: Where ``techx run`` serves /metrics, /healthz and /readyz (0: no server). All
+    #: interfaces by default, like Prometheus exporters: Prometheus and the kubelet call in.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 9464
+    #: /healthz fails once a partition with work waiting has published nothing this long.
+    stuck_after_s: int = 60
     log_format: str = "auto"  # auto | json | console
     log_level: str = "info"
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
@@ -137,6 +143,9 @@ class Settings:
             commit_interval_ms=_int(
                 env, "TECHX_COMMIT_INTERVAL_MS", base.commit_interval_ms, minimum=0
             ),
+            metrics_host=_host(env, "TECHX_METRICS_HOST", base.metrics_host),
+            metrics_port=_int(env, "TECHX_METRICS_PORT", base.metrics_port, 0, maximum=65_535),
+            stuck_after_s=_int(env, "TECHX_STUCK_AFTER_S", base.stuck_after_s, minimum=1),
             log_format=_choice(env, "TECHX_LOG_FORMAT", base.log_format, _LOG_FORMATS),
             log_level=_choice(env, "TECHX_LOG_LEVEL", base.log_level, _LOG_LEVELS),
             gateway=_gateway(env, base.gateway),

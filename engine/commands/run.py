@@ -6,15 +6,19 @@ import asyncio
 import contextlib
 import gc
 import signal
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from engine.consumers.command_consumer import command_consumer
 from engine.consumers.log_reader import read_partition
 from engine.consumers.matching_engine import MatchingEngine
+from engine.observability.health import EngineState, PartitionProgress
+from engine.observability.server import MetricsServer
 from engine.producers.publisher import EventPublisher, make_producer
 from engine.producers.ticker import run_ticker
 from engine.producers.transactions import TransactionalPublisher
@@ -39,9 +43,15 @@ async def run_engine(
     except BaseException:
         await store.close()
         raise
-    engine = MatchingEngine(
-        settings, store, publisher, command_consumer(settings), partial(read_partition, settings)
+    consumer = command_consumer(settings)
+    engine = MatchingEngine(settings, store, publisher, consumer, partial(read_partition, settings))
+    metrics_server = MetricsServer(
+        _KafkaProbe(engine, consumer, settings.topics.commands),
+        engine.metrics.registry,
+        stuck_after_s=settings.stuck_after_s,
     )
+    if settings.metrics_port:
+        await metrics_server.start(settings.metrics_host, settings.metrics_port)
     loop = asyncio.get_running_loop()
     # Kept after the engine stops: the futures it reports are collected whenever GC runs.
     loop.set_exception_handler(_quiet_abandoned_kafka_futures)
@@ -71,9 +81,29 @@ async def run_engine(
             watcher.cancel()
         for sig in installed:
             loop.remove_signal_handler(sig)
+        await metrics_server.close()
         await publisher.close()
         await store.close()
     return engine
+
+
+class _KafkaProbe:
+    """The engine's state for the metrics server, with the log's end from the consumer."""
+
+    def __init__(self, engine: MatchingEngine, consumer: AIOKafkaConsumer, topic: str) -> None:
+        self._engine = engine
+        self._consumer = consumer
+        self._topic = topic
+
+    def state(self) -> EngineState:
+        return self._engine.state()
+
+    def progress(self) -> list[PartitionProgress]:
+        highwater = self._consumer.highwater
+        return [
+            replace(p, highwater=highwater(TopicPartition(self._topic, p.partition)))
+            for p in self._engine.progress()
+        ]
 
 
 async def open_publisher(settings: Settings) -> EventPublisher | TransactionalPublisher:

@@ -42,6 +42,8 @@ from engine.errors import (
     TechXError,
 )
 from engine.kafka_security import kafka_error
+from engine.observability.health import EngineState, PartitionProgress
+from engine.observability.metrics import EngineMetrics
 from engine.retry import retrying
 from engine.settings import Settings
 from engine.store.settlement import DealTotals, PartitionClaim, Settlement
@@ -91,7 +93,8 @@ class _InFlight:
     expected_offset: int
 
 
-_Delivery = tuple[list[_InFlight], Sequence["asyncio.Future[Any]"]]
+#: Settled batches, their delivery futures, and when they were handed to the producer.
+_Delivery = tuple[list[_InFlight], Sequence["asyncio.Future[Any]"], float]
 
 
 @dataclass(slots=True)
@@ -116,8 +119,10 @@ class MatchingEngine:
         publisher: EventSink,
         consumer: CommandConsumer,
         read_log: LogReader,
+        metrics: EngineMetrics | None = None,
     ) -> None:
         self._settings = settings
+        self.metrics = metrics if metrics is not None else EngineMetrics()
         self._store = store
         self._publisher = publisher
         self._consumer = consumer
@@ -154,6 +159,21 @@ class MatchingEngine:
     def owner_epochs(self) -> dict[int, int]:
         """The owner epoch each live partition was claimed with: what fences this process."""
         return {p: w.claim.owner_epoch for p, w in sorted(self._workers.items())}
+
+    def state(self) -> EngineState:
+        """Assignment and recovery, for /readyz."""
+        return EngineState(
+            owned=tuple(sorted(self._workers)),
+            recovering=tuple(sorted(p for p in self._assigned if p not in self._workers)),
+            stopping=self._stopping.is_set() or self._broken.is_set(),
+        )
+
+    def progress(self) -> list[PartitionProgress]:
+        """Each owned partition's stage offsets, for /metrics and /healthz."""
+        return [
+            PartitionProgress(p, w.matched_offset, w.settled_offset, w.published_offset)
+            for p, w in sorted(self._workers.items())
+        ]
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Consume until stopped; ``ready`` is set once an assignment is fully recovered."""
@@ -231,7 +251,9 @@ class MatchingEngine:
     async def _recover_into_service(self, tp: TopicPartition, generation: int) -> None:
         if self._assigned.get(tp.partition) != generation:
             return  # revoked before its recovery started (and maybe queued again since)
+        started, replayed = time.monotonic(), self.replayed_commands
         worker = await self.recover(tp)
+        self.metrics.recovered(time.monotonic() - started, self.replayed_commands - replayed)
         async with self._batch_lock:
             if self._assigned.get(tp.partition) != generation:
                 # Revoked (and maybe queued again) while replaying. Assignments recover one
@@ -439,7 +461,9 @@ class MatchingEngine:
             now = time.monotonic()
             async with self._batch_lock:
                 if fetched:
+                    started = time.monotonic()
                     in_flight = await self._match(fetched)
+                    self.metrics.match_seconds.observe(time.monotonic() - started)
                     if in_flight:
                         await self._to_settle.put(in_flight)
                 else:
@@ -493,7 +517,9 @@ class MatchingEngine:
             ]
             # FencedError is not retriable: another engine owns a partition now, and this
             # process stops instead of guessing what else it may have missed.
+            started = time.monotonic()
             await self._retrying("settle", partial(self._store.settle, items))
+            self.metrics.settled([i.batch for i in in_flight], time.monotonic() - started)
             for item in in_flight:
                 item.worker.settled_offset = item.batch.next_offset
                 self.commands_processed += item.batch.commands
@@ -502,14 +528,14 @@ class MatchingEngine:
                 futures = await self._publisher.send([item.batch for item in in_flight])
             except TechXError as e:
                 raise PublishFailedError(f"handing settled events to the producer: {e}") from e
-            await self._to_confirm.put((in_flight, futures))
+            await self._to_confirm.put((in_flight, futures, time.monotonic()))
             self._to_settle.task_done()
         self._to_settle.task_done()
         await self._to_confirm.put(None)
 
     async def _confirm_stage(self) -> None:
         while (delivery := await self._to_confirm.get()) is not None:
-            settled, futures = delivery
+            settled, futures, sent_at = delivery
             try:
                 await asyncio.gather(*futures)
             except KafkaError as e:
@@ -517,6 +543,7 @@ class MatchingEngine:
                     f"the broker did not take settled events ({e!r}); stopping so that a "
                     "restart republishes them, in order, from the command log"
                 ) from e
+            self.metrics.published([i.batch for i in settled], time.monotonic() - sent_at)
             for item in settled:
                 item.worker.published_offset = item.batch.next_offset
             self._to_confirm.task_done()

@@ -57,6 +57,7 @@ from engine.gateway.stream import (
     parse_resume,
     positions_message,
 )
+from engine.observability.server import measured, metrics_handler
 from engine.settings import Settings
 
 log = structlog.get_logger()
@@ -109,12 +110,13 @@ class Gateway:
 
 def make_app(gateway: Gateway) -> web.Application:
     # The body limit is the command limit: aiohttp refuses more (413) before reading it all.
-    app = web.Application(client_max_size=MAX_COMMAND_BYTES, middlewares=[_problems])
+    app = web.Application(client_max_size=MAX_COMMAND_BYTES, middlewares=[measured, _problems])
     routes = _Routes(gateway)
     app.router.add_post("/v1/commands", routes.post_command)
     app.router.add_get("/v1/stream", routes.own_stream)
     app.router.add_get("/v1/market", routes.market_stream)
     app.router.add_get("/healthz", routes.health)
+    app.router.add_get("/metrics", metrics_handler())
     app.router.add_get("/", routes.page)
     app.router.add_get("/market", routes.page)
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)

@@ -62,6 +62,7 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
         database_url=f"{base}/{database}",
         batch_max_records=500,
         tick_interval_ms=0,  # tests that need time to pass turn the ticker on themselves
+        metrics_port=0,  # engines share this host; tests that scrape pick a free port
     )
     await setup(test_settings)
     yield test_settings
