@@ -53,9 +53,8 @@ def test_two_stages_from_pinned_images(instructions: list[Instruction]) -> None:
         assert "latest" not in image
         assert ":" in image or "@" in image, f"{image}: no tag"
         match = _PINNED_IMAGE.match(image)
-        assert match and (match.group(1) or match.group(2)), (
-            f"{image}: pin an exact release tag (X.Y.Z) or a digest"
-        )
+        assert match, f"{image}: not an image reference"
+        assert match.group(1) or match.group(2), f"{image}: pin a release tag (X.Y.Z) or digest"
 
 
 def test_the_builder_installs_only_hashed_pins(instructions: list[Instruction]) -> None:
