@@ -81,6 +81,10 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4
     replication_factor: int = 1
+    #: Replicas that must have a record before the broker acknowledges it to an ``acks=all``
+    #: producer (every TechX producer): ``techx setup`` sets it on every TechX topic. Default
+    #: min(2, replication factor): a single-node dev broker keeps 1; production runs 3 and 2.
+    min_insync_replicas: int = 1
     group_id: str = "techx-engine"
     #: Most command records taken into one batch (one PostgreSQL transaction).
     batch_max_records: int = 5000
@@ -112,6 +116,7 @@ class Settings:
         env = os.environ if env is None else env
         base = cls()
         database_url = env.get("TECHX_DATABASE_URL") or base.database_url
+        replication_factor = _int(env, "TECHX_REPLICATION_FACTOR", base.replication_factor, 1)
         if not database_url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(
                 f"TECHX_DATABASE_URL must be a postgresql:// URL, not {_shown(database_url)}"
@@ -123,7 +128,15 @@ class Settings:
             database_url=database_url,
             topics=Topics(_name(env, "TECHX_TOPIC_PREFIX", base.topics.prefix)),
             partitions=_int(env, "TECHX_PARTITIONS", base.partitions, minimum=1),
-            replication_factor=_int(env, "TECHX_REPLICATION_FACTOR", base.replication_factor, 1),
+            replication_factor=replication_factor,
+            min_insync_replicas=_int(
+                env,
+                "TECHX_MIN_INSYNC_REPLICAS",
+                min(2, replication_factor),
+                minimum=1,
+                maximum=replication_factor,
+                maximum_reason="TECHX_REPLICATION_FACTOR: with more, no acks=all write succeeds",
+            ),
             group_id=_name(env, "TECHX_GROUP_ID", base.group_id),
             batch_max_records=_int(env, "TECHX_BATCH_MAX_RECORDS", base.batch_max_records, 1),
             snapshot_every=_int(env, "TECHX_SNAPSHOT_EVERY", base.snapshot_every, 0),
@@ -193,7 +206,12 @@ def _shown(value: str) -> str:
 
 
 def _int(
-    env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    minimum: int,
+    maximum: int | None = None,
+    maximum_reason: str | None = None,
 ) -> int:
     raw = env.get(name)
     if raw is None:
@@ -205,7 +223,8 @@ def _int(
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
     if maximum is not None and value > maximum:
-        raise ConfigError(f"{name} must be at most {maximum}, not {value}")
+        reason = f" ({maximum_reason})" if maximum_reason else ""
+        raise ConfigError(f"{name} must be at most {maximum}{reason}, not {value}")
     return value
 
 
