@@ -116,7 +116,6 @@ class Settings:
         env = os.environ if env is None else env
         base = cls()
         database_url = env.get("TECHX_DATABASE_URL") or base.database_url
-        replication_factor = _int(env, "TECHX_REPLICATION_FACTOR", base.replication_factor, 1)
         if not database_url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(
                 f"TECHX_DATABASE_URL must be a postgresql:// URL, not {_shown(database_url)}"
@@ -128,15 +127,8 @@ class Settings:
             database_url=database_url,
             topics=Topics(_name(env, "TECHX_TOPIC_PREFIX", base.topics.prefix)),
             partitions=_int(env, "TECHX_PARTITIONS", base.partitions, minimum=1),
-            replication_factor=replication_factor,
-            min_insync_replicas=_int(
-                env,
-                "TECHX_MIN_INSYNC_REPLICAS",
-                min(2, replication_factor),
-                minimum=1,
-                maximum=replication_factor,
-                maximum_reason="TECHX_REPLICATION_FACTOR: with more, no acks=all write succeeds",
-            ),
+            replication_factor=_int(env, "TECHX_REPLICATION_FACTOR", base.replication_factor, 1),
+            min_insync_replicas=_min_insync(env, base.replication_factor),
             group_id=_name(env, "TECHX_GROUP_ID", base.group_id),
             batch_max_records=_int(env, "TECHX_BATCH_MAX_RECORDS", base.batch_max_records, 1),
             snapshot_every=_int(env, "TECHX_SNAPSHOT_EVERY", base.snapshot_every, 0),
@@ -206,12 +198,7 @@ def _shown(value: str) -> str:
 
 
 def _int(
-    env: Mapping[str, str],
-    name: str,
-    default: int,
-    minimum: int,
-    maximum: int | None = None,
-    maximum_reason: str | None = None,
+    env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int | None = None
 ) -> int:
     raw = env.get(name)
     if raw is None:
@@ -223,8 +210,20 @@ def _int(
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
     if maximum is not None and value > maximum:
-        reason = f" ({maximum_reason})" if maximum_reason else ""
-        raise ConfigError(f"{name} must be at most {maximum}{reason}, not {value}")
+        raise ConfigError(f"{name} must be at most {maximum}, not {value}")
+    return value
+
+
+def _min_insync(env: Mapping[str, str], default_replication: int) -> int:
+    """min.insync.replicas: by default 2 where there are replicas for it, never more than the
+    replication factor (an acks=all write could then never be acknowledged)."""
+    replication = _int(env, "TECHX_REPLICATION_FACTOR", default_replication, 1)
+    value = _int(env, "TECHX_MIN_INSYNC_REPLICAS", min(2, replication), minimum=1)
+    if value > replication:
+        raise ConfigError(
+            f"TECHX_MIN_INSYNC_REPLICAS must be at most TECHX_REPLICATION_FACTOR ({replication}), "
+            f"not {value}: no acks=all write could be acknowledged"
+        )
     return value
 
 
