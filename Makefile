@@ -1,7 +1,7 @@
 # TechX: the two commands a newcomer needs are `make demo` and `make test`.
 BIN := .venv/bin
 
-.PHONY: bootstrap demo test check lint typecheck unit integration stack-up stack-down stack-status schemas bench clean
+.PHONY: bootstrap demo test check lint typecheck unit integration stack-up stack-down stack-status schemas bench clean lock
 
 bootstrap:
 	@bash deploy/local/bootstrap.sh
@@ -47,5 +47,15 @@ schemas: bootstrap
 bench: bootstrap stack-up
 	$(BIN)/python -m bench.report $(BENCH_ARGS)
 
+## The image's pinned, hashed locks (deploy/*.lock) from pyproject.toml and
+## deploy/build-requirements.in: re-run after changing a dependency (tests/deploy/test_lock.py
+## fails until then). Keeps the versions already locked; `make lock LOCK_ARGS=--upgrade` moves
+## every pin to the newest release allowed.
+LOCK := $(BIN)/python -m uv pip compile --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock' $(LOCK_ARGS)
+lock: bootstrap
+	$(LOCK) pyproject.toml -o deploy/requirements.lock
+	$(LOCK) deploy/build-requirements.in -c deploy/requirements.lock -o deploy/build-requirements.lock
+
 clean:
-	rm -rf .venv .mypy_cache .ruff_cache
+	rm -rf .venv .mypy_cache .ruff_cache .tools

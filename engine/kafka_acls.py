@@ -47,7 +47,14 @@ EVERYONE = "*"
 ResourceType = Literal["topic", "group", "transactional-id", "cluster"]
 PatternType = Literal["literal", "prefixed"]
 Operation = Literal[
-    "Read", "Write", "Create", "Describe", "DescribeConfigs", "IdempotentWrite", "All"
+    "Read",
+    "Write",
+    "Create",
+    "Describe",
+    "DescribeConfigs",
+    "AlterConfigs",
+    "IdempotentWrite",
+    "All",
 ]
 
 #: Kafka's wire codes (org.apache.kafka.common.acl / resource enums), for CreateAcls.
@@ -65,6 +72,7 @@ _OPERATION_CODES: dict[Operation, int] = {
     "Create": 5,
     "Describe": 8,
     "DescribeConfigs": 10,
+    "AlterConfigs": 11,
     "IdempotentWrite": 12,
 }
 _ALLOW = 3
@@ -137,8 +145,8 @@ def acl_rules(topics: Topics, group_id: str) -> list[AclRule]:
         "operator",
         "topic",
         topics.all(),
-        ("Create", "Describe", "DescribeConfigs"),
-        "techx setup creates and checks topics",
+        ("Create", "Describe", "DescribeConfigs", "AlterConfigs"),
+        "techx setup creates and checks topics (and sets min.insync.replicas)",
     )
     allow("operator", "topic", (topics.commands,), ("Write",), "techx order")
     allow("operator", "topic", (topics.commands,), ("Read",), "techx replay reads the log")

@@ -81,6 +81,10 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4
     replication_factor: int = 1
+    #: Replicas that must have a record before the broker acknowledges it to an ``acks=all``
+    #: producer (every TechX producer): ``techx setup`` sets it on every TechX topic. Default
+    #: min(2, replication factor): a single-node dev broker keeps 1; production runs 3 and 2.
+    min_insync_replicas: int = 1
     group_id: str = "techx-engine"
     #: Most command records taken into one batch (one PostgreSQL transaction).
     batch_max_records: int = 5000
@@ -130,6 +134,7 @@ class Settings:
             topics=Topics(_name(env, "TECHX_TOPIC_PREFIX", base.topics.prefix)),
             partitions=_int(env, "TECHX_PARTITIONS", base.partitions, minimum=1),
             replication_factor=_int(env, "TECHX_REPLICATION_FACTOR", base.replication_factor, 1),
+            min_insync_replicas=_min_insync(env, base.replication_factor),
             group_id=_name(env, "TECHX_GROUP_ID", base.group_id),
             batch_max_records=_int(env, "TECHX_BATCH_MAX_RECORDS", base.batch_max_records, 1),
             snapshot_every=_int(env, "TECHX_SNAPSHOT_EVERY", base.snapshot_every, 0),
@@ -215,6 +220,19 @@ def _int(
         raise ConfigError(f"{name} must be at least {minimum}, not {value}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"{name} must be at most {maximum}, not {value}")
+    return value
+
+
+def _min_insync(env: Mapping[str, str], default_replication: int) -> int:
+    """min.insync.replicas: by default 2 where there are replicas for it, never more than the
+    replication factor (an acks=all write could then never be acknowledged)."""
+    replication = _int(env, "TECHX_REPLICATION_FACTOR", default_replication, 1)
+    value = _int(env, "TECHX_MIN_INSYNC_REPLICAS", min(2, replication), minimum=1)
+    if value > replication:
+        raise ConfigError(
+            f"TECHX_MIN_INSYNC_REPLICAS must be at most TECHX_REPLICATION_FACTOR ({replication}), "
+            f"not {value}: no acks=all write could be acknowledged"
+        )
     return value
 
 

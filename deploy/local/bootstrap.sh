@@ -43,3 +43,17 @@ fi
 # compiler the engine runs its pure-Python modules, the reference (TECHX_PURE_PYTHON=1 forces
 # them). Rebuilt here when a compiled module's source changed; until then it runs pure.
 .venv/bin/python -m engine.build_compiled || true
+# helm, for the Helm chart's test (tests/deploy/test_helm_chart.py): built once from the Go
+# module proxy into .tools/bin (~3 min on 2 cores; Go caches the modules), then kept.
+helm_version=v3.22.0
+if [ "$(cat .tools/helm.version 2>/dev/null)" != "$helm_version" ] || [ ! -x .tools/bin/helm ]; then
+  go="$(command -v go || echo /usr/local/go/bin/go)"
+  if [ -x "$go" ]; then
+    echo "bootstrap: building helm $helm_version into .tools/bin (once)"
+    mkdir -p .tools/bin
+    GOBIN="$PWD/.tools/bin" "$go" install "helm.sh/helm/v3/cmd/helm@$helm_version"
+    echo "$helm_version" > .tools/helm.version
+  else
+    echo "bootstrap: no Go toolchain, so no helm; the chart's test fails unless TECHX_SKIP_HELM=1" >&2
+  fi
+fi

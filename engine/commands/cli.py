@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import signal
 import sys
@@ -120,8 +121,17 @@ def _add_gateway_commands(commands: argparse._SubParsersAction[argparse.Argument
     listing.add_argument("--participant")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("techx-engine")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="techx", description=__doc__)
+    # What an image or an installed wheel holds (its smoke test runs `techx --version`).
+    parser.add_argument("--version", action="version", version=f"techx {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     stack_parser = commands.add_parser(

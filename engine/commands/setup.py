@@ -1,4 +1,12 @@
-"""``techx setup``: the topics and tables the engine needs, created idempotently."""
+"""``techx setup``: the topics and tables the engine needs, created idempotently.
+
+Topics get ``TECHX_REPLICATION_FACTOR`` replicas and ``min.insync.replicas`` of
+``TECHX_MIN_INSYNC_REPLICAS``: with every producer on ``acks=all``, a command the broker
+acknowledged is on that many replicas, and the command log is kept forever (the books are
+rebuilt from it). On topics that exist already, setup sets ``min.insync.replicas`` when it
+differs (the one durability setting it can change in place); a topic with fewer replicas
+than asked is reported, since adding replicas is a partition reassignment.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +29,10 @@ _TOPIC_ALREADY_EXISTS = 36
 _REFUSED = (29, 31)
 _THIRTY_DAYS_MS = str(30 * 24 * 3600 * 1000)
 _COMPACTED = {"cleanup.policy": "compact,delete"}
+_MIN_INSYNC = "min.insync.replicas"
+#: DescribeConfigs' ``config_source`` of a value set on the topic itself (v1 and later; Kafka
+#: 4 brokers answer nothing older).
+_DYNAMIC_TOPIC_CONFIG = 1
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -33,7 +45,10 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     systems may replay from the start.
     """
     topics = settings.topics
-    broker_time = {"message.timestamp.type": "LogAppendTime"}
+    broker_time = {
+        "message.timestamp.type": "LogAppendTime",
+        _MIN_INSYNC: str(settings.min_insync_replicas),
+    }
     return {
         topics.commands: {**broker_time, "retention.ms": _KEEP_FOREVER},
         topics.deals: {**broker_time, "retention.ms": _KEEP_FOREVER},
@@ -76,8 +91,8 @@ async def create_topics(settings: Settings) -> list[str]:
                     raise ConfigError(f"creating topic {name} failed (error {code}): {message}")
         present = [name for name in wanted if name in existing]
         if present:
-            await _check_partition_counts(admin, settings, present)
-            await _check_configs(admin, wanted, present)
+            await _check_partitions(admin, settings, present)
+            await _check_configs(admin, settings, wanted, present)
     except KafkaError as e:
         raise kafka_error(
             e, f"creating topics on {settings.kafka_bootstrap}", settings.kafka_security
@@ -86,38 +101,110 @@ async def create_topics(settings: Settings) -> list[str]:
         await admin.close()
     created = [topic.name for topic in missing]
     for name in created:
-        log.info("topic_created", topic=name, partitions=settings.partitions)
+        log.info(
+            "topic_created",
+            topic=name,
+            partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+            min_insync_replicas=settings.min_insync_replicas,
+        )
     return created
 
 
-async def _check_partition_counts(
+async def _check_partitions(
     admin: AIOKafkaAdminClient, settings: Settings, names: list[str]
 ) -> None:
-    """Outputs go to the input's partition number, so every topic needs the same count."""
+    """Outputs go to the input's partition number, so every topic needs the same count; and
+    no partition may have fewer replicas than min.insync.replicas (no write would pass)."""
     for description in await admin.describe_topics(names):
-        count = len(description["partitions"])
+        name, partitions = description["topic"], description["partitions"]
+        count = len(partitions)
         if count != settings.partitions:
             raise ConfigError(
-                f"topic {description['topic']} has {count} partitions but TECHX_PARTITIONS is "
+                f"topic {name} has {count} partitions but TECHX_PARTITIONS is "
                 f"{settings.partitions}; every TechX topic must have the same count"
+            )
+        replicas = min(len(partition["replicas"]) for partition in partitions)
+        if replicas < settings.min_insync_replicas:
+            raise ConfigError(
+                f"topic {name} has partitions with {replicas} replicas, fewer than "
+                f"TECHX_MIN_INSYNC_REPLICAS={settings.min_insync_replicas}: every acks=all "
+                "write would fail; add replicas (kafka-reassign-partitions.sh) or lower it"
+            )
+        if replicas < settings.replication_factor:
+            log.warning(
+                "topic_under_replicated",
+                topic=name,
+                replicas=replicas,
+                replication_factor=settings.replication_factor,
+                fix="kafka-reassign-partitions.sh with a plan naming more replicas",
             )
 
 
 async def _check_configs(
-    admin: AIOKafkaAdminClient, wanted: dict[str, dict[str, str]], names: list[str]
+    admin: AIOKafkaAdminClient,
+    settings: Settings,
+    wanted: dict[str, dict[str, str]],
+    names: list[str],
 ) -> None:
-    """Existing topics must keep the settings correctness depends on (clock, retention)."""
+    """Existing topics must keep the settings correctness depends on (clock, retention);
+    min.insync.replicas, a durability setting, is set to TECHX_MIN_INSYNC_REPLICAS."""
     resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
     for response in await admin.describe_configs(resources):
         for _code, _message, _type, name, entries in response.resources:
             actual = {entry[0]: entry[1] for entry in entries}
             for key, value in wanted[name].items():
-                if actual.get(key) != value:
+                if key != _MIN_INSYNC and actual.get(key) != value:
                     raise ConfigError(
                         f"topic {name} has {key}={actual.get(key)!r}, TechX needs {value!r}: "
                         f"kafka-configs.sh --alter --entity-type topics --entity-name {name} "
                         f"--add-config {key}={value}"
                     )
+            wanted_isr = wanted[name][_MIN_INSYNC]
+            if actual.get(_MIN_INSYNC) != wanted_isr:
+                own = {e[0]: e[1] for e in entries if e[3] == _DYNAMIC_TOPIC_CONFIG}
+                await _alter_topic_config(admin, settings, name, own, _MIN_INSYNC, wanted_isr)
+                log.info(
+                    "topic_config_altered",
+                    topic=name,
+                    key=_MIN_INSYNC,
+                    was=actual.get(_MIN_INSYNC),
+                    now=wanted_isr,
+                )
+
+
+async def _alter_topic_config(
+    admin: AIOKafkaAdminClient,
+    settings: Settings,
+    name: str,
+    own: dict[str, str | None],
+    key: str,
+    value: str,
+) -> None:
+    """Set one topic setting. aiokafka has only AlterConfigs, which replaces every setting
+    made on the topic, so the request carries the others unchanged; a secret one (the broker
+    shows no value) would be lost, so that case is left to the operator."""
+    hidden = [k for k, v in own.items() if v is None and k != key]
+    if hidden:
+        raise ConfigError(
+            f"topic {name} needs {key}={value} but has settings the broker does not show "
+            f"({', '.join(hidden)}): kafka-configs.sh --alter --entity-type topics "
+            f"--entity-name {name} --add-config {key}={value}"
+        )
+    configs = {k: v for k, v in own.items() if v is not None} | {key: value}
+    for response in await admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, configs=configs)]
+    ):
+        for code, message, _type, _name in response.resources:
+            if code in _REFUSED:
+                raise KafkaAccessDeniedError(
+                    f"setting {key} on topic {name}: Kafka refused "
+                    f"{settings.kafka_security.describe().get('principal', 'ANONYMOUS')} "
+                    f"(error {code}: {message}); techx setup needs AlterConfigs on the TechX "
+                    "topics (`techx acls`)"
+                )
+            if code != 0:
+                raise ConfigError(f"setting {key} on topic {name} failed (error {code}): {message}")
 
 
 async def setup_database(settings: Settings) -> list[int]:
