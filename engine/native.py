@@ -25,14 +25,15 @@ from pathlib import Path
 from types import ModuleType
 
 #: The pure hot path, less what mypyc cannot take as it is:
-#: - modules defining msgspec Structs (snapshot, call, dutch, english, sealed, batch): mypyc
+#: - modules defining msgspec Structs (snapshot, call, dutch, english, sealed, records): mypyc
 #:   erases the annotations of the classes it compiles (``int | None`` becomes ``type``),
 #:   and msgspec decodes by them;
-#: - venue: a runtime-checkable Protocol, which compiled is no longer a Protocol;
-#: - batch also because the fuzz harness's fault injection patches ``Market.apply`` and
-#:   ``batch.decode_command``, and compiled callers bind those statically.
+#: - venue: a runtime-checkable Protocol, which compiled is no longer a Protocol.
+#: Compiled callers bind calls statically, so nothing here can be monkeypatched: faults are
+#: planted through ``PartitionProcessor``'s ``decode`` and ``after_apply``.
 COMPILED_MODULES = (
     "engine.orderbook",
+    "engine.core.batch",
     "engine.core.codec",
     "engine.core.market",
     "engine.core.membership",

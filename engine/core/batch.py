@@ -6,15 +6,14 @@ the same code over the same records, which is what makes their outputs identical
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
-
-import msgspec
 
 from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode, encode_view
 from engine.core.market import Market
 from engine.core.partitioning import partition_for
+from engine.core.records import CommandOutcome, DeadLetterRecord
 from engine.errors import DecodeError
 from schemas.commands import (
     MEMBERSHIP_COMMAND_TYPES,
@@ -49,6 +48,8 @@ _MEMBERSHIP: frozenset[type[Command]] = frozenset(MEMBERSHIP_COMMAND_TYPES)
 _EXCHANGE_WIDE: frozenset[type[Command]] = _MEMBERSHIP | {Tick}
 #: Outputs carry no headers; one shared empty list instead of one per message.
 _NO_HEADERS: list[tuple[str, bytes]] = []
+#: What a command that caused no event published.
+_NO_EVENTS = b"[]"
 
 KafkaMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
@@ -88,33 +89,6 @@ class DeadLetter:
     detail: str
 
 
-class CommandOutcome(msgspec.Struct, frozen=True, gc=False):
-    """One applied command and every event it caused, as published (a JSON array).
-
-    A msgspec Struct: built once per command on the hot path, and its C constructor costs a
-    fifth of a NamedTuple's.
-    """
-
-    offset: int
-    technology_id: str
-    command_type: str
-    participant_id: str
-    client_order_id: str
-    events_json: bytes
-
-
-class DeadLetterRecord(msgspec.Struct, frozen=True, gc=False):
-    """A record that never became a command, whole, with why."""
-
-    offset: int
-    reason: DeadLetterReason
-    #: Safe to store as text: no NUL, valid UTF-8, at most _MAX_DLQ_DETAIL_BYTES.
-    detail: str
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
-
-
 @dataclass(slots=True)
 class SettlementBatch:
     """One partition's share of a consumer batch: settled in one transaction, then published.
@@ -144,31 +118,67 @@ class SettlementBatch:
         return len(self.deals_out)
 
 
+#: A stand-in for :func:`~engine.core.codec.decode_command` (see PartitionProcessor).
+Decode = Callable[[bytes | None], Command]
+#: Called with each applied command and its events before they are encoded.
+AfterApply = Callable[[Command, list[Event]], None]
+
+
 class PartitionProcessor:
-    """The market of one partition plus the bookkeeping of where it stands in the log."""
+    """The market of one partition plus the bookkeeping of where it stands in the log.
+
+    ``decode`` and ``after_apply`` are for fault injection (the fuzz harness plants raises
+    with them): the compiled core binds its calls statically, so it cannot be monkeypatched.
+    """
 
     def __init__(
-        self, partition: int, partition_count: int | None = None, market: Market | None = None
+        self,
+        partition: int,
+        partition_count: int | None = None,
+        market: Market | None = None,
+        *,
+        decode: Decode | None = None,
+        after_apply: AfterApply | None = None,
     ) -> None:
         self.partition = partition
         #: When known, records of technologies that belong elsewhere are dead-lettered.
         self.partition_count = partition_count
         self.market = market if market is not None else Market()
+        self._decode = decode
+        self._after_apply = after_apply
 
     def apply(self, record: CommandRecord) -> tuple[Command, list[Event]] | DeadLetter:
         """The command in a record and the events it causes, or why it is a dead letter."""
         try:
-            command = decode_command(record.value)
+            command = self._decoded(record.value)
         except DecodeError as e:
             return DeadLetter(e.reason, e.detail)
+        refusal = self._misrouted(command, record.key)
+        if refusal is not None:
+            return refusal
+        return command, self._applied(command, record)
+
+    def _decoded(self, value: bytes | None) -> Command:
+        decode = self._decode
+        return decode_command(value) if decode is None else decode(value)
+
+    def _applied(self, command: Command, record: CommandRecord) -> list[Event]:
+        events = self.market.apply(command, record.timestamp, record.offset)
+        after_apply = self._after_apply
+        if after_apply is not None:
+            after_apply(command, events)
+        return events
+
+    def _misrouted(self, command: Command, key: bytes | None) -> DeadLetter | None:
+        """Why a decoded command may not be applied here, if it may not."""
         if type(command) in _EXCHANGE_WIDE:  # the ticker's and operators': any key, every partition
-            return command, self.market.apply(command, record.timestamp, record.offset)
+            return None
         # A cast, not an isinstance assert: this runs for every record.
         technology_id = cast(TechnologyCommand, command).technology_id
-        if record.key is None or record.key.decode("utf-8", "replace") != technology_id:
+        if key is None or key.decode("utf-8", "replace") != technology_id:
             return DeadLetter(
                 DeadLetterReason.KEY_MISMATCH,
-                f"record key {_quote(record.key)} must equal technology_id "
+                f"record key {_quote(key)} must equal technology_id "
                 f'"{technology_id}": the key routes a technology to one partition',
             )
         if self.partition_count is not None:
@@ -179,7 +189,7 @@ class PartitionProcessor:
                     f'technology "{technology_id}" belongs to partition {home} '
                     f"(murmur2 of the key: Kafka's default partitioner), not {self.partition}",
                 )
-        return command, self.market.apply(command, record.timestamp, record.offset)
+        return None
 
     def process(self, records: Sequence[CommandRecord]) -> SettlementBatch:
         """Apply the records in offset order; a bad record becomes a dead letter, never a stop."""
@@ -190,54 +200,69 @@ class PartitionProcessor:
     def process_into(self, batch: SettlementBatch, records: Sequence[CommandRecord]) -> None:
         """Add the outcomes of the next records (which follow the batch's) to ``batch``."""
         batch.next_offset = records[-1].offset + 1
-        apply = self.apply
         deals, outcomes = batch.deals, batch.outcomes
         deals_out, executions_out = batch.deals_out, batch.executions_out
         for record in records:
-            outcome = apply(record)
-            if type(outcome) is DeadLetter:
-                _dead_letter(batch, record, outcome)
+            try:
+                command = self._decoded(record.value)
+            except DecodeError as e:
+                _dead_letter(batch, record, DeadLetter(e.reason, e.detail))
                 continue
-            command, events = cast(tuple[Command, list[Event]], outcome)
-            if type(command) is Tick:
+            command_type = type(command)
+            key = record.key
+            if command_type is Tick:
+                events = self._applied(command, record)
                 if not events:
                     continue  # a tick that found nothing due leaves no trace
                 technology_id = participant_id = ""  # every event goes under its own key
-            elif type(command) in _MEMBERSHIP:
+                client_order_id = ""
+            elif command_type in _MEMBERSHIP:
+                events = self._applied(command, record)
                 # Exchange-wide events (technology "") go under the record's key.
-                technology_id = ""
+                technology_id = client_order_id = ""
                 participant_id = cast(MembershipCommand, command).participant_id
             else:
+                refusal = self._misrouted(command, key)
+                if refusal is not None:
+                    _dead_letter(batch, record, refusal)
+                    continue
+                events = self._applied(command, record)
                 routed = cast(TechnologyCommand, command)
                 technology_id, participant_id = routed.technology_id, routed.participant_id
-            key = record.key
-            values = []
-            for event in events:
-                value = encode(event)
-                values.append(value)
-                # A deadline of another technology may fire before this command: its events
-                # go out under their own technology's key.
-                event_key = key if event.technology_id == technology_id else _key(event)
-                if type(event) is Deal:
-                    deals_out.append((event_key, value, _NO_HEADERS))
-                    deals.append(event)
-                else:
-                    executions_out.append((event_key, value, _NO_HEADERS))
+                client_order_id = getattr(command, "client_order_id", "")
+            if events:
+                values = []
+                for event in events:
+                    value = encode(event)
+                    values.append(value)
+                    # A deadline of another technology may fire before this command: its
+                    # events go out under their own technology's key.
+                    event_key = key if event.technology_id == technology_id else _key(event)
+                    if type(event) is Deal:
+                        deals_out.append((event_key, value, _NO_HEADERS))
+                        deals.append(event)
+                    else:
+                        executions_out.append((event_key, value, _NO_HEADERS))
+                events_json = b"[" + b",".join(values) + b"]"
+            else:
+                events_json = _NO_EVENTS
             outcomes.append(
                 CommandOutcome(
                     record.offset,
                     technology_id,
-                    _COMMAND_TAGS[type(command)],
+                    _COMMAND_TAGS[command_type],
                     participant_id,
-                    getattr(command, "client_order_id", ""),
-                    b"[" + b",".join(values) + b"]",
+                    client_order_id,
+                    events_json,
                 )
             )
         views = self.market.views_out
         if views:
-            batch.market_data_out.extend(
-                (view.technology_id.encode(), encode_view(view), _NO_HEADERS) for view in views
-            )
+            market_data_out = batch.market_data_out
+            for view in views:
+                market_data_out.append(
+                    (view.technology_id.encode(), encode_view(view), _NO_HEADERS)
+                )
             views.clear()
         batch.commands += len(records)
 

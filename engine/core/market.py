@@ -138,7 +138,13 @@ class Market:
             # The hot path: an order for an open continuous book with nothing scheduled.
             listing = self._listings.get(command.technology_id)
             if listing is not None and listing.plain:
-                events = listing.venue.place(command, timestamp_ms, source_offset)
+                venue = listing.venue
+                # Narrowed, the compiled core calls the continuous book directly rather than
+                # through a Python method call that boxes the time and offset.
+                if isinstance(venue, ContinuousVenue):
+                    events = venue.place(command, timestamp_ms, source_offset)
+                else:
+                    events = venue.place(command, timestamp_ms, source_offset)
                 self._touched[command.technology_id] = None
                 if source_offset & _BLOCK_MASK == _BLOCK_MASK:
                     self._flush_views(timestamp_ms, source_offset)

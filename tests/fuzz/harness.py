@@ -32,7 +32,13 @@ from itertools import islice
 
 import msgspec
 
-from engine.core.batch import DLQ_REASON_HEADER, PartitionProcessor, SettlementBatch
+from engine.core.batch import (
+    DLQ_REASON_HEADER,
+    AfterApply,
+    Decode,
+    PartitionProcessor,
+    SettlementBatch,
+)
 from engine.core.codec import decode_command, decode_event
 from engine.core.market import Market
 from engine.errors import DecodeError
@@ -43,6 +49,31 @@ from tests.fuzz.generators import FuzzRecord, category, stream
 SHOWN_BYTES = 200
 #: Records per partition between two market snapshots (the restart points after a raise).
 CHECKPOINT_RECORDS = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Raises a test plants, to check the harness reports them: ``decode`` stands in for
+    decode_command at both stages, ``after_apply`` runs after each command the market
+    applied. Passed in, not monkeypatched: the compiled core binds its calls statically."""
+
+    decode: Decode = decode_command
+    after_apply: AfterApply | None = None
+
+    def processor(
+        self, partition: int, partition_count: int, market: Market | None = None
+    ) -> PartitionProcessor:
+        planted = self.decode is not decode_command
+        return PartitionProcessor(
+            partition,
+            partition_count,
+            market,
+            decode=self.decode if planted else None,
+            after_apply=self.after_apply,
+        )
+
+
+_NO_FAULTS = Faults()
 _CODES = frozenset(reason.value for reason in DeadLetterReason)
 
 
@@ -228,10 +259,11 @@ class _Runner:
     applied since, so a processor a raise left half-way can be rebuilt exactly.
     """
 
-    def __init__(self, partition: int, partition_count: int) -> None:
+    def __init__(self, partition: int, partition_count: int, faults: Faults) -> None:
         self.partition = partition
         self.partition_count = partition_count
-        self.processor = PartitionProcessor(partition, partition_count)
+        self.faults = faults
+        self.processor = faults.processor(partition, partition_count)
         self._checkpoint: bytes | None = None
         self._since: list[list[FuzzRecord]] = []
         self._since_count = 0
@@ -304,7 +336,7 @@ class _Runner:
 
     def _restore(self) -> None:
         market = Market.from_snapshot(self._checkpoint) if self._checkpoint is not None else None
-        self.processor = PartitionProcessor(self.partition, self.partition_count, market)
+        self.processor = self.faults.processor(self.partition, self.partition_count, market)
         for records in self._since:
             self.processor.process(list(records))  # each ran before without raising
 
@@ -353,8 +385,10 @@ class _Run:
         max_failures: int,
         slowest: int,
         slow_ms: float,
+        faults: Faults,
     ) -> None:
         self.report = FuzzReport(seed, partitions, batch_size)
+        self.faults = faults
         self.slow_seconds = slow_ms / 1000
         self.seed = seed
         self.total = records
@@ -371,7 +405,7 @@ class _Run:
                 records // partitions + (1 if partition < records % partitions else 0),
                 determinism_records // partitions,
                 stream(seed, partition, partitions),
-                _Runner(partition, partitions),
+                _Runner(partition, partitions, faults),
             )
             for partition in range(partitions)
         ]
@@ -444,7 +478,7 @@ class _Run:
             report.kinds[category(kind)] += 1
             began = time.perf_counter()
             try:
-                decode_command(record.value)
+                self.faults.decode(record.value)
                 report.decoded += 1
             except DecodeError as e:
                 report.decode_errors += 1
@@ -603,7 +637,7 @@ class _Run:
         """The lane's first records again, through a fresh processor: the same batches."""
         if not lane.sample_feeds:
             return
-        runner = _Runner(lane.partition, self.partitions)
+        runner = _Runner(lane.partition, self.partitions, self.faults)
         again: list[SettlementBatch] = []
         for records, doomed in lane.sample_feeds:
             again.extend(runner.feed(records, doomed)[0])
@@ -691,6 +725,7 @@ def run(
     max_failures: int = 200,
     slowest: int = 5,
     slow_ms: float = 50.0,
+    faults: Faults = _NO_FAULTS,
 ) -> FuzzReport:
     """Generate ``records`` records over ``partitions`` partitions from ``seed``; feed each to
     decode_command and, in batches of ``batch_size``, to that partition's PartitionProcessor.
@@ -711,6 +746,7 @@ def run(
         max_failures,
         slowest,
         slow_ms,
+        faults,
     ).go()
 
 

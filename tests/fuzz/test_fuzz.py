@@ -10,18 +10,16 @@ from itertools import islice
 
 import pytest
 
-import engine.core.batch
 import engine.core.codec
 from engine.core.batch import PartitionProcessor, SettlementBatch
 from engine.core.codec import decode_command
-from engine.core.market import Market
 from engine.errors import DecodeError
 from schemas.commands import Command
 from schemas.common import DeadLetterReason
 from schemas.events import Event
 from tests.fuzz import harness
 from tests.fuzz.generators import LIMIT, FuzzRecord, category, stream
-from tests.fuzz.harness import FuzzReport, run
+from tests.fuzz.harness import Faults, FuzzReport, run
 
 SEED = 20261126
 RECORDS = 24_000
@@ -208,24 +206,29 @@ def test_category_names_the_operator() -> None:
 def test_harness_reports_records_that_raise_in_the_market(monkeypatch: pytest.MonkeyPatch) -> None:
     """A record that raises after the market changed is reported, rolled back, and the run goes
     on: every other record is still answered, and determinism still holds."""
-    original = Market.apply
 
-    def apply(self: Market, command: Command, *args: int) -> list[Event]:
-        events = original(self, command, *args)
+    def after_apply(command: Command, events: list[Event]) -> None:
         if getattr(command, "client_order_id", "").endswith("7"):
             raise ZeroDivisionError("planted")
-        return events
 
-    monkeypatch.setattr(Market, "apply", apply)
     monkeypatch.setattr(harness, "CHECKPOINT_RECORDS", 300)  # restores from snapshots too
-    report = run(SEED, 4_000, 2, batch_size=250, determinism_records=2_000, max_failures=10_000)
+    faults = Faults(after_apply=after_apply)
+    report = run(
+        SEED,
+        4_000,
+        2,
+        batch_size=250,
+        determinism_records=2_000,
+        max_failures=10_000,
+        faults=faults,
+    )
     assert set(report.failure_groups) == {"process: ZeroDivisionError"}, report.table()
     assert report.outcomes + report.dead_letters + report.failure_count == 4_000
     values = _values(4_000, 2)
     assert all(b'7"' in values[f.partition, f.offset] for f in report.failures)
 
 
-def test_harness_reports_records_that_raise_in_the_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_harness_reports_records_that_raise_in_the_decoder() -> None:
     """A record decode_command raises anything but DecodeError for is reported at both stages,
     with its bytes, and the rest of its batch is still answered."""
     original = engine.core.codec.decode_command
@@ -235,9 +238,16 @@ def test_harness_reports_records_that_raise_in_the_decoder(monkeypatch: pytest.M
             raise RecursionError("planted")
         return original(raw)
 
-    monkeypatch.setattr(engine.core.batch, "decode_command", decode)
-    monkeypatch.setattr(harness, "decode_command", decode)
-    report = run(SEED, 4_000, 2, batch_size=250, determinism_records=2_000, max_failures=10_000)
+    faults = Faults(decode=decode)
+    report = run(
+        SEED,
+        4_000,
+        2,
+        batch_size=250,
+        determinism_records=2_000,
+        max_failures=10_000,
+        faults=faults,
+    )
     stages = {"decode_command: RecursionError", "process: RecursionError"}
     assert set(report.failure_groups) == stages, report.table()
     assert report.failure_groups["decode_command: RecursionError"] == report.failure_count // 2

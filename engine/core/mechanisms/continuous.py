@@ -83,6 +83,8 @@ _GTD = TimeInForce.GTD
 #: The expiry heap is rebuilt without its dead entries once it is at least this long and
 #: twice as long as its live entries were at the last rebuild.
 _EXPIRIES_COMPACT_MIN = 64
+#: Participant ids a venue keeps one copy of before it starts over (see _participant).
+_PARTICIPANTS_SHARED_MAX = 10_000
 
 
 class OrderWithOptions(Order):
@@ -127,12 +129,13 @@ class ContinuousVenue:
     deadlines_trade = False
 
     __slots__ = (
+        "_ended",
         "_ended_in_order",
         "_expiries",
         "_expiries_compact_at",
         "_expiry_arrivals",
         "_live",
-        "_taken",
+        "_participants",
         "book",
         "deal_count",
         "last_price",
@@ -160,8 +163,13 @@ class ContinuousVenue:
         self._live: dict[str, Order] = {}
         #: (participant, client order id) of the most recent ended orders, oldest first.
         self._ended_in_order: deque[str] = deque()
-        #: Every id a new order may not use: the live ones and the remembered ended ones.
-        self._taken: set[str] = set()
+        #: The keys in _ended_in_order, to look up. A new order may use neither these nor a
+        #: live order's (not copied here: a set entry for each of a million resting orders
+        #: costs 30-odd bytes each).
+        self._ended: set[str] = set()
+        #: One copy of each participant id for the orders to share (each decoded command
+        #: brings its own): 60-odd bytes less per resting order.
+        self._participants: dict[str, str] = {}
         self.last_price: int | None = None
         self.last_quantity: int | None = None
         #: Live gtd orders by (expiry, arrival): a heap with lazy deletion.
@@ -403,7 +411,7 @@ class ContinuousVenue:
                 if order_id in expiry_of or order_id in post_only:
                     order: Order = OrderWithOptions(
                         order_id,
-                        resting.participant_id,
+                        venue._participant(resting.participant_id),
                         resting.client_order_id,
                         side,
                         resting.price,
@@ -415,7 +423,7 @@ class ContinuousVenue:
                 else:
                     order = Order(
                         order_id,
-                        resting.participant_id,
+                        venue._participant(resting.participant_id),
                         resting.client_order_id,
                         side,
                         resting.price,
@@ -436,13 +444,23 @@ class ContinuousVenue:
         venue._ended_in_order.extend(
             _order_key(who, client_order_id) for who, client_order_id in state.ended_client_orders
         )
-        venue._taken.update(venue._live)
-        venue._taken.update(venue._ended_in_order)
+        venue._ended.update(venue._ended_in_order)
         return venue
 
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
+
+    def _participant(self, participant_id: str) -> str:
+        """The venue's copy of ``participant_id``; forgotten wholesale when the ids of many
+        participants have passed (any sender may name any id), which only costs copies."""
+        participants = self._participants
+        shared = participants.get(participant_id)
+        if shared is None:
+            if len(participants) >= _PARTICIPANTS_SHARED_MAX:
+                participants.clear()
+            shared = participants[participant_id] = participant_id
+        return shared
 
     def live_order(self, participant_id: str, client_order_id: str) -> Order | None:
         return self._live.get(_order_key(participant_id, client_order_id))
@@ -464,11 +482,10 @@ class ContinuousVenue:
         assert side is not None
         assert order_type is not None
         technology_id = self.technology_id
-        self._taken.add(key)
         self.order_count += 1
         order = Order(
             f"{technology_id}:o{self.order_count}",
-            command.participant_id,
+            self._participant(command.participant_id),
             command.client_order_id,
             side,
             command.price,
@@ -568,13 +585,12 @@ class ContinuousVenue:
         assert side is not None
         assert order_type is not None
         tif = _TIMES_IN_FORCE[command.time_in_force]
-        self._taken.add(key)
         self.order_count += 1
         order_id = f"{self.technology_id}:o{self.order_count}"
         if command.expires_at_ms is None and not command.post_only:  # ioc, fok
             order = Order(
                 order_id,
-                command.participant_id,
+                self._participant(command.participant_id),
                 command.client_order_id,
                 side,
                 command.price,
@@ -584,7 +600,7 @@ class ContinuousVenue:
         else:
             order = OrderWithOptions(
                 order_id,
-                command.participant_id,
+                self._participant(command.participant_id),
                 command.client_order_id,
                 side,
                 command.price,
@@ -750,7 +766,7 @@ class ContinuousVenue:
             )
             if refusal is not None:
                 return refusal
-        if key not in self._taken:
+        if key not in self._live and key not in self._ended:
             return None
         if key in self._live:
             return (
@@ -850,9 +866,11 @@ class ContinuousVenue:
     def _remember_ended(self, order: Order) -> None:
         """An ended order's id stays taken until ENDED_ORDERS_REMEMBERED newer ones ended."""
         in_order = self._ended_in_order
-        in_order.append(order.owner_key)
+        key = order.owner_key
+        in_order.append(key)
+        self._ended.add(key)
         if len(in_order) > ENDED_ORDERS_REMEMBERED:
-            self._taken.discard(in_order.popleft())
+            self._ended.discard(in_order.popleft())
 
     def _done(self, order: Order, timestamp_ms: int, source_offset: int) -> OrderDone:
         self._remember_ended(order)
