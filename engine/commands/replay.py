@@ -15,11 +15,11 @@ from pathlib import Path
 
 import structlog
 
-from engine.commands.progress import Progress
 from engine.commands.topics import end_offset
 from engine.consumers.log_reader import read_partition
 from engine.core.batch import DeadLetter, PartitionProcessor
 from engine.core.codec import encode
+from engine.progress import Progress
 from engine.settings import Settings
 from engine.store.reports import settled_deals, settled_offset
 from schemas.events import Deal

@@ -18,8 +18,8 @@ from devstack.__main__ import main as devstack_main
 from engine.commands.cli import _parser as techx_parser
 from engine.commands.cli import hint_for, main
 from engine.commands.outcome import Outcome
-from engine.commands.progress import Progress, eta_text, plain_line
 from engine.errors import BrokerUnavailableError, CommandLineError, ConfigError
+from engine.progress import Progress, eta_text, plain_line
 from schemas.common import OrderType, RejectReason, Side
 from schemas.events import CommandRejected, OrderAccepted
 

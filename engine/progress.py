@@ -1,4 +1,4 @@
-"""Progress of a long operator step, with a total and an ETA.
+"""Progress of a long operator step, with a total and an ETA when the total is known.
 
 On a terminal it is a tqdm bar on stderr; otherwise (a pipe, CI, a log file) one plain line
 every few seconds, since carriage returns make a log unreadable. Output on stdout (a
@@ -27,8 +27,11 @@ def eta_text(done: int, total: int, elapsed_s: float) -> str:
     return f"{remaining_s:.0f} s"
 
 
-def plain_line(what: str, done: int, total: int, unit: str, elapsed_s: float) -> str:
-    """One progress line for a log: counts, percentage, elapsed time and ETA."""
+def plain_line(what: str, done: int, total: int | None, unit: str, elapsed_s: float) -> str:
+    """One progress line for a log: counts, percentage, elapsed time and ETA (counts and
+    elapsed time only when the total is not known in advance)."""
+    if total is None:
+        return f"{what}: {done:,} {unit}, {elapsed_s:.0f} s elapsed"
     percent = 100.0 * done / total if total else 100.0
     return (
         f"{what}: {done:,}/{total:,} {unit} ({percent:.0f}%), {elapsed_s:.0f} s elapsed, "
@@ -42,7 +45,7 @@ class Progress:
     def __init__(
         self,
         what: str,
-        total: int,
+        total: int | None,
         unit: str,
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
