@@ -7,6 +7,7 @@ summary, ``--json``) is never touched.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +40,15 @@ def plain_line(what: str, done: int, total: int | None, unit: str, elapsed_s: fl
     )
 
 
+def _columns(stream: TextIO) -> int:
+    """The terminal's width; a pseudo-terminal that reports 0 (script, some CI) gets 80,
+    where tqdm would draw an empty bar."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (OSError, ValueError):
+        return 80
+
+
 class Progress:
     """Counts work done towards a known total; ``update`` is cheap, call it per chunk."""
 
@@ -60,7 +70,12 @@ class Progress:
         self._bar: tqdm[Never] | None = None
         if enabled and self._stream.isatty():
             self._bar = tqdm(
-                total=total, desc=what, unit=f" {unit}", unit_scale=True, file=self._stream
+                total=total,
+                desc=what,
+                unit=f" {unit}",
+                unit_scale=True,
+                file=self._stream,
+                ncols=_columns(self._stream),
             )
 
     def update(self, count: int) -> None:
