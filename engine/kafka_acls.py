@@ -7,7 +7,7 @@ TechX's processes run as five principals, each allowed what its job needs and no
   appends ticks to the command topic, which is why it may write there;
 - ``gateway`` (front-ends) and ``operator`` (``techx setup``, ``techx order``,
   ``techx replay``) write commands; only the operator creates topics and reads the command
-  log back;
+  log back, and it reads the results too (``techx order`` waits for its command's answer);
 - ``subscriber`` (trading screens, statistics) reads deals and executions, never commands
   or dead letters;
 - ``backoffice`` (settlement, surveillance) reads executions, deals and dead letters;
@@ -142,6 +142,13 @@ def acl_rules(topics: Topics, group_id: str) -> list[AclRule]:
     )
     allow("operator", "topic", (topics.commands,), ("Write",), "techx order")
     allow("operator", "topic", (topics.commands,), ("Read",), "techx replay reads the log")
+    allow(
+        "operator",
+        "topic",
+        (topics.executions, topics.deals, topics.dead_letters),
+        ("Read",),
+        "techx order waits for its command's answer",
+    )
     allow("operator", "cluster", (CLUSTER,), ("IdempotentWrite",), "idempotent producer")
     # subscriber: screens, statistics
     allow("subscriber", "topic", (topics.deals, topics.executions), ("Read",), "outcomes")

@@ -22,7 +22,6 @@ from aiokafka.structs import ConsumerRecord
 
 from engine.core.batch import DLQ_DETAIL_HEADER, DLQ_OFFSET_HEADER, DLQ_REASON_HEADER
 from engine.core.codec import decode_event
-from engine.errors import BrokerUnavailableError
 from engine.kafka_security import kafka_error
 from engine.settings import Settings
 from schemas.events import CommandRejected, Event
@@ -133,7 +132,9 @@ class OutcomeWatcher:
             try:
                 fetched = await self._consumer.getmany(timeout_ms=int(min(until - now, 0.5) * 1000))
             except KafkaError as e:
-                raise BrokerUnavailableError(f"reading the outputs: {e!r}") from e
+                raise kafka_error(
+                    e, "reading the engine's answer", self._settings.kafka_security
+                ) from e
             for tp, records in fetched.items():
                 for record in records:
                     if self._note(outcome, tp, record) and answered_at is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import devstack.__main__
 from devstack.__main__ import _parser as devstack_parser
 from devstack.__main__ import main as devstack_main
 from engine.commands.cli import _parser as techx_parser
@@ -92,6 +93,8 @@ def test_stack_status_exits_3_where_nothing_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`techx stack status --json` on a state dir with nothing started exits 3 and says so."""
+    # Leave this process's logging alone (it would keep writing to this test's capture).
+    monkeypatch.setattr(devstack.__main__, "configure_logging", lambda *_: None)
     monkeypatch.setenv("TECHX_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("TECHX_KAFKA_PORT", "39992")
     monkeypatch.setenv("TECHX_POSTGRES_PORT", "39995")
