@@ -159,3 +159,20 @@ async def test_an_unreachable_broker_is_one_line_and_a_quick_exit(
     failure = json.loads(line)
     assert failure["error_type"] == "BrokerUnavailableError"
     assert "TECHX_KAFKA_BOOTSTRAP" in failure["hint"]
+
+
+async def test_an_unreachable_database_is_one_line_and_a_quick_exit(settings: Settings) -> None:
+    """`techx replay --compare` with nothing listening at TECHX_DATABASE_URL: exit 1, one
+    line naming PostgreSQL with a hint, no traceback."""
+    env = {
+        **_environment(settings),
+        "TECHX_DATABASE_URL": f"postgresql://techx@127.0.0.1:{_closed_port()}/techx",
+    }
+    started = time.monotonic()
+    code, out, err = await techx(env, "replay", "--partition", "0", "--compare")
+    assert code == 1, (out, err)
+    assert time.monotonic() - started < 10
+    (line,) = err.strip().splitlines()
+    failure = json.loads(line)
+    assert failure["error_type"] == "StoreUnavailableError"
+    assert "TECHX_DATABASE_URL" in failure["hint"]
