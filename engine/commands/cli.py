@@ -291,9 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_format, settings.log_level)
-        if args.command in _ONE_SHOT_COMMANDS and settings.log_level != "debug":
+        if (
+            args.command in _ONE_SHOT_COMMANDS
+            and settings.log_level != "debug"
+            and not settings.kafka_security.uses_sasl
+        ):
             # aiokafka logs each failed connection attempt; the command's own error says it
-            # once, with a hint. Long-running processes keep the library's lines.
+            # once, with a hint. Long-running processes keep the library's lines, and so does
+            # SASL: a wrong password shows only in aiokafka's SaslAuthenticationFailed line.
             logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         return _dispatch(args, settings)
     except CommandLineError as e:
