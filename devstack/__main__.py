@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from devstack import down, kafka, security, status, up
 from devstack.errors import DevStackError
@@ -24,12 +25,12 @@ variables:
   TECHX_POSTGRES_PORT    PostgreSQL port (default 25432)
   TECHX_STATE_DIR        jars, data, logs and PID files (default: .techx in the checkout)
   TECHX_PG_BIN           folder of initdb and pg_ctl (default /usr/lib/postgresql/15/bin)
-  TECHX_STACK_SECURE     1: a new broker is locked down, as `up --secure`
+  TECHX_STACK_SECURE     1: a new broker is locked down, as up --secure
   TECHX_KAFKA_BOOTSTRAP  a broker of yours: it is checked, and no broker is started
   TECHX_DATABASE_URL     a PostgreSQL of yours: likewise
 
 exit status: 0 done, 1 failed (one line says why and what to do), 2 bad usage,
-3 `status` found a service not running."""
+3 status found a service not running."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,19 +52,24 @@ def _parser() -> argparse.ArgumentParser:
         "--secure",
         action="store_true",
         help="lock a new broker down: SASL/SCRAM-SHA-512 users for each TechX role and ACLs "
-        "(kept by later `up`s; an open state dir is never locked down in place)",
+        "(kept by later ups; an open state dir is never locked down in place)",
     )
     actions.add_parser(
         "down",
-        help="stop what `up` started; servers of yours are left alone",
-        description="Stop the broker and the cluster that `up` started, by the PIDs it "
+        help="stop what up started; servers of yours are left alone",
+        description="Stop the broker and the cluster that up started, by the PIDs it "
         "recorded. External servers (TECHX_KAFKA_BOOTSTRAP, TECHX_DATABASE_URL) are untouched.",
     )
-    actions.add_parser(
+    status_parser = actions.add_parser(
         "status",
         help=f"show each service; exit {EXIT_NOT_RUNNING} when one is not running",
         description="Show each service without changing anything; exit status "
         f"{EXIT_NOT_RUNNING} when one of them is not running.",
+    )
+    status_parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per service on stdout (name, running, address, pid, detail)",
     )
     return parser
 
@@ -89,7 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _failed(args.action, f"{type(e).__name__}: {e}; {hint}", "")
     except KeyboardInterrupt:
         return 130
-    _print(services)
+    if getattr(args, "json", False):
+        for service in services:
+            print(json.dumps(asdict(service), sort_keys=True))
+    else:
+        _print(services)
     if args.action != "down":
         _print_engine_hint(settings)
     if args.action == "status" and not all(service.running for service in services):

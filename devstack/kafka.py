@@ -33,6 +33,7 @@ from devstack.processes import (
     process_matches,
     run,
     run_async,
+    run_streaming,
     running_pid,
     since,
     stopped_detail,
@@ -42,6 +43,7 @@ from devstack.processes import (
 )
 from devstack.settings import DEPLOY_DIR, StackSettings
 from engine.kafka_security import KafkaSecurity
+from engine.progress import Progress
 
 log = structlog.get_logger()
 
@@ -377,22 +379,25 @@ def _ensure_jars(paths: KafkaPaths) -> None:
     scratch = paths.root / "libs.partial"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    run(
-        [
-            mvn,
-            "-q",
-            "-B",
-            "-f",
-            str(pom),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={scratch}",
-            "-DincludeScope=runtime",
-        ],
-        what="fetch the Kafka jars with Maven",
-        hint="Maven needs Maven Central, or a mirror in ~/.m2/settings.xml",
-        cwd=DEPLOY_DIR,
-        timeout=MAVEN_TIMEOUT_S,
-    )
+    # Maven's total is not known before it resolves the tree, so the count has no total:
+    # files fetched and time so far (a bar on a terminal, a line every few seconds else).
+    with Progress("fetching the Kafka jars (first time only)", None, "files") as progress:
+        run_streaming(
+            [
+                mvn,
+                "-B",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={scratch}",
+                "-DincludeScope=runtime",
+            ],
+            what="fetch the Kafka jars with Maven",
+            hint="Maven needs Maven Central, or a mirror in ~/.m2/settings.xml",
+            cwd=DEPLOY_DIR,
+            timeout=MAVEN_TIMEOUT_S,
+            on_line=lambda line: progress.update(1 if "Downloaded from" in line else 0),
+        )
     jars = list(scratch.glob("*.jar"))
     if not any(jar.name.startswith("kafka_2.13-") for jar in jars):
         raise StackError(

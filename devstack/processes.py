@@ -13,8 +13,10 @@ import fcntl
 import os
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Coroutine, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +153,54 @@ def run(
         output = (result.stderr.strip() or result.stdout.strip())[-OUTPUT_QUOTED:]
         raise StackError(f"cannot {what} (exit {result.returncode})", hint=hint, output=output)
     return result
+
+
+def run_streaming(
+    command: list[str],
+    *,
+    what: str,
+    timeout: float,
+    on_line: Callable[[str], None],
+    cwd: Path | None = None,
+    hint: str = "",
+) -> None:
+    """Run a tool to completion, handing each line of its output to ``on_line`` as it comes
+    (a progress display); a failure becomes a StackError that quotes its last lines."""
+    try:
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=cwd,
+        )
+    except FileNotFoundError as e:
+        raise MissingToolError(f"cannot {what}: {e}", hint=hint) from e
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        process.kill()
+
+    killer = threading.Timer(timeout, expire)
+    killer.start()
+    tail: deque[str] = deque(maxlen=40)
+    try:
+        for line in process.stdout or ():
+            tail.append(line)
+            on_line(line)
+        returncode = process.wait()
+    finally:
+        killer.cancel()
+        if process.poll() is None:  # on_line raised (KeyboardInterrupt): leave no orphan
+            process.kill()
+            process.wait()
+    if expired.is_set():
+        raise StackTimeoutError(f"cannot {what}: no answer within {timeout:.0f} s", hint=hint)
+    if returncode != 0:
+        output = "".join(tail).strip()[-OUTPUT_QUOTED:]
+        raise StackError(f"cannot {what} (exit {returncode})", hint=hint, output=output)
 
 
 def run_async(coroutine: Coroutine[Any, Any, _T]) -> _T:

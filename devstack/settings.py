@@ -82,7 +82,15 @@ class StackSettings:
                 hint="unset it to let the stack run its own PostgreSQL",
             )
         try:
-            engine = Settings.from_env(env)
+            # Here an empty server variable means "none of yours" (above); the engine refuses
+            # it, so it is left out of what the engine's own checks see.
+            engine = Settings.from_env(
+                {
+                    name: value
+                    for name, value in env.items()
+                    if value.strip() or name not in _SERVER_VARIABLES
+                }
+            )
         except ConfigError as e:
             raise StackConfigError(str(e), hint="the engine reads it too: fix it there") from e
         return cls(
@@ -119,6 +127,9 @@ class StackSettings:
         return self.external_database or (
             f"postgresql://{ROLE}@127.0.0.1:{self.postgres_port}/{DATABASE}"
         )
+
+
+_SERVER_VARIABLES = ("TECHX_KAFKA_BOOTSTRAP", "TECHX_DATABASE_URL")
 
 
 def redact(dsn: str) -> str:

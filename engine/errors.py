@@ -102,3 +102,8 @@ class SnapshotError(TechXError):
 
 class ApiKeyError(TechXError):
     """A ``techx keys`` command cannot be done: an unknown or revoked key, a bad participant."""
+
+
+class CommandLineError(TechXError):
+    """An operator's argument names what does not exist (a partition beyond the topic's
+    count, a topic never set up): the command stops before doing anything, exit status 2."""

@@ -7,7 +7,8 @@ TechX's processes run as five principals, each allowed what its job needs and no
   appends ticks to the command topic, which is why it may write there;
 - ``gateway`` (front-ends) and ``operator`` (``techx setup``, ``techx order``,
   ``techx replay``, ``techx dlq``) write commands; only the operator creates topics and reads
-  the command log back (and the dead letters, and the engines' group offsets: ``techx lag``);
+  the command log back (and the dead letters, and the engines' group offsets: ``techx lag``),
+  and it reads the results too (``techx order`` waits for its command's answer);
 - ``subscriber`` (trading screens, statistics) reads deals and executions, never commands
   or dead letters;
 - ``backoffice`` (settlement, surveillance) reads executions, deals and dead letters;
@@ -140,7 +141,7 @@ def acl_rules(topics: Topics, group_id: str) -> list[AclRule]:
     # gateway: front-ends
     allow("gateway", "topic", (topics.commands,), ("Write",), "publish commands")
     allow("gateway", "cluster", (CLUSTER,), ("IdempotentWrite",), "idempotent producer")
-    # operator: techx setup, order, replay
+    # operator: techx setup, order, replay, dlq, lag
     allow(
         "operator",
         "topic",
@@ -150,8 +151,14 @@ def acl_rules(topics: Topics, group_id: str) -> list[AclRule]:
     )
     allow("operator", "topic", (topics.commands,), ("Write",), "techx order")
     allow("operator", "topic", (topics.commands,), ("Read",), "techx replay reads the log")
+    allow(
+        "operator",
+        "topic",
+        (topics.executions, topics.deals, topics.dead_letters),
+        ("Read",),
+        "techx order waits for its command's answer; techx dlq --source topic",
+    )
     allow("operator", "cluster", (CLUSTER,), ("IdempotentWrite",), "idempotent producer")
-    allow("operator", "topic", (topics.dead_letters,), ("Read",), "techx dlq --source topic")
     allow(
         "operator",
         "group",

@@ -121,16 +121,11 @@ class Settings:
         """Build settings from ``TECHX_*`` variables; unknown values fail here, not later."""
         env = os.environ if env is None else env
         base = cls()
-        database_url = env.get("TECHX_DATABASE_URL") or base.database_url
-        if not database_url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError(
-                f"TECHX_DATABASE_URL must be a postgresql:// URL, not {_shown(database_url)}"
-            )
         return replace(
             base,
-            kafka_bootstrap=env.get("TECHX_KAFKA_BOOTSTRAP") or base.kafka_bootstrap,
+            kafka_bootstrap=_bootstrap(env, "TECHX_KAFKA_BOOTSTRAP", base.kafka_bootstrap),
             kafka_security=KafkaSecurity.from_env(env),
-            database_url=database_url,
+            database_url=_database_url(env, "TECHX_DATABASE_URL", base.database_url),
             topics=Topics(_name(env, "TECHX_TOPIC_PREFIX", base.topics.prefix)),
             partitions=_int(env, "TECHX_PARTITIONS", base.partitions, minimum=1),
             replication_factor=_int(env, "TECHX_REPLICATION_FACTOR", base.replication_factor, 1),
@@ -194,6 +189,31 @@ def _name(env: Mapping[str, str], name: str, default: str) -> str:
         raise ConfigError(
             f"{name} must be 1-200 letters, digits, dots, underscores or hyphens, "
             f"not {_shown(value)}"
+        )
+    return value
+
+
+#: One ``host:port`` of a broker; a bootstrap list is several, comma-separated.
+_BROKER = re.compile(r"[A-Za-z0-9.\[\]:_-]+:[0-9]{1,5}\Z")
+
+
+def _bootstrap(env: Mapping[str, str], name: str, default: str) -> str:
+    """Brokers as ``host:port[,host:port...]``; set but empty is a mistake, not the default."""
+    value = env.get(name, default).strip()
+    if not value or not all(_BROKER.match(broker.strip()) for broker in value.split(",")):
+        raise ConfigError(
+            f"{name} must be host:port[,host:port...] (say {DEFAULT_KAFKA_BOOTSTRAP}), "
+            f"not {_shown(value)}"
+        )
+    return value
+
+
+def _database_url(env: Mapping[str, str], name: str, default: str) -> str:
+    """A ``postgresql://`` URL; set but empty is a mistake, not the default."""
+    value = env.get(name, default).strip()
+    if not value.startswith(("postgresql://", "postgres://")) or " " in value:
+        raise ConfigError(
+            f"{name} must be a postgresql:// URL (say {DEFAULT_DATABASE_URL}), not {_shown(value)}"
         )
     return value
 

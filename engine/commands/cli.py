@@ -1,19 +1,34 @@
-"""``techx``: the operator's and the front-end developer's command line."""
+"""``techx``: the operator's and the front-end developer's command line.
+
+Exit statuses: 0 done; 1 failed (one line says why, with a hint; a bad TECHX_* setting
+too); 2 bad usage (arguments, or a partition or topic that does not exist); 3 `techx order`
+refused by the engine (rejected or dead-lettered, the reason printed) or `techx stack
+status` finding a service not running; 4 `techx order` got no answer in time.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
+import logging
 import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from importlib.metadata import PackageNotFoundError, version
 
 import structlog
+from aiokafka.errors import KafkaError
 
-from engine.errors import TechXError
+from engine.errors import (
+    BrokerUnavailableError,
+    CommandLineError,
+    ConfigError,
+    KafkaAccessDeniedError,
+    StoreUnavailableError,
+    TechXError,
+)
 from engine.logs import configure_logging
 from engine.settings import Settings
 from schemas.commands import LISTING_PARAMETERS
@@ -23,49 +38,99 @@ log = structlog.get_logger()
 
 def _add_order_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`techx order ...`: every command a front-end may publish, from the shell."""
-    order = commands.add_parser("order", help="publish one command as a front-end would")
+    order = commands.add_parser(
+        "order",
+        help="publish one command as a front-end would, and wait for the engine's answer",
+        description="Publish one command as a front-end would and wait for the engine's "
+        "answer: exit 0 accepted, 3 rejected or dead-lettered (the reason is printed), "
+        "4 no answer within --timeout, 1 Kafka unreachable.",
+    )
     order_kinds = order.add_subparsers(dest="order_kind", required=True)
+    technology = "the technology's id (the record's key: it picks the partition)"
+    participant = "the participant acting (participant_id)"
     for kind, what in (("bid", "a bid"), ("offer", "an offer")):
         place = order_kinds.add_parser(kind, help=f"place {what}")
-        place.add_argument("technology_id")
-        place.add_argument("quantity", type=int)
-        place.add_argument("price", type=int, nargs="?", help="omit for a market order")
-        place.add_argument("--participant", required=True)
-        place.add_argument("--client-order-id", required=True)
+        place.add_argument("technology_id", help=technology)
+        place.add_argument("quantity", type=int, help="licence units, a multiple of the lot")
+        place.add_argument(
+            "price", type=int, nargs="?", help="whole đồng per unit; omit for a market order"
+        )
+        place.add_argument("--participant", required=True, help=participant)
+        place.add_argument(
+            "--client-order-id", required=True, help="your id for the order, unique per participant"
+        )
         place.add_argument(
             "--tif", default="gtc", choices=["gtc", "ioc", "fok", "gtd"], help="time in force"
         )
         place.add_argument("--expires-at-ms", type=int, help="gtd: expiry on the broker's clock")
         place.add_argument("--post-only", action="store_true", help="refused if it would trade")
+        _add_wait_options(place)
     amend = order_kinds.add_parser("amend", help="change a live order's quantity or price")
-    amend.add_argument("technology_id")
-    amend.add_argument("--participant", required=True)
-    amend.add_argument("--client-order-id", required=True)
-    amend.add_argument("--quantity", type=int)
-    amend.add_argument("--price", type=int)
+    amend.add_argument("technology_id", help=technology)
+    amend.add_argument("--participant", required=True, help=participant)
+    amend.add_argument("--client-order-id", required=True, help="the live order's id")
+    amend.add_argument("--quantity", type=int, help="the new quantity (unchanged when omitted)")
+    amend.add_argument("--price", type=int, help="the new price (unchanged when omitted)")
+    _add_wait_options(amend)
     for action in ("halt", "resume", "close", "withdraw"):
         manage = order_kinds.add_parser(action, help=f"{action} a listing (seller or operator)")
-        manage.add_argument("technology_id")
-        manage.add_argument("--participant", required=True)
+        manage.add_argument("technology_id", help=technology)
+        manage.add_argument("--participant", required=True, help="the seller or an operator")
+        _add_wait_options(manage)
     cancel = order_kinds.add_parser("cancel", help="cancel a live order")
-    cancel.add_argument("technology_id")
-    cancel.add_argument("--participant", required=True)
-    cancel.add_argument("--client-order-id", required=True)
+    cancel.add_argument("technology_id", help=technology)
+    cancel.add_argument("--participant", required=True, help=participant)
+    cancel.add_argument("--client-order-id", required=True, help="the live order's id")
+    _add_wait_options(cancel)
     listing = order_kinds.add_parser("list", help="list a technology for trading")
-    listing.add_argument("technology_id")
-    listing.add_argument("--participant", required=True)
-    listing.add_argument("--name", required=True)
-    listing.add_argument("--tick", type=int, default=1)
-    listing.add_argument("--lot", type=int, default=1)
-    listing.add_argument("--reserve", type=int)
+    listing.add_argument("technology_id", help="the new technology's id")
+    listing.add_argument("--participant", required=True, help="the seller listing it")
+    listing.add_argument("--name", required=True, help="what people see, 1-200 characters")
+    listing.add_argument("--tick", type=int, default=1, help="price step in đồng (default 1)")
+    listing.add_argument("--lot", type=int, default=1, help="quantity step in units (default 1)")
+    listing.add_argument("--reserve", type=int, help="the lowest price the seller accepts")
     listing.add_argument(
         "--mechanism",
         default="continuous",
         choices=["continuous", "call", "english", "sealed_first", "sealed_second", "dutch"],
+        help="how it trades (schemas/MECHANISMS.md; default continuous)",
     )
     for parameter in LISTING_PARAMETERS:
-        listing.add_argument(f"--{parameter.replace('_', '-')}", type=int, dest=parameter)
+        listing.add_argument(
+            f"--{parameter.replace('_', '-')}",
+            type=int,
+            dest=parameter,
+            help=f"the mechanism's {parameter.replace('_', ' ')} (schemas/MECHANISMS.md)",
+        )
     listing.add_argument("--reserve-shown", action="store_true", help="english: show the reserve")
+    _add_wait_options(listing)
+
+
+def _add_wait_options(parser: argparse.ArgumentParser) -> None:
+    """How `techx order` waits for the engine's answer, and how it prints it."""
+    parser.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the engine's answer (default 10)",
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="only publish; do not wait for the answer"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the outcome as one JSON object on stdout"
+    )
+
+
+def _positive_seconds(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from e
+    if not 0 < seconds <= 3600:  # an hour: beyond that, use --no-wait
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600, not {raw}")
+    return seconds
 
 
 def _add_membership_commands(
@@ -93,7 +158,11 @@ def _add_membership_commands(
         change = kinds.add_parser(action, help=f"{what}")
         change.add_argument("member_id", help="the participant's id")
     access = commands.add_parser("access", help="open (a sandbox) or members_only (operators)")
-    access.add_argument("mode", choices=["open", "members_only"])
+    access.add_argument(
+        "mode",
+        choices=["open", "members_only"],
+        help="open: anyone acts (a sandbox); members_only: registered, active participants",
+    )
     for parser in (participant, access):
         parser.add_argument(
             "--operator",
@@ -112,32 +181,42 @@ def _add_gateway_commands(commands: argparse._SubParsersAction[argparse.Argument
     keys = commands.add_parser("keys", help="API keys of the gateway (secrets shown once)")
     actions = keys.add_subparsers(dest="keys_action", required=True)
     create = actions.add_parser("create", help="a new key for a participant; prints it once")
-    create.add_argument("participant_id")
+    create.add_argument("participant_id", help="the participant the key acts as")
     rotate = actions.add_parser("rotate", help="a new secret for a key; the old one is void")
-    rotate.add_argument("key_id")
+    rotate.add_argument("key_id", help="the key's id (techx keys list)")
     revoke = actions.add_parser("revoke", help="revoke a key for good")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key's id (techx keys list)")
     listing = actions.add_parser("list", help="keys and their dates, never their secrets")
-    listing.add_argument("--participant")
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("techx-engine")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
+    listing.add_argument("--participant", help="only this participant's keys")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="techx", description=__doc__)
-    # What an image or an installed wheel holds (its smoke test runs `techx --version`).
-    parser.add_argument("--version", action="version", version=f"techx {_version()}")
+    parser = argparse.ArgumentParser(
+        prog="techx",
+        description="TechX, the matching engine of a technology exchange: the operator's and "
+        "the front-end developer's command line. Settings come from TECHX_* variables "
+        "(README, Settings).",
+        epilog="exit status: 0 done, 1 failed (one line says why; a bad setting too), 2 bad "
+        "usage (or a partition or topic that does not exist), 3 order refused by the engine "
+        "or a stack service not running, 4 order not answered in time",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     stack_parser = commands.add_parser(
-        "stack", help="local Kafka + PostgreSQL, no Docker (`python -m devstack` in a checkout)"
+        "stack",
+        help="local Kafka + PostgreSQL, no Docker (python -m devstack, in a checkout)",
+        description="The local development stack; the same as python -m devstack, which only "
+        "a checkout has. status exits 3 when a service is not running.",
     )
-    stack_parser.add_argument("action", choices=["up", "down", "status"])
+    stack_parser.add_argument(
+        "action",
+        choices=["up", "down", "status"],
+        help="up: start what is not running; down: stop it; status: show each service",
+    )
+    stack_parser.add_argument(
+        "--json", action="store_true", help="status: one JSON object per service on stdout"
+    )
 
     commands.add_parser("setup", help="create topics and tables (idempotent)")
     commands.add_parser("run", help="run one engine process (a consumer group member)")
@@ -148,9 +227,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     demo = commands.add_parser("demo", help="engine and a simulated front-end on running servers")
-    demo.add_argument("--seconds", type=float, default=20.0)
-    demo.add_argument("--rate", type=int, default=50, help="orders per second")
-    demo.add_argument("--seed", type=int, default=2026)
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long (default 20)")
+    demo.add_argument("--rate", type=int, default=50, help="orders per second (default 50)")
+    demo.add_argument(
+        "--seed", type=int, default=2026, help="the simulated flow's seed (default 2026)"
+    )
 
     _add_order_commands(commands)
     _add_membership_commands(commands)
@@ -176,11 +257,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     acls.add_argument("--apply", action="store_true", help="create them on the broker")
 
-    replay = commands.add_parser("replay", help="rebuild a partition's events from the log")
-    replay.add_argument("--partition", type=int, required=True)
-    replay.add_argument("--from-offset", type=int, default=0)
+    replay = commands.add_parser(
+        "replay",
+        help="rebuild a partition's events from the log",
+        description="Recompute a partition's events from its command log (always from "
+        "offset 0: an audit trusts the log, not a snapshot). Nothing live is touched. Shows "
+        "progress with a total and an ETA on stderr.",
+    )
+    replay.add_argument(
+        "--partition", type=int, required=True, help="the command partition to replay"
+    )
+    replay.add_argument(
+        "--from-offset",
+        type=int,
+        default=0,
+        help="count and write events from this offset on (earlier ones are computed silently)",
+    )
     replay.add_argument("--to-offset", type=int, help="exclusive; default: the log's end")
     replay.add_argument("--out", help="write events as JSON lines to this file")
+    replay.add_argument(
+        "--json", action="store_true", help="print the summary as one JSON object on stdout"
+    )
     replay.add_argument(
         "--compare",
         action="store_true",
@@ -193,12 +290,24 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "stack":
-        return _stack(args.action)
+        return _stack(args.action, as_json=args.json)
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_format, settings.log_level)
+        if (
+            args.command in _ONE_SHOT_COMMANDS
+            and settings.log_level != "debug"
+            and not settings.kafka_security.uses_sasl
+        ):
+            # aiokafka logs each failed connection attempt; the command's own error says it
+            # once, with a hint. Long-running processes keep the library's lines, and so does
+            # SASL: a wrong password shows only in aiokafka's SaslAuthenticationFailed line.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         return _dispatch(args, settings)
-    except TechXError as e:
+    except CommandLineError as e:
+        _failed(args.command, [e])
+        return 2
+    except (TechXError, KafkaError, OSError) as e:
         return _failed(args.command, [e])
     except BaseExceptionGroup as group:
         # The engine's stages run in a TaskGroup, so its failures arrive grouped.
@@ -210,10 +319,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+#: Commands that do one thing and exit, for whom a library's retry lines are noise.
+_ONE_SHOT_COMMANDS = frozenset(
+    {"setup", "order", "participant", "access", "keys", "replay", "acls"}
+)
+
+
+def _version() -> str:
+    """The installed distribution's version; a bare checkout (never installed) says so."""
+    try:
+        return version("techx-engine")
+    except PackageNotFoundError:
+        return "(not installed: run from a checkout without pip install)"
+
+
+def hint_for(error: BaseException) -> str | None:
+    """What the operator can do about an error, in a few words; None when its message
+    already says it (or nothing general helps)."""
+    if isinstance(error, KafkaAccessDeniedError | CommandLineError):
+        return None
+    if isinstance(error, BrokerUnavailableError | KafkaError):
+        return (
+            "is Kafka running at TECHX_KAFKA_BOOTSTRAP? (python -m devstack status, in a checkout)"
+        )
+    if isinstance(error, StoreUnavailableError):
+        return (
+            "is PostgreSQL running at TECHX_DATABASE_URL? "
+            "(python -m devstack status, in a checkout)"
+        )
+    if isinstance(error, ConfigError):
+        return "fix the variable, or unset it for its default (README, Settings)"
+    return None
+
+
 def _failed(command: str, errors: list[BaseException]) -> int:
+    """One line per error (a log line: JSON, or a console line on a terminal), no traceback."""
     for error in errors:
+        hint = hint_for(error)
         log.error(
-            "command_failed", command=command, error=str(error), error_type=type(error).__name__
+            "command_failed",
+            command=command,
+            error=" ".join(str(error).split()) or repr(error),
+            error_type=type(error).__name__,
+            **({"hint": hint} if hint else {}),
         )
     return 1
 
@@ -283,7 +431,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return asyncio.run(
             run_replay(
-                settings, args.partition, args.from_offset, args.to_offset, args.out, args.compare
+                settings,
+                args.partition,
+                args.from_offset,
+                args.to_offset,
+                args.out,
+                args.compare,
+                as_json=args.json,
             )
         )
     raise AssertionError(args.command)
@@ -312,7 +466,7 @@ async def _tick_until_signalled(
     return 0
 
 
-def _stack(action: str) -> int:
+def _stack(action: str, *, as_json: bool = False) -> int:
     """``techx stack`` is ``python -m devstack``, which only a checkout has (not the wheel)."""
     try:
         from devstack.__main__ import main as devstack_main  # noqa: PLC0415 - dev checkout only
@@ -324,4 +478,4 @@ def _stack(action: str) -> int:
             file=sys.stderr,
         )
         return 2
-    return devstack_main([action])
+    return devstack_main([action, "--json"] if as_json and action == "status" else [action])

@@ -1,18 +1,46 @@
-"""``techx order …``: one command from the shell, as a front-end would publish it."""
+"""``techx order …``: one command from the shell, as a front-end would publish it, and
+what the engine made of it.
+
+By default it waits for the engine's answer and exits by it: 0 accepted, 3 rejected or
+dead-lettered (the reason is printed), 4 no answer within ``--timeout`` (no engine running,
+or one far behind). ``--no-wait`` only publishes.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
+from engine.commands.outcome import Outcome, OutcomeWatcher
+from engine.commands.topics import partition_count
+from engine.core.partitioning import partition_for
 from engine.producers.client import TradingClient
 from engine.settings import Settings
 from schemas.commands import LISTING_PARAMETERS
 
+#: Exit statuses of `techx order` beyond 0 (accepted) and 1 (failed: Kafka unreachable, …).
+EXIT_REFUSED = 3
+EXIT_NO_ANSWER = 4
+
 
 async def send_order(settings: Settings, args: argparse.Namespace) -> int:
+    # Asking the topic first fails fast on a broker that is down or a topic never set up.
+    partitions = await partition_count(settings, settings.topics.commands)
+    partition = partition_for(args.technology_id, partitions)
+    if args.no_wait:
+        offset = await _publish(settings, args)
+        return _report_published(args, partition, offset)
+    async with OutcomeWatcher(settings, partition) as watcher:
+        offset = await _publish(settings, args)
+        outcome = await watcher.wait(offset, args.timeout)
+    return _report(args, partition, offset, outcome)
+
+
+async def _publish(settings: Settings, args: argparse.Namespace) -> int:
     async with TradingClient(settings, client_id="techx-cli") as client:
         if args.order_kind in {"bid", "offer"}:
-            offset = await client.place(
+            return await client.place(
                 args.technology_id,
                 args.participant,
                 args.client_order_id,
@@ -24,35 +52,81 @@ async def send_order(settings: Settings, args: argparse.Namespace) -> int:
                 expires_at_ms=args.expires_at_ms,
                 post_only=args.post_only,
             )
-        elif args.order_kind == "cancel":
-            offset = await client.cancel(args.technology_id, args.participant, args.client_order_id)
-        elif args.order_kind == "amend":
-            offset = await client.amend(
+        if args.order_kind == "cancel":
+            return await client.cancel(args.technology_id, args.participant, args.client_order_id)
+        if args.order_kind == "amend":
+            return await client.amend(
                 args.technology_id,
                 args.participant,
                 args.client_order_id,
                 quantity=args.quantity,
                 price=args.price,
             )
-        elif args.order_kind in {"halt", "resume", "close", "withdraw"}:
-            offset = await client.manage(args.technology_id, args.participant, args.order_kind)
-        else:
-            parameters: dict[str, int | bool | None] = {
-                name: getattr(args, name) for name in LISTING_PARAMETERS
-            }
-            offset = await client.list_technology(
-                args.technology_id,
-                args.participant,
-                args.name,
-                args.tick,
-                args.lot,
-                args.reserve,
-                mechanism=args.mechanism,
-                reserve_shown=args.reserve_shown,
-                **parameters,
-            )
-    print(f"published {args.order_kind} for {args.technology_id} at offset {offset}")
+        if args.order_kind in {"halt", "resume", "close", "withdraw"}:
+            return await client.manage(args.technology_id, args.participant, args.order_kind)
+        parameters: dict[str, int | bool | None] = {
+            name: getattr(args, name) for name in LISTING_PARAMETERS
+        }
+        return await client.list_technology(
+            args.technology_id,
+            args.participant,
+            args.name,
+            args.tick,
+            args.lot,
+            args.reserve,
+            mechanism=args.mechanism,
+            reserve_shown=args.reserve_shown,
+            **parameters,
+        )
+
+
+def _report_published(args: argparse.Namespace, partition: int, offset: int) -> int:
+    if args.json:
+        _print_json({"verdict": "published", "partition": partition, "offset": offset})
+    else:
+        print(
+            f"published {args.order_kind} for {args.technology_id} "
+            f"at partition {partition} offset {offset} (not waiting for the engine)"
+        )
     return 0
+
+
+def _report(args: argparse.Namespace, partition: int, offset: int, outcome: Outcome | None) -> int:
+    what = f"{args.order_kind} for {args.technology_id} (partition {partition} offset {offset})"
+    if outcome is None:
+        if args.json:
+            _print_json(
+                {"verdict": "no_answer", "partition": partition, "offset": offset, "reason": None}
+            )
+        print(
+            f"techx order: published {what}, but no engine answered within {args.timeout:g} s; "
+            "hint: is `techx run` running on these topics? The command stays in the log and is "
+            "matched when an engine catches up",
+            file=sys.stderr,
+        )
+        return EXIT_NO_ANSWER
+    if args.json:
+        _print_json(outcome.to_json())
+    if outcome.verdict == "accepted":
+        if not args.json:
+            events = ", ".join(type_of(event) for event in outcome.events)
+            print(f"accepted {what}: {events}")
+        return 0
+    print(
+        f"techx order: {outcome.verdict.replace('_', '-')} {what}: {outcome.reason}",
+        file=sys.stderr,
+    )
+    return EXIT_REFUSED
+
+
+def type_of(event: object) -> str:
+    """The event's wire tag (``order_accepted``, ``deal``, …)."""
+    config = getattr(type(event), "__struct_config__", None)
+    return str(config.tag) if config is not None else type(event).__name__
+
+
+def _print_json(document: dict[str, object]) -> None:
+    print(json.dumps(document, sort_keys=True))
 
 
 async def send_membership(settings: Settings, args: argparse.Namespace) -> int:

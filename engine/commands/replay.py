@@ -2,20 +2,24 @@
 
 The market is always rebuilt from offset 0 (an audit trusts the log, not a snapshot), so
 events before ``--from-offset`` are computed silently. Nothing live is touched: events go
-to a file, and ``--compare`` only reads PostgreSQL.
+to a file, and ``--compare`` only reads PostgreSQL. The partition is checked against the
+topic before anything is read, so a wrong number fails at once.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
+from engine.commands.topics import end_offset
 from engine.consumers.log_reader import read_partition
 from engine.core.batch import DeadLetter, PartitionProcessor
 from engine.core.codec import encode
+from engine.progress import Progress
 from engine.settings import Settings
 from engine.store.reports import settled_deals, settled_offset
 from schemas.events import Deal
@@ -40,6 +44,7 @@ async def replay_partition(
     from_offset: int = 0,
     to_offset: int | None = None,
     out: Path | None = None,
+    progress: Progress | None = None,
 ) -> ReplayResult:
     """Run the partition's commands through a fresh market; keep what lies in the range."""
     processor = PartitionProcessor(partition, settings.partitions)
@@ -63,6 +68,9 @@ async def replay_partition(
                 result.deals.extend(e for e in events if isinstance(e, Deal))
                 if sink is not None:
                     sink.writelines(encode(event) + b"\n" for event in events)
+            if progress is not None:
+                progress.update(len(records))
+                continue
             now = time.monotonic()
             if now - last_report >= _PROGRESS_INTERVAL_S:
                 log.info(
@@ -102,30 +110,61 @@ async def run_replay(
     to_offset: int | None,
     out: str | None,
     compare: bool,
+    *,
+    as_json: bool = False,
+    show_progress: bool = True,
 ) -> int:
+    """Exit 0 when replayed (and, with ``compare``, identical), 1 when different."""
+    # First the partition, then PostgreSQL: both fail in a second, before a long read.
+    end = await end_offset(settings, settings.topics.commands, partition)
     if compare and to_offset is None:
         # Compare only what is settled: an engine that is merely behind is not a mismatch.
         to_offset = await settled_offset(settings.database_url, settings.topics.commands, partition)
-    result = await replay_partition(
-        settings, partition, from_offset, to_offset, Path(out) if out else None
-    )
-    print(
-        f"partition {partition}: {result.commands} commands, {result.events} events, "
-        f"{len(result.deals)} deals, {result.dead_letters} dead letters"
-    )
+    to_offset = end if to_offset is None else min(to_offset, end)
+    with Progress(
+        f"replay partition {partition}", to_offset, "commands", enabled=show_progress
+    ) as progress:
+        result = await replay_partition(
+            settings, partition, from_offset, to_offset, Path(out) if out else None, progress
+        )
+    summary: dict[str, object] = {
+        "partition": partition,
+        "from_offset": from_offset,
+        "to_offset": to_offset,
+        "commands": result.commands,
+        "events": result.events,
+        "deals": len(result.deals),
+        "dead_letters": result.dead_letters,
+    }
+    if not as_json:
+        print(
+            f"partition {partition}: {result.commands} commands, {result.events} events, "
+            f"{len(result.deals)} deals, {result.dead_letters} dead letters"
+        )
     if not compare:
+        if as_json:
+            print(json.dumps(summary, sort_keys=True))
         return 0
     replayed = comparable(result.deals)
     stored = await settled_deals(
         settings.database_url, settings.topics.commands, partition, from_offset, to_offset
     )
-    if replayed == stored:
-        print(f"identical: {len(stored)} deals in PostgreSQL match the replay")
-        return 0
     missing = set(replayed) - set(stored)
     extra = set(stored) - set(replayed)
-    print(
-        f"DIFFERENT: replay has {len(replayed)} deals, PostgreSQL {len(stored)}; "
-        f"{len(missing)} only in the replay, {len(extra)} only in PostgreSQL"
-    )
-    return 1
+    identical = replayed == stored
+    if as_json:
+        summary |= {
+            "identical": identical,
+            "stored_deals": len(stored),
+            "only_in_replay": len(missing),
+            "only_in_postgresql": len(extra),
+        }
+        print(json.dumps(summary, sort_keys=True))
+    elif identical:
+        print(f"identical: {len(stored)} deals in PostgreSQL match the replay")
+    else:
+        print(
+            f"DIFFERENT: replay has {len(replayed)} deals, PostgreSQL {len(stored)}; "
+            f"{len(missing)} only in the replay, {len(extra)} only in PostgreSQL"
+        )
+    return 0 if identical else 1

@@ -44,8 +44,10 @@ from devstack.security import ca_file, read_password
 from devstack.security import client_security as stack_security
 from engine.commands.dlq import dlq_list
 from engine.commands.lag import group_lags
+from engine.commands.outcome import OutcomeWatcher
 from engine.commands.setup import setup, setup_database
 from engine.core.codec import TICK_RECORD, decode_event
+from engine.core.partitioning import partition_for
 from engine.errors import BrokerUnavailableError, KafkaAccessDeniedError
 from engine.kafka_security import KafkaSecurity
 from engine.producers.client import TradingClient
@@ -587,3 +589,18 @@ async def _drop_runtime_role(connection: asyncpg.Connection, stack: StackSetting
                 with contextlib.suppress(asyncpg.UndefinedObjectError):
                     await other.execute(f"DROP OWNED BY {role}")
         await connection.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+async def test_the_operator_reads_the_answer_to_its_own_command(locked: Locked) -> None:
+    """`techx order` runs as operator and waits for the engine's answer: the ACLs let it read
+    the results on its command's partition (executions, deals, dead letters)."""
+    operator = locked.as_("operator")
+    async with running_engine(locked.as_("engine")):
+        partition = partition_for("OPS-SEC-1", operator.partitions)
+        async with OutcomeWatcher(operator, partition) as watcher:
+            async with TradingClient(operator) as client:
+                offset = await client.list_technology("OPS-SEC-1", "exchange-ops", "x", 1, 1)
+            outcome = await watcher.wait(offset, 30)
+    assert outcome is not None
+    assert outcome.verdict == "accepted"
+    assert [type(event).__name__ for event in outcome.events] == ["TechnologyListed"]

@@ -25,6 +25,14 @@ from engine.settings import Settings
         ("TECHX_TOPIC_PREFIX", "a b", "TECHX_TOPIC_PREFIX must be 1-200 letters"),
         ("TECHX_DATABASE_URL", "not-a-url", "must be a postgresql:// URL"),
         ("TECHX_COMMIT_INTERVAL_MS", "-1", "must be at least 0"),
+        # Set but empty is a mistake (a variable half-written in a unit file), not the default.
+        ("TECHX_DATABASE_URL", "", 'must be a postgresql:// URL .*, not ""'),
+        ("TECHX_KAFKA_BOOTSTRAP", "", 'must be host:port.*, not ""'),
+        ("TECHX_KAFKA_BOOTSTRAP", "kafka", "must be host:port"),
+        ("TECHX_KAFKA_BOOTSTRAP", "a:1;b:2", "must be host:port"),
+        ("TECHX_LOG_LEVEL", "", "TECHX_LOG_LEVEL must be one of"),
+        ("TECHX_REPLICATION_FACTOR", "0", "must be at least 1"),
+        ("TECHX_SESSION_TIMEOUT_MS", "", "must be a whole number"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_the_variable(
@@ -50,6 +58,8 @@ def test_good_settings_are_read() -> None:
     assert (settings.partitions, settings.log_level) == (8, "warning")
     assert Settings.from_env({"TECHX_COMMIT_INTERVAL_MS": "0"}).commit_interval_ms == 0
     assert settings.topics.commands == "tenant-a.commands.v1"
+    brokers = Settings.from_env({"TECHX_KAFKA_BOOTSTRAP": "k1:9092, k2:9092,[::1]:9093"})
+    assert brokers.kafka_bootstrap == "k1:9092, k2:9092,[::1]:9093"
 
 
 def test_a_command_with_a_bad_setting_exits_1_with_one_clear_line(
