@@ -38,7 +38,7 @@ def add_operator_commands(commands: argparse._SubParsersAction[argparse.Argument
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     _json_flag(listing, "each dead letter, whole,")
     show = actions.add_parser("show", help="one dead letter in full (raw bytes when not UTF-8)")
-    show.add_argument("id", help="partition:offset, as `dlq list` shows it")
+    show.add_argument("id", help="partition:offset, as techx dlq list shows it")
     for parser in (listing, show):
         parser.add_argument(
             "--source",
