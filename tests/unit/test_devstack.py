@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import sys
@@ -14,7 +15,7 @@ import devstack.__main__
 from devstack import kafka, postgres
 from devstack.__main__ import EXIT_NOT_RUNNING
 from devstack.errors import DevStackError, MissingToolError, StackConfigError
-from devstack.processes import process_matches, read_pid_file
+from devstack.processes import process_matches, read_pid_file, run_streaming
 from devstack.settings import REPO_ROOT, StackSettings, redact
 from engine.commands import cli
 from engine.settings import Settings
@@ -268,3 +269,12 @@ def test_techx_stack_without_devstack_says_where_to_run_it(
     assert capsys.readouterr().err == (
         "the local stack is a development tool: run `python -m devstack` from a TechX checkout\n"
     )
+
+
+def test_a_streamed_tool_hands_over_each_line_and_leaves_no_pipe_open() -> None:
+    """The first jar fetch streams Maven's output into a progress display; a pipe left for
+    the collector to close is a ResourceWarning, which pytest reports as a failure."""
+    lines: list[str] = []
+    run_streaming(["printf", "one\ntwo\n"], what="print", timeout=10, on_line=lines.append)
+    gc.collect()
+    assert lines == ["one\n", "two\n"]
