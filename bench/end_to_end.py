@@ -132,7 +132,8 @@ class _Phase:
         cpu = _cpu_seconds(self._engine.pid) - self._cpu
         stages = await _stage_totals(self._port)
         results[f"{key}_cpu_s_per_100k"] = cpu / commands * 100_000
-        means = []
+        settles = stages.get(("settle", "count"), 0.0) - self._stages.get(("settle", "count"), 0.0)
+        means = [f"{settles:.0f} settle transactions"]
         for stage in ("match", "settle", "publish"):
             n = stages.get((stage, "count"), 0.0) - self._stages.get((stage, "count"), 0.0)
             total = stages.get((stage, "sum"), 0.0) - self._stages.get((stage, "sum"), 0.0)
@@ -140,7 +141,7 @@ class _Phase:
                 means.append(f"{stage} {total / n * 1000:.1f} ms")
         print(
             f"  {key + ' cpu':<12} engine {cpu:.2f} s = {cpu / commands * 100_000:.2f} s per 100k "
-            f"commands; mean per batch: {', '.join(means)}"
+            f"commands; {', '.join(means)} (mean per batch)"
         )
 
 
