@@ -237,9 +237,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(setup(settings))
         return 0
     if args.command == "run":
-        from engine.commands.run import serve  # noqa: PLC0415 - same reason
+        from engine.commands.run import run_engine  # noqa: PLC0415 - same reason
 
-        serve(settings)
+        asyncio.run(run_engine(settings))
         return 0
     if args.command == "ticker":
         from engine.producers.ticker import run_ticker  # noqa: PLC0415

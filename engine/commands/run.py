@@ -6,13 +6,11 @@ import asyncio
 import contextlib
 import gc
 import signal
-from collections.abc import Coroutine
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
 import structlog
-import uvloop
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
@@ -28,22 +26,6 @@ from engine.settings import Settings
 from engine.store.settlement import SettlementStore
 
 log = structlog.get_logger()
-
-
-def serve(settings: Settings) -> None:
-    """``techx run``'s entry point: the engine on uvloop's event loop.
-
-    The engine's event loop turns hundreds of times a second (consumer fetches, PostgreSQL
-    round trips, producer requests); uvloop's loop and transports, in C, cost less per turn.
-    Measured with bench.end_to_end (engine CPU seconds per 100k commands, exactly-once):
-    about 5% less in the backlog phase and at 5k orders/s offered.
-    """
-    run_on_uvloop(run_engine(settings))
-
-
-def run_on_uvloop(main: Coroutine[Any, Any, object]) -> None:
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
 
 
 async def run_engine(
