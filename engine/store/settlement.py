@@ -202,7 +202,38 @@ class SettlementStore:
         dead = list(dead_letter_rows(topic, batches))
         try:
             async with self._pool.acquire() as connection, connection.transaction():
-                await self._advance(connection, items)
+                for position, item in enumerate(items):
+                    status = await connection.execute(
+                        "UPDATE partition_state SET next_offset = $1,"
+                        " published_offset = GREATEST(published_offset, $2),"
+                        " updated_at = now() WHERE topic = $3 AND partition = $4"
+                        " AND owner_epoch = $5 AND next_offset = $6",
+                        item.batch.next_offset,
+                        item.published_offset,
+                        self._topic,
+                        item.batch.partition,
+                        item.claim.owner_epoch,
+                        item.expected_offset,
+                    )
+                    if status != "UPDATE 1":
+                        state = await connection.fetchrow(
+                            "SELECT owner_epoch, next_offset FROM partition_state"
+                            " WHERE topic = $1 AND partition = $2",
+                            self._topic,
+                            item.batch.partition,
+                        )
+                        if (
+                            position == 0  # one transaction wrote all items, or none
+                            and state is not None
+                            and state["owner_epoch"] == item.claim.owner_epoch
+                            and state["next_offset"] == item.batch.next_offset
+                        ):
+                            raise _AlreadySettledError
+                        raise FencedError(
+                            f"partition {item.batch.partition}: epoch {item.claim.owner_epoch} "
+                            f"at offset {item.expected_offset} is no longer the owner's position",
+                            partition=item.batch.partition,
+                        )
                 if deals:
                     await connection.copy_records_to_table(
                         "deals", records=deals, columns=DEAL_COLUMNS
@@ -232,60 +263,6 @@ class SettlementStore:
         except _STORE_ERRORS as e:
             partitions = sorted(item.batch.partition for item in items)
             raise _store_error(e, f"settling partitions {partitions}") from e
-
-    async def _advance(self, connection: asyncpg.Connection, items: list[Settlement]) -> None:
-        """Move every partition's offset in one statement (one round trip, however many
-        partitions the fetch brought), each only if this engine still owns it where the batch
-        began; raise for the first item, in order, that did not move."""
-        failed: int | None = None
-        if len({item.batch.partition for item in items}) == len(items):
-            moved = await self._move(connection, items)
-            failed = next((p for p, i in enumerate(items) if i.batch.partition not in moved), None)
-        else:  # one partition twice (never from one fetch): the statement would move it once
-            for position, one in enumerate(items):
-                if not await self._move(connection, [one]):
-                    failed = position
-                    break
-        if failed is not None:
-            item = items[failed]
-            state = await connection.fetchrow(
-                "SELECT owner_epoch, next_offset FROM partition_state"
-                " WHERE topic = $1 AND partition = $2",
-                self._topic,
-                item.batch.partition,
-            )
-            if (
-                failed == 0  # one transaction wrote all items, or none
-                and state is not None
-                and state["owner_epoch"] == item.claim.owner_epoch
-                and state["next_offset"] == item.batch.next_offset
-            ):
-                raise _AlreadySettledError
-            raise FencedError(
-                f"partition {item.batch.partition}: epoch {item.claim.owner_epoch} "
-                f"at offset {item.expected_offset} is no longer the owner's position",
-                partition=item.batch.partition,
-            )
-
-    async def _move(self, connection: asyncpg.Connection, items: list[Settlement]) -> set[int]:
-        """The partitions whose offsets moved: those still at the owner's expected offset."""
-        rows = await connection.fetch(
-            "UPDATE partition_state AS s SET next_offset = u.next_offset,"
-            " published_offset = GREATEST(s.published_offset, u.published_offset),"
-            " updated_at = now()"
-            " FROM unnest($2::integer[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])"
-            " AS u(partition, next_offset, published_offset, owner_epoch, expected_offset)"
-            " WHERE s.topic = $1 AND s.partition = u.partition"
-            " AND s.owner_epoch = u.owner_epoch AND s.next_offset = u.expected_offset"
-            " RETURNING s.partition",
-            self._topic,
-            [item.batch.partition for item in items],
-            [item.batch.next_offset for item in items],
-            [item.published_offset for item in items],
-            [item.claim.owner_epoch for item in items],
-            [item.expected_offset for item in items],
-        )
-        return {row["partition"] for row in rows}
 
     async def _save_snapshot(
         self, connection: asyncpg.Connection, batch: SettlementBatch, published_offset: int
