@@ -13,6 +13,11 @@ machine. Two phases on fresh topics and a fresh database:
    minus that same append time (with exactly-once outputs a deal becomes visible when its
    transaction commits, after it is appended).
 
+Both phases also print the engine process's CPU seconds per 100k commands (from
+/proc/<pid>/stat: much less sensitive than wall time to other load on a shared machine) and
+the mean time per batch in each pipeline stage (match, settle, publish), scraped from the
+engine's own /metrics before and after the phase.
+
 ``--guarantee at_least_once`` runs the engine without transactions, for comparison.
 ``--io-only`` first runs bench/io_only.py's pipeline (Kafka -> PostgreSQL -> Kafka, no
 matching) on the same backlog on its own fresh topics and database, then prints the engine's
@@ -28,16 +33,19 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.fresh import fresh_settings, publish_backlog
-from bench.io_only import io_only
+from bench.io_only import io_only_with_cpu
 from bench.targets import against
 from engine.consumers.log_reader import read_partition
 from engine.core.codec import decode_event
@@ -79,7 +87,67 @@ async def _wait_settled(
         await asyncio.sleep(0.05)
 
 
-def _start_engine(settings: Settings, log_level: str = "warning") -> subprocess.Popen[bytes]:
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_STAGE_LINE = re.compile(
+    r'^techx_engine_stage_duration_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$', re.MULTILINE
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _stage_totals(port: int) -> dict[tuple[str, str], float]:
+    """Each stage's (sum, count) of batch durations so far, from the engine's /metrics."""
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            return str(reply.read().decode())
+
+    text = await asyncio.to_thread(scrape)
+    return {(m[2], m[1]): float(m[3]) for m in _STAGE_LINE.finditer(text)}
+
+
+class _Phase:
+    """CPU seconds and stage times the engine spent between start() and report()."""
+
+    def __init__(self, engine: subprocess.Popen[bytes], port: int) -> None:
+        self._engine, self._port = engine, port
+        self._cpu = 0.0
+        self._stages: dict[tuple[str, str], float] = {}
+
+    async def start(self) -> None:
+        self._cpu = _cpu_seconds(self._engine.pid)
+        self._stages = await _stage_totals(self._port)
+
+    async def report(self, commands: int, results: dict[str, float], key: str) -> None:
+        cpu = _cpu_seconds(self._engine.pid) - self._cpu
+        stages = await _stage_totals(self._port)
+        results[f"{key}_cpu_s_per_100k"] = cpu / commands * 100_000
+        settles = stages.get(("settle", "count"), 0.0) - self._stages.get(("settle", "count"), 0.0)
+        means = [f"{settles:.0f} settle transactions"]
+        for stage in ("match", "settle", "publish"):
+            n = stages.get((stage, "count"), 0.0) - self._stages.get((stage, "count"), 0.0)
+            total = stages.get((stage, "sum"), 0.0) - self._stages.get((stage, "sum"), 0.0)
+            if n:
+                means.append(f"{stage} {total / n * 1000:.1f} ms")
+        print(
+            f"  {key + ' cpu':<12} engine {cpu:.2f} s = {cpu / commands * 100_000:.2f} s per 100k "
+            f"commands; {', '.join(means)} (mean per batch)"
+        )
+
+
+def _start_engine(
+    settings: Settings, log_level: str = "warning", metrics_port: int = 0
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "TECHX_OUTPUT_GUARANTEE": settings.output_guarantee,
@@ -90,9 +158,22 @@ def _start_engine(settings: Settings, log_level: str = "warning") -> subprocess.
         "TECHX_LOG_FORMAT": "json",
         "TECHX_LOG_LEVEL": log_level,
         "TECHX_PARTITIONS": str(settings.partitions),
+        "TECHX_METRICS_PORT": str(metrics_port),
     }
     stderr = subprocess.PIPE if log_level == "info" else None
     return subprocess.Popen([sys.executable, "-m", "engine", "run"], env=env, stderr=stderr)
+
+
+async def _wait_metrics(port: int, engine: subprocess.Popen[bytes]) -> None:
+    """Until the engine's /metrics answers (it starts before the partitions are assigned)."""
+    while True:
+        if engine.poll() is not None:
+            raise SystemExit(f"engine exited with {engine.returncode} while starting")
+        try:
+            await _stage_totals(port)
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
 
 
 async def _measure_recovery(settings: Settings) -> None:
@@ -194,11 +275,17 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
     if with_io_only:
         io_settings = await fresh_settings(f"{tag}_io", guarantee)
         await publish_backlog(io_settings, orders, seed, technologies)
-        results["e2e_io_only"] = await io_only(io_settings, orders + technologies)
+        # Nothing else runs in this process meanwhile: its CPU time is the pipeline's.
+        results["e2e_io_only"], io_cpu = await io_only_with_cpu(io_settings, orders + technologies)
+        results["io_only_cpu_s_per_100k"] = io_cpu / (orders + technologies) * 100_000
         print(
             f"  io-only      {orders + technologies:>9,} commands at "
             f"{results['e2e_io_only']:>9,.0f} commands/s (Kafka in -> PostgreSQL -> Kafka out, "
             f"no matching, outputs {io_settings.output_guarantee})"
+        )
+        print(
+            f"  io-only cpu  {io_cpu:.2f} s = {results['io_only_cpu_s_per_100k']:.2f} s per 100k "
+            "commands (its one process, as the engine's below)"
         )
     settings = await fresh_settings(tag, guarantee)
     flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
@@ -218,8 +305,12 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
             f"{len(backlog) / published_s:>9,.0f} commands/s (front-end send_many)"
         )
 
-        engine = _start_engine(settings)
+        port = _free_port()
+        engine = _start_engine(settings, metrics_port=port)
         try:
+            await _wait_metrics(port, engine)
+            phase = _Phase(engine, port)
+            await phase.start()
             first, done = await _wait_settled(settings, len(backlog), engine, "backlog")
             print(
                 f"  backlog      {len(backlog):>9,} commands settled in {done - first:6.2f} s "
@@ -227,14 +318,22 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
                 f"(Kafka in -> PostgreSQL -> Kafka out)"
             )
             results["e2e_engine"] = len(backlog) / (done - first)
+            await phase.report(len(backlog), results, "backlog")
             if "e2e_io_only" in results:
                 results["e2e_vs_io_only"] = results["e2e_engine"] / results["e2e_io_only"]
                 print(f"  engine/io    {against('e2e_vs_io_only', results['e2e_vs_io_only'])}")
+            if "io_only_cpu_s_per_100k" in results:
+                # What the ratio would be if each process had a core to itself: both are
+                # CPU-bound in one Python process; far steadier than wall time on a busy machine.
+                cpu_ratio = results["io_only_cpu_s_per_100k"] / results["backlog_cpu_s_per_100k"]
+                results["e2e_vs_io_only_cpu"] = cpu_ratio
+                print(f"  engine/io    by CPU {against('e2e_vs_io_only_cpu', cpu_ratio)}")
 
             since = await _deal_ends(settings)
             seen_stop = asyncio.Event()
             seen = asyncio.create_task(_visible_latencies(settings, since, seen_stop))
             total = len(backlog)
+            await phase.start()
             slice_s = 0.01
             per_slice = max(1, int(rate * slice_s))
             deadline = time.monotonic() + seconds
@@ -247,6 +346,7 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
             sent_s = time.monotonic() - (deadline - seconds)
             _, settled_at = await _wait_settled(settings, total, engine, "offered load")
             results["sustained_rate"] = offered / max(sent_s, settled_at - (deadline - seconds))
+            await phase.report(offered, results, "offered")
             await asyncio.sleep(1.0)  # the last transactions commit; the reader catches up
             seen_stop.set()
             visible = await seen
@@ -301,6 +401,9 @@ def main() -> None:
     parser.add_argument(
         "--io-only", action="store_true", help="run bench.io_only first; print engine/io ratio"
     )
+    parser.add_argument(
+        "--no-recovery", action="store_true", help="skip timing a restart on the whole log"
+    )
     args = parser.parse_args()
     asyncio.run(
         run(
@@ -311,6 +414,7 @@ def main() -> None:
             args.seed,
             args.guarantee,
             args.io_only,
+            recovery=not args.no_recovery,
         )
     )
 

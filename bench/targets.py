@@ -44,6 +44,10 @@ METRICS: dict[str, Metric] = {
     "latency_p50_ms": Metric("latency p50 at 5k/s", "ms", 5, False),
     "latency_p99_ms": Metric("latency p99 at 5k/s", "ms", 25, False),
     "sustained_rate": Metric("sustained settled rate", "commands/s"),
+    "e2e_vs_io_only_cpu": Metric("engine / I/O-only, by CPU per command", "x", 0.7),
+    "io_only_cpu_s_per_100k": Metric("I/O-only pipeline CPU", "s/100k", None, False),
+    "backlog_cpu_s_per_100k": Metric("engine CPU, backlog", "s/100k", None, False),
+    "offered_cpu_s_per_100k": Metric("engine CPU at 5k/s offered", "s/100k", None, False),
 }
 
 

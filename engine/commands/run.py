@@ -111,7 +111,7 @@ async def open_publisher(settings: Settings) -> EventPublisher | TransactionalPu
     or one idempotent producer for all partitions (at least once, lower latency)."""
     if settings.output_guarantee == "exactly_once":
         return TransactionalPublisher(settings)  # a producer per partition, opened on claim
-    producer = make_producer(settings)
+    producer = make_producer(settings, linger_ms=0)
     await producer.start()
     return EventPublisher(producer, settings.topics)
 
