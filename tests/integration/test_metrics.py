@@ -76,9 +76,13 @@ async def test_metrics_move_with_commands_and_readiness_follows_recovery(
     await wait_until_settled(settings)
 
     async def counted() -> bool:
+        # Settled (counted) comes before published (the broker's acknowledgement): the last
+        # batch may be counted while its publish is still in flight.
         samples = await _scrape(f"{base}/metrics")
-        return samples.get(("techx_engine_commands_total", ()), 0) >= 5 and (
-            samples.get(("techx_engine_command_to_deal_seconds_count", ()), 0) >= 1
+        return (
+            samples.get(("techx_engine_commands_total", ()), 0) >= 5
+            and samples.get(("techx_engine_command_to_deal_seconds_count", ()), 0) >= 1
+            and _published(samples) >= 5
         )
 
     await eventually(counted, 30, "commands and published deals counted")
@@ -96,12 +100,7 @@ async def test_metrics_move_with_commands_and_readiness_follows_recovery(
     lags = [v for (name, _), v in samples.items() if name == "techx_engine_partition_lag"]
     assert len(lags) == settings.partitions
     assert sum(lags) == 0
-    published = sum(
-        v
-        for (name, labels), v in samples.items()
-        if name == "techx_engine_partition_offset" and ("stage", "published") in labels
-    )
-    assert published == 5
+    assert _published(samples) == 5
 
     stop.set()
     await eventually(
@@ -110,6 +109,15 @@ async def test_metrics_move_with_commands_and_readiness_follows_recovery(
     await asyncio.wait_for(engine, 30)
     with pytest.raises(aiohttp.ClientConnectionError):
         await _get(f"{base}/readyz")
+
+
+def _published(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> float:
+    """Commands published, summed over the partitions' published offsets."""
+    return sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "techx_engine_partition_offset" and ("stage", "published") in labels
+    )
 
 
 async def _ready(base: str) -> bool:
