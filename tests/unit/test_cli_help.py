@@ -7,6 +7,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import pty
+import sys
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -169,3 +172,22 @@ def test_progress_can_be_silenced() -> None:
         now[0] = 100.0
         p.update(10)
     assert stream.getvalue() == ""
+
+
+def test_progress_draws_a_bar_on_a_terminal_that_reports_no_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pseudo-terminal of 0 x 0 (script, some CI runners) still gets a bar with the total:
+    tqdm asks stderr's size itself and, told 0 rows, would draw nothing."""
+    controller, terminal = pty.openpty()  # a new pty reports 0 columns and 0 rows
+    try:
+        with open(terminal, "w", encoding="utf-8", closefd=False) as stream:
+            monkeypatch.setattr(sys, "stderr", stream)  # where progress goes by default
+            with Progress("replay partition 0", 100, "commands") as progress:
+                progress.update(100)
+        drawn = os.read(controller, 65536).decode("utf-8", "replace")
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert "replay partition 0: 100%" in drawn
+    assert "100/100" in drawn
