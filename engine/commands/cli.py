@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 
+import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 
@@ -292,10 +293,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "stack":
         return _stack(args.action, as_json=args.json)
     try:
-        settings = Settings.from_env()
+        try:
+            settings = Settings.from_env()
+        except ConfigError:
+            _configure_fallback_logging()
+            raise
         configure_logging(settings.log_format, settings.log_level)
         if (
-            args.command in _ONE_SHOT_COMMANDS
+            _is_one_shot(args)
             and settings.log_level != "debug"
             and not settings.kafka_security.uses_sasl
         ):
@@ -307,7 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandLineError as e:
         _failed(args.command, [e])
         return 2
-    except (TechXError, KafkaError, OSError) as e:
+    except BrokenPipeError:
+        # `techx lag --json | head`: the reader has what it wanted. No error line, and stdout
+        # pointed away so that the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+    except (TechXError, KafkaError, OSError, asyncpg.PostgresError) as e:
         return _failed(args.command, [e])
     except BaseExceptionGroup as group:
         # The engine's stages run in a TaskGroup, so its failures arrive grouped.
@@ -321,8 +331,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 #: Commands that do one thing and exit, for whom a library's retry lines are noise.
 _ONE_SHOT_COMMANDS = frozenset(
-    {"setup", "order", "participant", "access", "keys", "replay", "acls"}
+    {"setup", "order", "participant", "access", "keys", "replay", "acls", "dlq", "export", "lag"}
 )
+
+#: Exit status when stdout's reader went away (`| head`): the shell's own code for SIGPIPE.
+EXIT_PIPE_CLOSED = 141
+
+
+def _is_one_shot(args: argparse.Namespace) -> bool:
+    """`techx book` is one-shot unless it follows the market: then it runs as long as an
+    engine, and aiokafka's lines are the only sign of a broker gone away meanwhile."""
+    if args.command == "book":
+        return not args.follow
+    return args.command in _ONE_SHOT_COMMANDS
+
+
+def _configure_fallback_logging() -> None:
+    """Logging for the error of a bad setting, which comes before the settings that choose the
+    format: JSON off a terminal like every other failure (TECHX_LOG_FORMAT when that one is
+    valid). A process that configured logging already (a test capturing it) keeps its own."""
+    if structlog.is_configured():
+        return
+    requested = os.environ.get("TECHX_LOG_FORMAT", "auto").strip().lower()
+    configure_logging(requested if requested in ("auto", "json", "console") else "auto", "info")
 
 
 def _version() -> str:
@@ -349,6 +380,13 @@ def hint_for(error: BaseException) -> str | None:
         )
     if isinstance(error, ConfigError):
         return "fix the variable, or unset it for its default (README, Settings)"
+    if isinstance(error, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):
+        return (
+            "this database has no TechX tables, or older ones: run `techx setup` (it migrates), "
+            "or check TECHX_DATABASE_URL"
+        )
+    if isinstance(error, asyncpg.InsufficientPrivilegeError):
+        return "the PostgreSQL role of TECHX_DATABASE_URL may not do this (deploy/README.md)"
     return None
 
 

@@ -9,11 +9,13 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from engine.commands.order import EXIT_NO_ANSWER, EXIT_REFUSED
 from engine.settings import Settings
+from engine.store.connection import connected
 from tests.integration.harness import running_engine
 
 pytestmark = pytest.mark.integration
@@ -142,6 +144,9 @@ def _closed_port() -> int:
         ["replay", "--partition", "0"],
         ["order", "bid", "T-1", "1", "100", "--participant", "a", "--client-order-id", "c"],
         ["setup"],
+        ["lag"],
+        ["book", "T-1"],
+        ["dlq", "list", "--source", "topic"],
     ],
 )
 async def test_an_unreachable_broker_is_one_line_and_a_quick_exit(
@@ -176,3 +181,35 @@ async def test_an_unreachable_database_is_one_line_and_a_quick_exit(settings: Se
     failure = json.loads(line)
     assert failure["error_type"] == "StoreUnavailableError"
     assert "TECHX_DATABASE_URL" in failure["hint"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["replay", "--partition", "0", "--compare"],
+        ["export", "deals", "--from", "2026-11-01", "--to", "2026-12-01", "--out", "deals.csv"],
+        ["dlq", "list"],
+    ],
+)
+async def test_a_database_without_techx_tables_is_one_line_with_a_hint(
+    settings: Settings, argv: list[str], tmp_path: Path
+) -> None:
+    """Pointed at a database `techx setup` never migrated (a wrong TECHX_DATABASE_URL): exit
+    1, one line saying to run `techx setup`, no asyncpg traceback."""
+    base, _, _ = settings.database_url.rpartition("/")
+    empty = f"{settings.group_id.replace('-', '_')}_empty"
+    async with connected(settings.database_url) as connection:
+        await connection.execute(f'CREATE DATABASE "{empty}"')
+    try:
+        env = {**_environment(settings), "TECHX_DATABASE_URL": f"{base}/{empty}"}
+        code, out, err = await techx(
+            env, *[str(tmp_path / a) if a == "deals.csv" else a for a in argv]
+        )
+    finally:
+        async with connected(settings.database_url) as connection:
+            await connection.execute(f'DROP DATABASE "{empty}" WITH (FORCE)')
+    assert code == 1, (out, err)
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    failure = json.loads(line)
+    assert "techx setup" in failure.get("hint", "") + failure["error"]
