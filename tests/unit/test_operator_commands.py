@@ -100,6 +100,8 @@ def test_auction_views_show_what_their_mechanism_has() -> None:
     )
     assert "  high bid     220; next bid at least 230" in english
     assert "  reserve met  no" in english
+    closed = render_view(_view(Mechanism.ENGLISH, high_bid=340, next_minimum_bid=None), 5)
+    assert "  high bid     340" in closed, "a closed auction shows its high bid, no next minimum"
     dutch = render_view(_view(Mechanism.DUTCH, current_price=480, remaining_quantity=1), 5)
     assert "  clock price  480" in dutch
 
