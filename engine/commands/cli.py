@@ -134,6 +134,17 @@ def _positive_seconds(raw: str) -> float:
     return seconds
 
 
+def _offset(raw: str) -> int:
+    """A Kafka offset on the command line: a whole number, 0 or more."""
+    try:
+        offset = int(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not an offset: {raw!r}") from e
+    if offset < 0:
+        raise argparse.ArgumentTypeError(f"an offset is 0 or more, not {offset}")
+    return offset
+
+
 def _add_membership_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
@@ -270,11 +281,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--from-offset",
-        type=int,
+        type=_offset,
         default=0,
         help="count and write events from this offset on (earlier ones are computed silently)",
     )
-    replay.add_argument("--to-offset", type=int, help="exclusive; default: the log's end")
+    replay.add_argument("--to-offset", type=_offset, help="exclusive; default: the log's end")
     replay.add_argument("--out", help="write events as JSON lines to this file")
     replay.add_argument(
         "--json", action="store_true", help="print the summary as one JSON object on stdout"
@@ -289,7 +300,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (
+        args.command == "replay"
+        and args.to_offset is not None
+        and args.to_offset < args.from_offset
+    ):
+        # An empty range replayed "successfully" would tell an auditor nothing was there.
+        parser.error(f"--to-offset {args.to_offset} is before --from-offset {args.from_offset}")
     if args.command == "stack":
         return _stack(args.action, as_json=args.json)
     try:

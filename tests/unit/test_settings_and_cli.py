@@ -81,7 +81,15 @@ def test_a_command_with_a_bad_setting_exits_1_with_one_clear_line(
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["frobnicate"], ["replay"], ["replay", "--partition", "x"], ["order", "bid"]],
+    [
+        [],
+        ["frobnicate"],
+        ["replay"],
+        ["replay", "--partition", "x"],
+        ["replay", "--partition", "0", "--from-offset", "-1"],
+        ["replay", "--partition", "0", "--from-offset", "10", "--to-offset", "5"],
+        ["order", "bid"],
+    ],
 )
 def test_a_malformed_command_line_exits_2(argv: list[str]) -> None:
     """Usage errors are argparse's exit code 2, before anything connects anywhere."""
