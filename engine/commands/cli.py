@@ -27,9 +27,11 @@ from engine.errors import (
     CommandLineError,
     ConfigError,
     KafkaAccessDeniedError,
+    SchemaMissingError,
     StoreUnavailableError,
     TechXError,
 )
+from engine.gateway.errors import UnavailableError as GatewayUnavailableError
 from engine.logs import configure_logging
 from engine.settings import Settings
 from schemas.commands import LISTING_PARAMETERS
@@ -397,12 +399,19 @@ def hint_for(error: BaseException) -> str | None:
             "is PostgreSQL running at TECHX_DATABASE_URL? "
             "(python -m devstack status, in a checkout)"
         )
-    if isinstance(error, ConfigError):
-        return "fix the variable, or unset it for its default (README, Settings)"
-    if isinstance(error, asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError):
+    if isinstance(
+        error, SchemaMissingError | asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError
+    ):
         return (
             "this database has no TechX tables, or older ones: run `techx setup` (it migrates), "
             "or check TECHX_DATABASE_URL"
+        )
+    if isinstance(error, ConfigError):
+        return "fix the variable, or unset it for its default (README, Settings)"
+    if isinstance(error, GatewayUnavailableError):
+        return (
+            "are Kafka and PostgreSQL running at TECHX_KAFKA_BOOTSTRAP and TECHX_DATABASE_URL? "
+            "(python -m devstack status, in a checkout)"
         )
     if isinstance(error, asyncpg.InsufficientPrivilegeError):
         return "the PostgreSQL role of TECHX_DATABASE_URL may not do this (deploy/README.md)"

@@ -189,6 +189,7 @@ async def test_an_unreachable_database_is_one_line_and_a_quick_exit(settings: Se
         ["replay", "--partition", "0", "--compare"],
         ["export", "deals", "--from", "2026-11-01", "--to", "2026-12-01", "--out", "deals.csv"],
         ["dlq", "list"],
+        ["keys", "list"],
     ],
 )
 async def test_a_database_without_techx_tables_is_one_line_with_a_hint(
@@ -213,3 +214,4 @@ async def test_a_database_without_techx_tables_is_one_line_with_a_hint(
     (line,) = err.strip().splitlines()
     failure = json.loads(line)
     assert "techx setup" in failure.get("hint", "") + failure["error"]
+    assert "fix the variable" not in failure.get("hint", ""), "no variable is malformed"

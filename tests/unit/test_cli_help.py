@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 import devstack.__main__
@@ -22,7 +23,13 @@ from devstack.__main__ import main as devstack_main
 from engine.commands.cli import _parser as techx_parser
 from engine.commands.cli import hint_for, main
 from engine.commands.outcome import Outcome
-from engine.errors import BrokerUnavailableError, CommandLineError, ConfigError
+from engine.errors import (
+    BrokerUnavailableError,
+    CommandLineError,
+    ConfigError,
+    SchemaMissingError,
+)
+from engine.gateway.errors import UnavailableError as GatewayUnavailableError
 from engine.progress import Progress, eta_text, plain_line
 from schemas.common import OrderType, RejectReason, Side
 from schemas.events import CommandRejected, OrderAccepted
@@ -90,6 +97,12 @@ def test_errors_carry_a_hint_unless_their_message_says_it_all() -> None:
     assert "TECHX_KAFKA_BOOTSTRAP" in (hint_for(BrokerUnavailableError("x")) or "")
     assert "unset it" in (hint_for(ConfigError("x")) or "")
     assert hint_for(CommandLineError("partition 9 does not exist")) is None
+    # A database never set up is no malformed variable: the hint says to run setup.
+    assert "techx setup" in (hint_for(SchemaMissingError("table api_keys is missing")) or "")
+    assert "techx setup" in (hint_for(asyncpg.UndefinedTableError("no deals")) or "")
+    assert "TECHX_KAFKA_BOOTSTRAP" in (
+        hint_for(GatewayUnavailableError("unavailable", "cannot reach Kafka")) or ""
+    )
 
 
 def test_stack_status_exits_3_where_nothing_runs(
