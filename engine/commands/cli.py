@@ -3,7 +3,8 @@
 Exit statuses: 0 done; 1 failed (one line says why, with a hint; a bad TECHX_* setting
 too); 2 bad usage (arguments, or a partition or topic that does not exist); 3 `techx order`
 refused by the engine (rejected or dead-lettered, the reason printed) or `techx stack
-status` finding a service not running; 4 `techx order` got no answer in time.
+status` finding a service not running; 4 `techx order` got no answer in time; 141 stdout's
+reader stopped reading (`| head`), as for SIGPIPE.
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ def _parser() -> argparse.ArgumentParser:
         "(README, Settings).",
         epilog="exit status: 0 done, 1 failed (one line says why; a bad setting too), 2 bad "
         "usage (or a partition or topic that does not exist), 3 order refused by the engine "
-        "or a stack service not running, 4 order not answered in time",
+        "or a stack service not running, 4 order not answered in time, 141 stdout's reader "
+        "stopped reading (| head)",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
