@@ -9,7 +9,9 @@ import io
 import json
 import os
 import pty
+import select
 import sys
+import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -198,9 +200,21 @@ def test_progress_draws_a_bar_on_a_terminal_that_reports_no_size(
             monkeypatch.setattr(sys, "stderr", stream)  # where progress goes by default
             with Progress("replay partition 0", 100, "commands") as progress:
                 progress.update(100)
-        drawn = os.read(controller, 65536).decode("utf-8", "replace")
+        drawn = _read_terminal(controller, until="100/100")
     finally:
         os.close(controller)
         os.close(terminal)
     assert "replay partition 0: 100%" in drawn
     assert "100/100" in drawn
+
+
+def _read_terminal(controller: int, until: str, timeout_s: float = 10.0) -> str:
+    """What was written to a pty so far: the kernel hands it to the controller side a bit
+    later, in pieces, so read until ``until`` shows (or the time is up)."""
+    drawn = ""
+    deadline = time.monotonic() + timeout_s
+    while until not in drawn and time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.1)
+        if ready:
+            drawn += os.read(controller, 65536).decode("utf-8", "replace")
+    return drawn
