@@ -169,15 +169,18 @@ def _add_membership_commands(
     register.add_argument(
         "--acts-for", action="append", default=[], help="broker: a participant it acts for"
     )
+    _add_wait_options(register)
     for action, what in (("suspend", "stop it acting"), ("reinstate", "let it act again")):
         change = kinds.add_parser(action, help=f"{what}")
         change.add_argument("member_id", help="the participant's id")
+        _add_wait_options(change)
     access = commands.add_parser("access", help="open (a sandbox) or members_only (operators)")
     access.add_argument(
         "mode",
         choices=["open", "members_only"],
         help="open: anyone acts (a sandbox); members_only: registered, active participants",
     )
+    _add_wait_options(access)
     for parser in (participant, access):
         parser.add_argument(
             "--operator",

@@ -107,6 +107,37 @@ async def test_order_exits_by_the_engines_answer(settings: Settings) -> None:
     assert "no engine answered within 1 s" in err
 
 
+async def test_membership_commands_exit_by_every_partitions_answer(settings: Settings) -> None:
+    """`techx participant` and `techx access` write to every partition and exit as `techx
+    order` does: 0 when each partition accepted, 3 with the reason when they refused (a
+    suspend of a participant never registered), 4 when no engine answers."""
+    env = _environment(settings)
+    every = list(range(settings.partitions))
+    async with running_engine(settings):
+        code, out, err = await techx(env, "participant", "register", "cli-b", "--role", "buyer")
+        assert code == 0, (out, err)
+        assert out.startswith(f"accepted register cli-b as buyer on {len(every)} partitions"), out
+
+        code, out, err = await techx(env, "participant", "suspend", "nobody", "--json")
+        assert code == EXIT_REFUSED, (out, err)
+        answer = json.loads(out)
+        assert answer["verdict"] == "rejected"
+        assert [p["partition"] for p in answer["partitions"]] == every
+        assert all(p["reason"].startswith("invalid_status_change") for p in answer["partitions"])
+        assert f"rejected suspend nobody on partitions {every}" in err
+
+        code, out, err = await techx(env, "access", "members_only")
+        assert code == 0, (out, err)
+        assert "access_mode_changed" in out
+
+    code, out, err = await techx(env, "access", "open", "--timeout", "1")
+    assert code == EXIT_NO_ANSWER, (out, err)
+    assert f"no engine answered on partitions {every} within 1 s" in err
+    code, out, err = await techx(env, "access", "open", "--no-wait")
+    assert code == 0, err
+    assert out.startswith(f"published access open to {len(every)} partitions"), out
+
+
 async def test_replay_of_a_partition_the_topic_lacks_fails_at_once(settings: Settings) -> None:
     """`techx replay --partition 99` exits 2 in seconds with one line naming the count."""
     started = time.monotonic()
