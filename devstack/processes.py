@@ -196,6 +196,8 @@ def run_streaming(
         if process.poll() is None:  # on_line raised (KeyboardInterrupt): leave no orphan
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()  # else a ResourceWarning when it is collected
     if expired.is_set():
         raise StackTimeoutError(f"cannot {what}: no answer within {timeout:.0f} s", hint=hint)
     if returncode != 0:

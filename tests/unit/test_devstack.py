@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import devstack.__main__
 from devstack import kafka, postgres
 from devstack.__main__ import EXIT_NOT_RUNNING
 from devstack.errors import DevStackError, MissingToolError, StackConfigError
-from devstack.processes import process_matches, read_pid_file
+from devstack.processes import process_matches, read_pid_file, run_streaming
 from devstack.settings import REPO_ROOT, StackSettings, redact
 from engine.commands import cli
 from engine.settings import Settings
@@ -268,3 +270,20 @@ def test_techx_stack_without_devstack_says_where_to_run_it(
     assert capsys.readouterr().err == (
         "the local stack is a development tool: run `python -m devstack` from a TechX checkout\n"
     )
+
+
+def test_a_streamed_tool_leaves_no_pipe_open() -> None:
+    """The jar fetch streams Maven's lines; its pipe is closed after, or every private stack
+    (the locked-down and chaos tests) ends in a ResourceWarning, an error under pytest."""
+    lines: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_streaming(
+            [sys.executable, "-c", "print('one'); print('two')"],
+            what="print two lines",
+            timeout=30,
+            on_line=lines.append,
+        )
+        gc.collect()
+    assert lines == ["one\n", "two\n"]
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
