@@ -161,3 +161,17 @@ def test_a_bad_operator_argument_exits_1_before_connecting(
         assert main(argv) == 1
     (failure,) = [entry for entry in logs if entry["event"] == "command_failed"]
     assert failure["error_type"] == "OperatorCommandError"
+
+
+def test_a_dead_letter_partition_that_does_not_exist_is_bad_usage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`techx dlq list --partition 9` of 4 partitions exits 2 as `techx replay` does, before
+    connecting, instead of reporting that no dead letters match."""
+    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)
+    monkeypatch.setenv("TECHX_PARTITIONS", "4")
+    with structlog.testing.capture_logs() as logs:
+        assert main(["dlq", "list", "--partition", "9"]) == 2
+    (failure,) = [entry for entry in logs if entry["event"] == "command_failed"]
+    assert failure["error_type"] == "CommandLineError"
+    assert "TECHX_PARTITIONS is 4 (0-3)" in failure["error"]
