@@ -19,6 +19,11 @@ class ConfigError(TechXError):
     """A ``TECHX_*`` setting is missing or malformed; fix the environment and restart."""
 
 
+class SchemaMissingError(ConfigError):
+    """The database at ``TECHX_DATABASE_URL`` lacks TechX's tables: ``techx setup`` never ran
+    there (or the URL names another database). Not a malformed variable, so its own hint."""
+
+
 class DemoError(TechXError):
     """``techx demo`` cannot run: a server does not answer, or a demo task never got ready."""
 

@@ -40,13 +40,14 @@ def plain_line(what: str, done: int, total: int | None, unit: str, elapsed_s: fl
     )
 
 
-def _columns(stream: TextIO) -> int:
-    """The terminal's width; a pseudo-terminal that reports 0 (script, some CI) gets 80,
-    where tqdm would draw an empty bar."""
+def _terminal_size(stream: TextIO) -> tuple[int, int]:
+    """The terminal's columns and rows; a pseudo-terminal that reports 0 x 0 (script, some CI)
+    gets 80 x 24: given a width of 0 tqdm draws an empty bar, given 0 rows no bar at all."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns or 80
+        size = os.get_terminal_size(stream.fileno())
     except (OSError, ValueError):
-        return 80
+        return 80, 24
+    return size.columns or 80, size.lines or 24
 
 
 class Progress:
@@ -69,13 +70,15 @@ class Progress:
         self._enabled = enabled
         self._bar: tqdm[Never] | None = None
         if enabled and self._stream.isatty():
+            columns, rows = _terminal_size(self._stream)
             self._bar = tqdm(
                 total=total,
                 desc=what,
                 unit=f" {unit}",
                 unit_scale=True,
                 file=self._stream,
-                ncols=_columns(self._stream),
+                ncols=columns,
+                nrows=rows,
             )
 
     def update(self, count: int) -> None:

@@ -47,7 +47,11 @@ def render_view(view: MarketView, depth: int) -> list[str]:
         lines.append(f"  uncross at   {iso_ms(view.next_uncross_at_ms)}")
     if view.high_bid is not None or view.next_minimum_bid is not None:
         high = f"{view.high_bid:,}" if view.high_bid is not None else "none"
-        lines.append(f"  high bid     {high}; next bid at least {view.next_minimum_bid or 0:,}")
+        # A closed auction takes no next bid: its view has no minimum, and "at least 0" lied.
+        minimum = view.next_minimum_bid
+        lines.append(
+            f"  high bid     {high}" + (f"; next bid at least {minimum:,}" if minimum else "")
+        )
     if view.reserve_met is not None:
         lines.append(f"  reserve met  {'yes' if view.reserve_met else 'no'}")
     if view.bid_count is not None:

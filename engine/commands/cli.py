@@ -3,7 +3,8 @@
 Exit statuses: 0 done; 1 failed (one line says why, with a hint; a bad TECHX_* setting
 too); 2 bad usage (arguments, or a partition or topic that does not exist); 3 `techx order`
 refused by the engine (rejected or dead-lettered, the reason printed) or `techx stack
-status` finding a service not running; 4 `techx order` got no answer in time.
+status` finding a service not running; 4 `techx order` got no answer in time; 141 stdout's
+reader stopped reading (`| head`), as for SIGPIPE.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 
+import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 
@@ -26,9 +28,11 @@ from engine.errors import (
     CommandLineError,
     ConfigError,
     KafkaAccessDeniedError,
+    SchemaMissingError,
     StoreUnavailableError,
     TechXError,
 )
+from engine.gateway.errors import UnavailableError as GatewayUnavailableError
 from engine.logs import configure_logging
 from engine.settings import Settings
 from schemas.commands import LISTING_PARAMETERS
@@ -133,6 +137,17 @@ def _positive_seconds(raw: str) -> float:
     return seconds
 
 
+def _offset(raw: str) -> int:
+    """A Kafka offset on the command line: a whole number, 0 or more."""
+    try:
+        offset = int(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not an offset: {raw!r}") from e
+    if offset < 0:
+        raise argparse.ArgumentTypeError(f"an offset is 0 or more, not {offset}")
+    return offset
+
+
 def _add_membership_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
@@ -154,15 +169,18 @@ def _add_membership_commands(
     register.add_argument(
         "--acts-for", action="append", default=[], help="broker: a participant it acts for"
     )
+    _add_wait_options(register)
     for action, what in (("suspend", "stop it acting"), ("reinstate", "let it act again")):
         change = kinds.add_parser(action, help=f"{what}")
         change.add_argument("member_id", help="the participant's id")
+        _add_wait_options(change)
     access = commands.add_parser("access", help="open (a sandbox) or members_only (operators)")
     access.add_argument(
         "mode",
         choices=["open", "members_only"],
         help="open: anyone acts (a sandbox); members_only: registered, active participants",
     )
+    _add_wait_options(access)
     for parser in (participant, access):
         parser.add_argument(
             "--operator",
@@ -198,7 +216,8 @@ def _parser() -> argparse.ArgumentParser:
         "(README, Settings).",
         epilog="exit status: 0 done, 1 failed (one line says why; a bad setting too), 2 bad "
         "usage (or a partition or topic that does not exist), 3 order refused by the engine "
-        "or a stack service not running, 4 order not answered in time",
+        "or a stack service not running, 4 order not answered in time, 141 stdout's reader "
+        "stopped reading (| head)",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -269,11 +288,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--from-offset",
-        type=int,
+        type=_offset,
         default=0,
         help="count and write events from this offset on (earlier ones are computed silently)",
     )
-    replay.add_argument("--to-offset", type=int, help="exclusive; default: the log's end")
+    replay.add_argument("--to-offset", type=_offset, help="exclusive; default: the log's end")
     replay.add_argument("--out", help="write events as JSON lines to this file")
     replay.add_argument(
         "--json", action="store_true", help="print the summary as one JSON object on stdout"
@@ -288,14 +307,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if (
+        args.command == "replay"
+        and args.to_offset is not None
+        and args.to_offset < args.from_offset
+    ):
+        # An empty range replayed "successfully" would tell an auditor nothing was there.
+        parser.error(f"--to-offset {args.to_offset} is before --from-offset {args.from_offset}")
     if args.command == "stack":
         return _stack(args.action, as_json=args.json)
     try:
-        settings = Settings.from_env()
+        try:
+            settings = Settings.from_env()
+        except ConfigError:
+            _configure_fallback_logging()
+            raise
         configure_logging(settings.log_format, settings.log_level)
         if (
-            args.command in _ONE_SHOT_COMMANDS
+            _is_one_shot(args)
             and settings.log_level != "debug"
             and not settings.kafka_security.uses_sasl
         ):
@@ -307,7 +338,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandLineError as e:
         _failed(args.command, [e])
         return 2
-    except (TechXError, KafkaError, OSError) as e:
+    except BrokenPipeError:
+        # `techx lag --json | head`: the reader has what it wanted. No error line, and stdout
+        # pointed away so that the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+    except (TechXError, KafkaError, OSError, asyncpg.PostgresError) as e:
         return _failed(args.command, [e])
     except BaseExceptionGroup as group:
         # The engine's stages run in a TaskGroup, so its failures arrive grouped.
@@ -321,8 +357,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 #: Commands that do one thing and exit, for whom a library's retry lines are noise.
 _ONE_SHOT_COMMANDS = frozenset(
-    {"setup", "order", "participant", "access", "keys", "replay", "acls"}
+    {"setup", "order", "participant", "access", "keys", "replay", "acls", "dlq", "export", "lag"}
 )
+
+#: Exit status when stdout's reader went away (`| head`): the shell's own code for SIGPIPE.
+EXIT_PIPE_CLOSED = 141
+
+
+def _is_one_shot(args: argparse.Namespace) -> bool:
+    """`techx book` is one-shot unless it follows the market: then it runs as long as an
+    engine, and aiokafka's lines are the only sign of a broker gone away meanwhile."""
+    if args.command == "book":
+        return not args.follow
+    return args.command in _ONE_SHOT_COMMANDS
+
+
+def _configure_fallback_logging() -> None:
+    """Logging for the error of a bad setting, which comes before the settings that choose the
+    format: JSON off a terminal like every other failure (TECHX_LOG_FORMAT when that one is
+    valid). A process that configured logging already (a test capturing it) keeps its own."""
+    if structlog.is_configured():
+        return
+    requested = os.environ.get("TECHX_LOG_FORMAT", "auto").strip().lower()
+    configure_logging(requested if requested in ("auto", "json", "console") else "auto", "info")
 
 
 def _version() -> str:
@@ -347,8 +404,22 @@ def hint_for(error: BaseException) -> str | None:
             "is PostgreSQL running at TECHX_DATABASE_URL? "
             "(python -m devstack status, in a checkout)"
         )
+    if isinstance(
+        error, SchemaMissingError | asyncpg.UndefinedTableError | asyncpg.UndefinedColumnError
+    ):
+        return (
+            "this database has no TechX tables, or older ones: run `techx setup` (it migrates), "
+            "or check TECHX_DATABASE_URL"
+        )
     if isinstance(error, ConfigError):
         return "fix the variable, or unset it for its default (README, Settings)"
+    if isinstance(error, GatewayUnavailableError):
+        return (
+            "are Kafka and PostgreSQL running at TECHX_KAFKA_BOOTSTRAP and TECHX_DATABASE_URL? "
+            "(python -m devstack status, in a checkout)"
+        )
+    if isinstance(error, asyncpg.InsufficientPrivilegeError):
+        return "the PostgreSQL role of TECHX_DATABASE_URL may not do this (deploy/README.md)"
     return None
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from engine.errors import ApiKeyError, ConfigError, StoreRefusedError
+from engine.errors import ApiKeyError, SchemaMissingError, StoreRefusedError
 from engine.gateway.keys import format_key, hash_secret, new_key_id, new_secret
 from engine.settings import Settings
 from engine.store import api_keys
@@ -28,7 +28,7 @@ async def _keys_table(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
         try:
             yield connection
         except asyncpg.UndefinedTableError as e:
-            raise ConfigError("table api_keys is missing: run `techx setup` first") from e
+            raise SchemaMissingError("table api_keys is missing: run `techx setup` first") from e
         except asyncpg.PostgresError as e:
             raise StoreRefusedError(f"PostgreSQL refused the key change: {e!r}") from e
 

@@ -106,4 +106,10 @@ async def show_lag(
     for group in dict.fromkeys(lag.group for lag in lags):
         total = sum(lag.lag for lag in lags if lag.group == group)
         out.write(f"{group}: {total} command(s) behind in total\n")
+    outputs = outputs_group(settings.group_id)
+    if any(lag.group == outputs for lag in lags):
+        out.write(
+            f"({outputs} moves only with commands that produced events: on a quiet partition"
+            " its lag grows by every tick; the engines' group is the one to watch)\n"
+        )
     return 0

@@ -10,7 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from engine.errors import OperatorCommandError
+from engine.errors import CommandLineError, OperatorCommandError
 from engine.settings import Settings
 
 _COMMANDS = frozenset({"dlq", "export", "book", "lag"})
@@ -158,6 +158,13 @@ async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     if args.dlq_action == "list":
         if args.limit < 1:
             raise OperatorCommandError("--limit must be at least 1")
+        if args.partition is not None and not 0 <= args.partition < settings.partitions:
+            # As `techx replay --partition 7`: a partition that does not exist is bad usage,
+            # not "no dead letters match".
+            raise CommandLineError(
+                f"partition {args.partition} does not exist: TECHX_PARTITIONS is "
+                f"{settings.partitions} (0-{settings.partitions - 1})"
+            )
         return await dlq.dlq_list(
             settings,
             partition=args.partition,

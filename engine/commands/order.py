@@ -130,21 +130,91 @@ def _print_json(document: dict[str, object]) -> None:
 
 
 async def send_membership(settings: Settings, args: argparse.Namespace) -> int:
-    """`techx participant ...` / `techx access ...`: one record on every partition."""
+    """`techx participant ...` / `techx access ...`: one record on every partition, each
+    market keeping its own register, so each partition answers for itself (a suspend is
+    refused where the participant is not registered). Exits as `techx order` does: 0 when
+    every partition accepted, 3 when one refused, 4 when one did not answer in time."""
+    partitions = await partition_count(settings, settings.topics.commands)
+    if args.no_wait:
+        what, offsets = await _publish_membership(settings, args)
+        if args.json:
+            _print_json({"verdict": "published", "command": what, "offsets": offsets})
+        else:
+            print(f"published {what} to {len(offsets)} partitions at offsets {offsets}")
+        return 0
+    async with OutcomeWatcher(settings, *range(partitions)) as watcher:
+        what, offsets = await _publish_membership(settings, args)
+        outcomes = await watcher.wait_all(dict(enumerate(offsets)), args.timeout)
+    return _report_membership(args, what, offsets, outcomes)
+
+
+async def _publish_membership(
+    settings: Settings, args: argparse.Namespace
+) -> tuple[str, list[int]]:
+    """What was sent, for people, and its offset on each partition (in partition order)."""
     async with TradingClient(settings, client_id="techx-cli") as client:
         if args.command == "access":
             offsets = await client.set_access_mode(args.operator, args.mode)
-            what = f"access {args.mode}"
-        elif args.participant_action == "register":
+            return f"access {args.mode}", offsets
+        if args.participant_action == "register":
             offsets = await client.register_participant(
                 args.operator, args.member_id, args.role, args.acts_for
             )
-            what = f"register {args.member_id} as {', '.join(args.role)}"
-        elif args.participant_action == "suspend":
+            return f"register {args.member_id} as {', '.join(args.role)}", offsets
+        if args.participant_action == "suspend":
             offsets = await client.suspend_participant(args.operator, args.member_id)
-            what = f"suspend {args.member_id}"
-        else:
-            offsets = await client.reinstate_participant(args.operator, args.member_id)
-            what = f"reinstate {args.member_id}"
-    print(f"published {what} to {len(offsets)} partitions at offsets {offsets}")
+            return f"suspend {args.member_id}", offsets
+        offsets = await client.reinstate_participant(args.operator, args.member_id)
+        return f"reinstate {args.member_id}", offsets
+
+
+def _report_membership(
+    args: argparse.Namespace,
+    what: str,
+    offsets: list[int],
+    outcomes: dict[int, Outcome | None],
+) -> int:
+    verdicts = {p: "no_answer" if o is None else o.verdict for p, o in outcomes.items()}
+    refused = {p: o for p, o in outcomes.items() if o is not None and o.verdict != "accepted"}
+    silent = sorted(p for p, o in outcomes.items() if o is None)
+    overall = (
+        next(iter(refused.values())).verdict if refused else "no_answer" if silent else ("accepted")
+    )
+    if args.json:
+        _print_json(
+            {
+                "verdict": overall,
+                "command": what,
+                "partitions": [
+                    {"partition": p, "offset": offsets[p], "verdict": verdicts[p], "reason": None}
+                    if o is None
+                    else o.to_json()
+                    for p, o in sorted(outcomes.items())
+                ],
+            }
+        )
+    by_reason: dict[tuple[str, str | None], list[int]] = {}
+    for partition, outcome in sorted(refused.items()):
+        by_reason.setdefault((outcome.verdict, outcome.reason), []).append(partition)
+    for (verdict, reason), partitions in by_reason.items():
+        print(
+            f"techx {args.command}: {verdict.replace('_', '-')} {what} on partitions "
+            f"{partitions}: {reason}",
+            file=sys.stderr,
+        )
+    if silent:
+        print(
+            f"techx {args.command}: published {what}, but no engine answered on partitions "
+            f"{silent} within {args.timeout:g} s; hint: is `techx run` running on these topics? "
+            "The command stays in the log and is applied when an engine catches up",
+            file=sys.stderr,
+        )
+    if refused:
+        return EXIT_REFUSED
+    if silent:
+        return EXIT_NO_ANSWER
+    if not args.json:
+        answered = [o for o in outcomes.values() if o is not None]
+        events = sorted({type_of(event) for o in answered for event in o.events})
+        print(f"accepted {what} on {len(answered)} partitions: {', '.join(events)}")
     return 0

@@ -72,17 +72,18 @@ class Outcome:
 
 
 class OutcomeWatcher:
-    """Reads the output topics of one partition from where they ended at start."""
+    """Reads the output topics of one partition, or several (an exchange-wide command is on
+    every partition), from where they ended at start."""
 
-    def __init__(self, settings: Settings, partition: int) -> None:
+    def __init__(self, settings: Settings, partition: int, *more: int) -> None:
         self._settings = settings
         topics = settings.topics
+        self._watched = (partition, *more)
         self._partitions = [
-            TopicPartition(topic, partition)
+            TopicPartition(topic, watched)
+            for watched in self._watched
             for topic in (topics.executions, topics.deals, topics.dead_letters)
         ]
-        self._dead_letters = TopicPartition(topics.dead_letters, partition)
-        self._partition = partition
         self._consumer = AIOKafkaConsumer(
             **settings.kafka_options(),
             client_id="techx-cli",
@@ -120,13 +121,24 @@ class OutcomeWatcher:
         await self._consumer.stop()
 
     async def wait(self, offset: int, timeout_s: float) -> Outcome | None:
-        """The engine's answer to the command at ``offset``, or None after ``timeout_s``."""
-        outcome = Outcome(self._partition, offset)
+        """The engine's answer to the command at ``offset`` of the first partition watched,
+        or None after ``timeout_s``."""
+        partition = self._watched[0]
+        return (await self.wait_all({partition: offset}, timeout_s))[partition]
+
+    async def wait_all(
+        self, offsets: dict[int, int], timeout_s: float
+    ) -> dict[int, Outcome | None]:
+        """The engine's answer to the command at each partition's offset (None where none came
+        within ``timeout_s``): the whole wait is one timeout, however many partitions."""
+        outcomes = {partition: Outcome(partition, offset) for partition, offset in offsets.items()}
         deadline = time.monotonic() + timeout_s
-        answered_at: float | None = None
+        answered_at: dict[int, float] = {}
         while True:
             now = time.monotonic()
-            until = deadline if answered_at is None else min(deadline, answered_at + _SETTLE_S)
+            until = deadline
+            if len(answered_at) == len(outcomes):
+                until = min(deadline, max(answered_at.values()) + _SETTLE_S)
             if now >= until:
                 break
             try:
@@ -136,19 +148,23 @@ class OutcomeWatcher:
                     e, "reading the engine's answer", self._settings.kafka_security
                 ) from e
             for tp, records in fetched.items():
+                outcome = outcomes.get(tp.partition)
+                if outcome is None:
+                    continue
                 for record in records:
-                    if self._note(outcome, tp, record) and answered_at is None:
-                        answered_at = time.monotonic()
-        if answered_at is None:
-            return None
-        outcome.events.sort(key=lambda event: event.seq)
-        return outcome
+                    if self._note(outcome, tp, record) and tp.partition not in answered_at:
+                        answered_at[tp.partition] = time.monotonic()
+        answers: dict[int, Outcome | None] = {}
+        for partition, outcome in outcomes.items():
+            outcome.events.sort(key=lambda event: event.seq)
+            answers[partition] = outcome if partition in answered_at else None
+        return answers
 
     def _note(
         self, outcome: Outcome, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
     ) -> bool:
         """Add the record to the outcome when the command caused it."""
-        if tp == self._dead_letters:
+        if tp.topic == self._settings.topics.dead_letters:
             headers = {key: value.decode("utf-8", "replace") for key, value in record.headers}
             if headers.get(DLQ_OFFSET_HEADER) != str(outcome.offset):
                 return False

@@ -16,7 +16,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
-from engine.errors import ConfigError, StoreUnavailableError
+from engine.errors import SchemaMissingError, StoreUnavailableError
 
 log = structlog.get_logger()
 
@@ -150,7 +150,7 @@ class ApiKeyStore:
             await pool.fetchval("SELECT count(*) FROM api_keys WHERE false")
         except asyncpg.UndefinedTableError as e:
             await pool.close()
-            raise ConfigError("table api_keys is missing: run `techx setup` first") from e
+            raise SchemaMissingError("table api_keys is missing: run `techx setup` first") from e
         except _STORE_ERRORS as e:
             await pool.close()
             raise StoreUnavailableError(f"cannot read api_keys: {e!r}") from e

@@ -9,11 +9,13 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from engine.commands.order import EXIT_NO_ANSWER, EXIT_REFUSED
 from engine.settings import Settings
+from engine.store.connection import connected
 from tests.integration.harness import running_engine
 
 pytestmark = pytest.mark.integration
@@ -105,6 +107,37 @@ async def test_order_exits_by_the_engines_answer(settings: Settings) -> None:
     assert "no engine answered within 1 s" in err
 
 
+async def test_membership_commands_exit_by_every_partitions_answer(settings: Settings) -> None:
+    """`techx participant` and `techx access` write to every partition and exit as `techx
+    order` does: 0 when each partition accepted, 3 with the reason when they refused (a
+    suspend of a participant never registered), 4 when no engine answers."""
+    env = _environment(settings)
+    every = list(range(settings.partitions))
+    async with running_engine(settings):
+        code, out, err = await techx(env, "participant", "register", "cli-b", "--role", "buyer")
+        assert code == 0, (out, err)
+        assert out.startswith(f"accepted register cli-b as buyer on {len(every)} partitions"), out
+
+        code, out, err = await techx(env, "participant", "suspend", "nobody", "--json")
+        assert code == EXIT_REFUSED, (out, err)
+        answer = json.loads(out)
+        assert answer["verdict"] == "rejected"
+        assert [p["partition"] for p in answer["partitions"]] == every
+        assert all(p["reason"].startswith("invalid_status_change") for p in answer["partitions"])
+        assert f"rejected suspend nobody on partitions {every}" in err
+
+        code, out, err = await techx(env, "access", "members_only")
+        assert code == 0, (out, err)
+        assert "access_mode_changed" in out
+
+    code, out, err = await techx(env, "access", "open", "--timeout", "1")
+    assert code == EXIT_NO_ANSWER, (out, err)
+    assert f"no engine answered on partitions {every} within 1 s" in err
+    code, out, err = await techx(env, "access", "open", "--no-wait")
+    assert code == 0, err
+    assert out.startswith(f"published access open to {len(every)} partitions"), out
+
+
 async def test_replay_of_a_partition_the_topic_lacks_fails_at_once(settings: Settings) -> None:
     """`techx replay --partition 99` exits 2 in seconds with one line naming the count."""
     started = time.monotonic()
@@ -142,6 +175,9 @@ def _closed_port() -> int:
         ["replay", "--partition", "0"],
         ["order", "bid", "T-1", "1", "100", "--participant", "a", "--client-order-id", "c"],
         ["setup"],
+        ["lag"],
+        ["book", "T-1"],
+        ["dlq", "list", "--source", "topic"],
     ],
 )
 async def test_an_unreachable_broker_is_one_line_and_a_quick_exit(
@@ -176,3 +212,37 @@ async def test_an_unreachable_database_is_one_line_and_a_quick_exit(settings: Se
     failure = json.loads(line)
     assert failure["error_type"] == "StoreUnavailableError"
     assert "TECHX_DATABASE_URL" in failure["hint"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["replay", "--partition", "0", "--compare"],
+        ["export", "deals", "--from", "2026-11-01", "--to", "2026-12-01", "--out", "deals.csv"],
+        ["dlq", "list"],
+        ["keys", "list"],
+    ],
+)
+async def test_a_database_without_techx_tables_is_one_line_with_a_hint(
+    settings: Settings, argv: list[str], tmp_path: Path
+) -> None:
+    """Pointed at a database `techx setup` never migrated (a wrong TECHX_DATABASE_URL): exit
+    1, one line saying to run `techx setup`, no asyncpg traceback."""
+    base, _, _ = settings.database_url.rpartition("/")
+    empty = f"{settings.group_id.replace('-', '_')}_empty"
+    async with connected(settings.database_url) as connection:
+        await connection.execute(f'CREATE DATABASE "{empty}"')
+    try:
+        env = {**_environment(settings), "TECHX_DATABASE_URL": f"{base}/{empty}"}
+        code, out, err = await techx(
+            env, *[str(tmp_path / a) if a == "deals.csv" else a for a in argv]
+        )
+    finally:
+        async with connected(settings.database_url) as connection:
+            await connection.execute(f'DROP DATABASE "{empty}" WITH (FORCE)')
+    assert code == 1, (out, err)
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    failure = json.loads(line)
+    assert "techx setup" in failure.get("hint", "") + failure["error"]
+    assert "fix the variable" not in failure.get("hint", ""), "no variable is malformed"

@@ -313,3 +313,9 @@ async def test_lag_compares_committed_offsets_with_the_log_end(settings: Setting
     code, printed, _ = await _techx(settings, "lag", "--group", group)
     assert code == 0
     assert f"{group}: 3 command(s) behind in total" in printed
+    assert "moves only with" not in printed, "the outputs group's note only when it is shown"
+    table = io.StringIO()
+    await show_lag(settings, out=table)
+    assert f"({settings.group_id}.outputs moves only with commands that produced events" in (
+        table.getvalue()
+    )

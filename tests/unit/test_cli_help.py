@@ -7,10 +7,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
+import pty
+import select
+import sys
+import time
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 import devstack.__main__
@@ -19,7 +25,13 @@ from devstack.__main__ import main as devstack_main
 from engine.commands.cli import _parser as techx_parser
 from engine.commands.cli import hint_for, main
 from engine.commands.outcome import Outcome
-from engine.errors import BrokerUnavailableError, CommandLineError, ConfigError
+from engine.errors import (
+    BrokerUnavailableError,
+    CommandLineError,
+    ConfigError,
+    SchemaMissingError,
+)
+from engine.gateway.errors import UnavailableError as GatewayUnavailableError
 from engine.progress import Progress, eta_text, plain_line
 from schemas.common import OrderType, RejectReason, Side
 from schemas.events import CommandRejected, OrderAccepted
@@ -87,6 +99,12 @@ def test_errors_carry_a_hint_unless_their_message_says_it_all() -> None:
     assert "TECHX_KAFKA_BOOTSTRAP" in (hint_for(BrokerUnavailableError("x")) or "")
     assert "unset it" in (hint_for(ConfigError("x")) or "")
     assert hint_for(CommandLineError("partition 9 does not exist")) is None
+    # A database never set up is no malformed variable: the hint says to run setup.
+    assert "techx setup" in (hint_for(SchemaMissingError("table api_keys is missing")) or "")
+    assert "techx setup" in (hint_for(asyncpg.UndefinedTableError("no deals")) or "")
+    assert "TECHX_KAFKA_BOOTSTRAP" in (
+        hint_for(GatewayUnavailableError("unavailable", "cannot reach Kafka")) or ""
+    )
 
 
 def test_stack_status_exits_3_where_nothing_runs(
@@ -169,3 +187,34 @@ def test_progress_can_be_silenced() -> None:
         now[0] = 100.0
         p.update(10)
     assert stream.getvalue() == ""
+
+
+def test_progress_draws_a_bar_on_a_terminal_that_reports_no_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pseudo-terminal of 0 x 0 (script, some CI runners) still gets a bar with the total:
+    tqdm asks stderr's size itself and, told 0 rows, would draw nothing."""
+    controller, terminal = pty.openpty()  # a new pty reports 0 columns and 0 rows
+    try:
+        with open(terminal, "w", encoding="utf-8", closefd=False) as stream:
+            monkeypatch.setattr(sys, "stderr", stream)  # where progress goes by default
+            with Progress("replay partition 0", 100, "commands") as progress:
+                progress.update(100)
+        drawn = _read_terminal(controller, until="100/100")
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert "replay partition 0: 100%" in drawn
+    assert "100/100" in drawn
+
+
+def _read_terminal(controller: int, until: str, timeout_s: float = 10.0) -> str:
+    """What was written to a pty so far: the kernel hands it to the controller side a bit
+    later, in pieces, so read until ``until`` shows (or the time is up)."""
+    drawn = ""
+    deadline = time.monotonic() + timeout_s
+    while until not in drawn and time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.1)
+        if ready:
+            drawn += os.read(controller, 65536).decode("utf-8", "replace")
+    return drawn

@@ -100,6 +100,8 @@ def test_auction_views_show_what_their_mechanism_has() -> None:
     )
     assert "  high bid     220; next bid at least 230" in english
     assert "  reserve met  no" in english
+    closed = render_view(_view(Mechanism.ENGLISH, high_bid=340, next_minimum_bid=None), 5)
+    assert "  high bid     340" in closed, "a closed auction shows its high bid, no next minimum"
     dutch = render_view(_view(Mechanism.DUTCH, current_price=480, remaining_quantity=1), 5)
     assert "  clock price  480" in dutch
 
@@ -159,3 +161,17 @@ def test_a_bad_operator_argument_exits_1_before_connecting(
         assert main(argv) == 1
     (failure,) = [entry for entry in logs if entry["event"] == "command_failed"]
     assert failure["error_type"] == "OperatorCommandError"
+
+
+def test_a_dead_letter_partition_that_does_not_exist_is_bad_usage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`techx dlq list --partition 9` of 4 partitions exits 2 as `techx replay` does, before
+    connecting, instead of reporting that no dead letters match."""
+    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)
+    monkeypatch.setenv("TECHX_PARTITIONS", "4")
+    with structlog.testing.capture_logs() as logs:
+        assert main(["dlq", "list", "--partition", "9"]) == 2
+    (failure,) = [entry for entry in logs if entry["event"] == "command_failed"]
+    assert failure["error_type"] == "CommandLineError"
+    assert "TECHX_PARTITIONS is 4 (0-3)" in failure["error"]

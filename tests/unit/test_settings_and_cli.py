@@ -3,10 +3,15 @@ the partitioner agrees with the Java client."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import structlog
 
-from engine.commands.cli import main
+from engine.commands.cli import EXIT_PIPE_CLOSED, main
 from engine.core.partitioning import murmur2, partition_for
 from engine.errors import ConfigError
 from engine.settings import Settings
@@ -76,7 +81,15 @@ def test_a_command_with_a_bad_setting_exits_1_with_one_clear_line(
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["frobnicate"], ["replay"], ["replay", "--partition", "x"], ["order", "bid"]],
+    [
+        [],
+        ["frobnicate"],
+        ["replay"],
+        ["replay", "--partition", "x"],
+        ["replay", "--partition", "0", "--from-offset", "-1"],
+        ["replay", "--partition", "0", "--from-offset", "10", "--to-offset", "5"],
+        ["order", "bid"],
+    ],
 )
 def test_a_malformed_command_line_exits_2(argv: list[str]) -> None:
     """Usage errors are argparse's exit code 2, before anything connects anywhere."""
@@ -107,3 +120,42 @@ def test_partition_is_positive_murmur2_modulo_the_partition_count() -> None:
     for key, java in JAVA_MURMUR2:
         for partitions in (1, 3, 4, 12):
             assert partition_for(key.decode(), partitions) == (java & 0x7FFFFFFF) % partitions
+
+
+def _techx_process(
+    *args: str, env: dict[str, str], stdout: int | None = subprocess.PIPE
+) -> subprocess.CompletedProcess[bytes]:
+    """`python -m engine …` as its own process (logging configured as in production), with
+    stderr a pipe: not a terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        env={**{k: v for k, v in os.environ.items() if k != "TECHX_LOG_FORMAT"}, **env},
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_bad_setting_off_a_terminal_is_one_json_line() -> None:
+    """The error of a bad setting comes before the settings that pick the log format; it is
+    still JSON off a terminal, like every other failure, so log shippers can parse it."""
+    done = _techx_process("lag", env={"TECHX_LOG_LEVEL": "verbose"})
+    assert done.returncode == 1
+    (line,) = done.stderr.decode().splitlines()
+    failure = json.loads(line)
+    assert (failure["event"], failure["error_type"]) == ("command_failed", "ConfigError")
+    assert "TECHX_LOG_LEVEL" in failure["error"]
+
+
+def test_a_reader_that_stops_early_is_no_error() -> None:
+    """`techx acls | head -1`: stdout's reader gone is exit 141 (as for SIGPIPE) and silence,
+    not a BrokenPipeError line."""
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader has gone before the first write
+    try:
+        done = _techx_process("acls", env={}, stdout=writer)
+    finally:
+        os.close(writer)
+    assert done.returncode == EXIT_PIPE_CLOSED
+    assert done.stderr == b""
