@@ -372,6 +372,8 @@ class MatchingEngine:
         )
         if snapshot is None:
             return 0, None
+        # Its size is what the gauge shows until this engine settles a snapshot of its own.
+        self.metrics.snapshot_bytes.labels(str(claim.partition)).set(len(snapshot[1]))
         try:
             return snapshot[0], Market.from_snapshot(snapshot[1])
         except SnapshotError as e:

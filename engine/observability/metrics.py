@@ -147,7 +147,7 @@ class EngineMetrics:
         )
         self.snapshot_bytes = Gauge(
             "techx_engine_snapshot_size_bytes",
-            "Size of the newest market snapshot this engine settled, by partition.",
+            "Size of the newest market snapshot settled or recovered from, by partition.",
             ["partition"],
             registry=r,
         )

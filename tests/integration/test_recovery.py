@@ -199,6 +199,16 @@ async def test_recovery_starts_from_the_latest_snapshot(settings: Settings) -> N
             await wait_until_settled(settings)
         snapshots = await fetch_all(settings, "SELECT count(*) FROM market_snapshots")
         assert snapshots[0][0] > 0
+        async with running_engine(settings) as idle:  # recovers, then has nothing to settle
+            await wait_until_settled(settings)
+        sizes = [
+            sample.value
+            for metric in (await idle).metrics.registry.collect()
+            if metric.name == "techx_engine_snapshot_size_bytes"
+            for sample in metric.samples
+        ]
+        assert sizes, "the snapshots it recovered from"
+        assert all(size > 0 for size in sizes)
         await client.send_many(second)
         async with running_engine(settings) as restarted:
             await wait_until_settled(settings)
