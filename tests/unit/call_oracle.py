@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.core.mechanisms.call import CallOrderState, Clearing
+from engine.core.mechanisms.call import Clearing
+from engine.core.mechanisms.call_state import CallOrderState
 from schemas.common import Side
 from schemas.events import PriceLevel
 

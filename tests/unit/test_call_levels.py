@@ -7,8 +7,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.core.mechanisms.call import CallKind, CallState, CallVenue, clearing_from_levels
+from engine.core.mechanisms.call import CallKind, CallVenue, clearing_from_levels
 from engine.core.mechanisms.call import clearing_price as level_clearing_price
+from engine.core.mechanisms.call_state import CallState
 from schemas.common import ListingState
 from schemas.events import Deal
 from tests.unit import call_oracle

@@ -71,6 +71,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from engine.core.mechanisms import events
+from engine.core.mechanisms.call_state import CallOrderState, CallState
 from engine.core.mechanisms.continuous import ENDED_ORDERS_REMEMBERED
 from engine.core.rules import check_listing, check_price, check_quantity, quoted, rejection
 from engine.core.snapshot import encode_venue
@@ -168,41 +169,6 @@ class CallOrder:
             f"CallOrder({self.order_id!r}, {self.side.value}, price={self.price}, "
             f"remaining={self.remaining}/{self.quantity})"
         )
-
-
-class CallOrderState(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    number: int
-    order_id: str
-    participant_id: str
-    client_order_id: str
-    side: Side
-    price: int | None
-    quantity: int
-    remaining: int
-    expires_at_ms: int | None
-
-
-class CallState(msgspec.Struct, array_like=True, frozen=True, tag="call"):
-    """A call venue as bytes: its listing, schedule, counters and live orders."""
-
-    technology_id: str
-    tick_size: int
-    lot_size: int
-    reserve_price: int | None
-    starting_price: int | None
-    first_uncross_at_ms: int
-    call_interval_ms: int
-    #: The pending uncross (None while the book is empty).
-    uncross_at_ms: int | None
-    seq: int
-    order_count: int
-    deal_count: int
-    #: Live orders in arrival order (priority is price, then this order).
-    orders: list[CallOrderState]
-    #: (participant, client order id) of the most recent ended orders, oldest first.
-    ended_client_orders: list[tuple[str, str]]
-    last_price: int | None
-    last_quantity: int | None
 
 
 class Clearing(NamedTuple):
