@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 
 #: The pure hot path, less what mypyc cannot take as it is:
-#: - modules defining msgspec Structs (snapshot, call, dutch, english, sealed, records): mypyc
+#: - modules defining msgspec Structs (snapshot, call_state, dutch, english, sealed, records): mypyc
 #:   erases the annotations of the classes it compiles (``int | None`` becomes ``type``),
 #:   and msgspec decodes by them;
 #: - venue: a runtime-checkable Protocol, which compiled is no longer a Protocol.
@@ -39,6 +39,7 @@ COMPILED_MODULES = (
     "engine.core.membership",
     "engine.core.partitioning",
     "engine.core.rules",
+    "engine.core.mechanisms.call",
     "engine.core.mechanisms.continuous",
     "engine.core.mechanisms.events",
 )

@@ -53,12 +53,17 @@ Rules, as implemented:
 - Client order ids: continuous's bounded window (ENDED_ORDERS_REMEMBERED ended ids per
   technology, plus the live ones).
 
-Pure: times are the log times passed in; orders are kept in arrival order and sorted into
-priority when needed.
+Pure: times are the log times passed in. Live orders are kept in arrival order (the
+snapshot's order) and, per side, by price level: sorted prices with each level's remaining
+quantity and its orders in arrival order, updated as orders arrive, fill and leave. So an
+uncross walks only the orders it can fill, and the clearing price (from levels, not orders)
+is computed once per change of the book, not at every uncross and view: a listing whose
+book stopped moving costs the same at each call however many orders rest in it.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
 from heapq import heapify, heappop, heappush
 from typing import Final, NamedTuple
@@ -66,6 +71,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from engine.core.mechanisms import events
+from engine.core.mechanisms.call_state import CallOrderState, CallState
 from engine.core.mechanisms.continuous import ENDED_ORDERS_REMEMBERED
 from engine.core.rules import check_listing, check_price, check_quantity, quoted, rejection
 from engine.core.snapshot import encode_venue
@@ -165,41 +171,6 @@ class CallOrder:
         )
 
 
-class CallOrderState(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    number: int
-    order_id: str
-    participant_id: str
-    client_order_id: str
-    side: Side
-    price: int | None
-    quantity: int
-    remaining: int
-    expires_at_ms: int | None
-
-
-class CallState(msgspec.Struct, array_like=True, frozen=True, tag="call"):
-    """A call venue as bytes: its listing, schedule, counters and live orders."""
-
-    technology_id: str
-    tick_size: int
-    lot_size: int
-    reserve_price: int | None
-    starting_price: int | None
-    first_uncross_at_ms: int
-    call_interval_ms: int
-    #: The pending uncross (None while the book is empty).
-    uncross_at_ms: int | None
-    seq: int
-    order_count: int
-    deal_count: int
-    #: Live orders in arrival order (priority is price, then this order).
-    orders: list[CallOrderState]
-    #: (participant, client order id) of the most recent ended orders, oldest first.
-    ended_client_orders: list[tuple[str, str]]
-    last_price: int | None
-    last_quantity: int | None
-
-
 class Clearing(NamedTuple):
     """What an uncross at ``price`` does, before self-trade prevention."""
 
@@ -230,7 +201,29 @@ def clearing_price(
             market_supply += quantity
         else:
             offer_at[price] = offer_at.get(price, 0) + quantity
-    prices = sorted(bid_at.keys() | offer_at.keys())
+    return clearing_from_levels(
+        sorted(bid_at), bid_at, market_demand, sorted(offer_at), offer_at, market_supply, reference
+    )
+
+
+def clearing_from_levels(
+    bid_prices: list[int],
+    bid_at: dict[int, int],
+    market_demand: int,
+    offer_prices: list[int],
+    offer_at: dict[int, int],
+    market_supply: int,
+    reference: int | None,
+) -> Clearing | None:
+    """:func:`clearing_price` from aggregated levels: each side's distinct limit prices,
+    ascending, with the quantity at each, and the market orders' total. O(levels)."""
+    if not bid_prices:
+        prices = offer_prices
+    elif not offer_prices:
+        prices = bid_prices
+    else:
+        # Two ascending runs: the sort merges them in linear time; equal prices then dedupe.
+        prices = list(dict.fromkeys(sorted(bid_prices + offer_prices)))
     if not prices:
         return None
     supply: list[int] = []
@@ -258,6 +251,102 @@ def clearing_price(
         anchor = prices[candidates[0]] if reference is None else reference
         chosen = min(candidates, key=lambda i: (abs(prices[i] - anchor), prices[i]))
     return Clearing(prices[chosen], volume, demand[chosen] - supply[chosen])
+
+
+class CallSide:
+    """One side's live orders by price level, updated as orders arrive, fill and leave, so
+    an uncross or a view reads levels instead of sorting every live order.
+
+    Each level (and the market orders) holds its orders in arrival order: they arrive with
+    rising numbers, and a restore adds them by number.
+    """
+
+    __slots__ = ("count", "is_bid", "levels", "market", "market_quantity", "prices", "quantity")
+
+    def __init__(self, is_bid: bool) -> None:
+        #: Bids: best is highest; offers: best is lowest.
+        self.is_bid = is_bid
+        #: Distinct limit prices with live orders, ascending.
+        self.prices: list[int] = []
+        #: Live limit orders by price, each level by order key in arrival order.
+        self.levels: dict[int, dict[str, CallOrder]] = {}
+        #: Remaining quantity at each price of ``prices``.
+        self.quantity: dict[int, int] = {}
+        #: Live market orders by order key, in arrival order.
+        self.market: dict[str, CallOrder] = {}
+        #: Remaining quantity of the market orders.
+        self.market_quantity = 0
+        #: Live orders of the side.
+        self.count = 0
+
+    def add(self, order: CallOrder) -> None:
+        self.count += 1
+        price = order.price
+        if price is None:
+            self.market[order.key] = order
+            self.market_quantity += order.remaining
+            return
+        level = self.levels.get(price)
+        if level is None:
+            insort(self.prices, price)
+            self.levels[price] = {order.key: order}
+            self.quantity[price] = order.remaining
+        else:
+            level[order.key] = order
+            self.quantity[price] += order.remaining
+
+    def remove(self, order: CallOrder) -> None:
+        """The order leaves with its ``remaining`` as it stands."""
+        self.count -= 1
+        price = order.price
+        if price is None:
+            del self.market[order.key]
+            self.market_quantity -= order.remaining
+            return
+        level = self.levels[price]
+        del level[order.key]
+        if level:
+            self.quantity[price] -= order.remaining
+        else:
+            del self.levels[price]
+            del self.quantity[price]
+            prices = self.prices
+            del prices[bisect_left(prices, price)]
+
+    def filled(self, order: CallOrder, quantity: int) -> None:
+        """``quantity`` of the order traded (its ``remaining`` is reduced by the caller)."""
+        price = order.price
+        if price is None:
+            self.market_quantity -= quantity
+        else:
+            self.quantity[price] -= quantity
+
+    def best_first(self) -> list[CallOrder]:
+        """Every live order in priority order: market first, then best price, then arrival."""
+        return self.eligible(None)
+
+    def eligible(self, clearing_price: int | None) -> list[CallOrder]:
+        """The orders that trade at ``clearing_price`` (every one for None), in priority."""
+        orders = list(self.market.values())
+        levels = self.levels
+        if self.is_bid:
+            for price in reversed(self.prices):
+                if clearing_price is not None and price < clearing_price:
+                    break
+                orders.extend(levels[price].values())
+        else:
+            for price in self.prices:
+                if clearing_price is not None and price > clearing_price:
+                    break
+                orders.extend(levels[price].values())
+        return orders
+
+    def top(self, count: int) -> list[PriceLevel]:
+        """The ``count`` best limit price levels, best first."""
+        prices = self.prices
+        best = prices[-count:][::-1] if self.is_bid else prices[:count]
+        quantity, levels = self.quantity, self.levels
+        return [PriceLevel(price, quantity[price], len(levels[price])) for price in best]
 
 
 class CallKind:
@@ -330,9 +419,13 @@ class CallVenue:
     deadlines_trade = True
 
     __slots__ = (
+        "_bids",
+        "_clearing",
+        "_clearing_known",
         "_ended_in_order",
         "_expiries",
         "_live",
+        "_offers",
         "_taken",
         "call_interval_ms",
         "deal_count",
@@ -381,6 +474,13 @@ class CallVenue:
         self._ended_in_order: deque[str] = deque()
         #: Every id a new order may not use: the live ones and the remembered ended ones.
         self._taken: set[str] = set()
+        #: The live orders of ``_live`` by side and price level.
+        self._bids = CallSide(is_bid=True)
+        self._offers = CallSide(is_bid=False)
+        #: The clearing price of an uncross now, valid while ``_clearing_known``: any change
+        #: of the book or of the reference price clears that flag.
+        self._clearing: Clearing | None = None
+        self._clearing_known = False
 
     # --- snapshots -------------------------------------------------------------------------
 
@@ -456,6 +556,10 @@ class CallVenue:
                 venue._expiries.append((order.expires_at_ms, order.number, order))
         if bool(venue._live) != (venue.uncross_at_ms is not None):
             raise SnapshotError(f"snapshot of {state.technology_id} has a bad uncross time")
+        # The levels are not in the snapshot (its format predates them): rebuilt, by number
+        # so that each level is in arrival order.
+        for order in sorted(venue._live.values(), key=_number):
+            venue._side(order).add(order)
         heapify(venue._expiries)
         venue._ended_in_order.extend(
             _order_key(who, client_order_id) for who, client_order_id in state.ended_client_orders
@@ -536,6 +640,8 @@ class CallVenue:
         )
         self._taken.add(key)
         self._live[key] = order
+        self._side(order).add(order)
+        self._clearing_known = False
         if expires_at_ms is not None:
             heappush(self._expiries, (expires_at_ms, number, order))
         if self.uncross_at_ms is None:
@@ -586,19 +692,13 @@ class CallVenue:
 
     def close(self, timestamp_ms: int, source_offset: int) -> list[Event]:
         """Cancel every resting order, bids first, each side in priority order."""
-        bids, offers = self._sides()
         return [
             self._cancel(order, CancelReason.TECHNOLOGY_CLOSED, timestamp_ms, source_offset)
-            for order in (*bids, *offers)
+            for order in self.live_orders()
         ]
 
     def view(self, state: ListingState, timestamp_ms: int, source_offset: int) -> MarketView:
-        bids, offers = self._sides()
-        indicative = clearing_price(
-            [(o.price, o.remaining) for o in bids],
-            [(o.price, o.remaining) for o in offers],
-            self._reference_price(),
-        )
+        indicative = self._clearing_now()
         next_uncross = self.uncross_at_ms
         if next_uncross is None:
             next_uncross = self._scheduled_after(timestamp_ms)
@@ -608,8 +708,8 @@ class CallVenue:
             source_offset=source_offset,
             mechanism=Mechanism.CALL,
             state=state,
-            bids=_levels(bids),
-            offers=_levels(offers),
+            bids=self._bids.top(_VIEW_LEVELS),
+            offers=self._offers.top(_VIEW_LEVELS),
             last_price=self.last_price,
             last_quantity=self.last_quantity,
             indicative_price=None if indicative is None else indicative.price,
@@ -622,8 +722,7 @@ class CallVenue:
 
     def live_orders(self) -> list[CallOrder]:
         """Every live order, bids then offers, each side in priority order."""
-        bids, offers = self._sides()
-        return [*bids, *offers]
+        return [*self._bids.best_first(), *self._offers.best_first()]
 
     def reject(
         self,
@@ -715,14 +814,24 @@ class CallVenue:
             return self.starting_price
         return self.reserve_price
 
-    def _sides(self) -> tuple[list[CallOrder], list[CallOrder]]:
-        """Live bids and offers, each in priority order: market first, then best price,
-        then arrival."""
-        bids = [o for o in self._live.values() if o.side is _BID]
-        offers = [o for o in self._live.values() if o.side is not _BID]
-        bids.sort(key=lambda o: (o.price is not None, -(o.price or 0), o.number))
-        offers.sort(key=lambda o: (o.price is not None, o.price or 0, o.number))
-        return bids, offers
+    def _side(self, order: CallOrder) -> CallSide:
+        return self._bids if order.side is _BID else self._offers
+
+    def _clearing_now(self) -> Clearing | None:
+        """The clearing price of an uncross now, computed from the levels once per change."""
+        if not self._clearing_known:
+            bids, offers = self._bids, self._offers
+            self._clearing = clearing_from_levels(
+                bids.prices,
+                bids.quantity,
+                bids.market_quantity,
+                offers.prices,
+                offers.quantity,
+                offers.market_quantity,
+                self._reference_price(),
+            )
+            self._clearing_known = True
+        return self._clearing
 
     def _next_expiry(self) -> int | None:
         """The earliest expiry of a live gtd order (ended orders' entries are dropped)."""
@@ -748,20 +857,17 @@ class CallVenue:
         Returns whether it changed anything. One that crosses nothing and cancels nothing
         reports nothing: the market view's next uncross time moves on instead."""
         before = len(events)
-        bids, offers = self._sides()
-        clearing = clearing_price(
-            [(o.price, o.remaining) for o in bids],
-            [(o.price, o.remaining) for o in offers],
-            self._reference_price(),
-        )
+        bids, offers = self._bids, self._offers
+        bid_count = bids.count
+        clearing = self._clearing_now()
+        # Taken before any fill: the ones left unfilled are cancelled after the matching.
+        market_orders = [*bids.market.values(), *offers.market.values()]
         executed = 0
         if clearing is not None:
             price = clearing.price
-            eligible_offers = [o for o in offers if o.price is None or o.price <= price]
+            eligible_offers = offers.eligible(price)
             first = 0  # the first eligible offer that may still have something left
-            for bid in bids:
-                if bid.price is not None and bid.price < price:
-                    break
+            for bid in bids.eligible(price):
                 i = first
                 while bid.remaining and i < len(eligible_offers):
                     offer = eligible_offers[i]
@@ -776,6 +882,8 @@ class CallVenue:
                     quantity = min(bid.remaining, offer.remaining)
                     bid.remaining -= quantity
                     offer.remaining -= quantity
+                    bids.filled(bid, quantity)
+                    offers.filled(offer, quantity)
                     executed += quantity
                     events.append(self._deal(bid, offer, price, quantity, due_ms, source_offset))
                     events.extend(
@@ -787,12 +895,13 @@ class CallVenue:
                     break
         events.extend(
             self._cancel(order, CancelReason.MARKET_ORDER_UNFILLED, due_ms, source_offset)
-            for order in (*bids, *offers)
-            if order.price is None and order.remaining
+            for order in market_orders
+            if order.remaining
         )
         if executed:
             assert clearing is not None
             self.last_price, self.last_quantity = clearing.price, executed
+            self._clearing_known = False  # the fills, and a new reference price
         changed = len(events) > before
         if not changed:
             self.uncross_at_ms = due_ms + self.call_interval_ms if self._live else None
@@ -808,7 +917,7 @@ class CallVenue:
                 order_id=None,
                 price=clearing.price if executed and clearing is not None else None,
                 quantity=executed,
-                bids=len(bids),
+                bids=bid_count,
                 detail="" if executed else "nothing crossed",
             )
         )
@@ -842,6 +951,8 @@ class CallVenue:
         """The order leaves the book; its id stays taken within the window of ended ids."""
         live = self._live
         del live[order.key]
+        self._side(order).remove(order)
+        self._clearing_known = False
         if not live:
             self.uncross_at_ms = None
         in_order = self._ended_in_order
@@ -879,21 +990,8 @@ class CallVenue:
         )
 
 
-def _levels(orders: list[CallOrder]) -> list[PriceLevel]:
-    """The best limit price levels of one side (orders in priority order), best first."""
-    levels: list[PriceLevel] = []
-    for order in orders:
-        price = order.price
-        if price is None:
-            continue
-        if levels and levels[-1].price == price:
-            last = levels[-1]
-            levels[-1] = PriceLevel(price, last.quantity + order.remaining, last.orders + 1)
-        elif len(levels) == _VIEW_LEVELS:
-            break
-        else:
-            levels.append(PriceLevel(price, order.remaining, 1))
-    return levels
+def _number(order: CallOrder) -> int:
+    return order.number
 
 
 def _order_key(participant_id: str, client_order_id: str) -> str:
