@@ -92,6 +92,10 @@ def exchange_mix(seed: int, count: int) -> list[tuple[Command, int]]:  # noqa: P
         if roll < 0.02:
             out.append((Tick(), now))
         elif roll < 0.022:
+            # The previous round's call and continuous listings close as their seller moves on:
+            # a call listing left open uncrosses and publishes a view every interval forever,
+            # so without this the mix measured ever more idle auctions, not the flow.
+            out += [(ManageListing(old, SELLER, "close"), now) for old in ids if old[0] in "CK"]
             round_ += 1
             fresh = _listings(round_, now)
             ids = [listing.technology_id for listing in fresh]
