@@ -11,23 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from engine.store.connection import connected
+from engine.store.rows import DEAL_COLUMNS as STORED_DEAL_COLUMNS
 
-#: The columns exported, in order; every one an integer or text, prices in đồng.
-DEAL_COLUMNS = (
-    "deal_id",
-    "technology_id",
-    "deal_number",
-    "price",
-    "quantity",
-    "buyer_id",
-    "seller_id",
-    "bid_order_id",
-    "offer_order_id",
-    "aggressor_side",
-    "traded_at_ms",
-    "source_partition",
-    "source_offset",
-)
+#: The columns exported, in order: the stored deal's, less the command topic (an export is of
+#: one topic) and the per-technology event ``seq`` (a subscriber's resume mark, not a deal
+#: field). Every one an integer or text, prices in đồng.
+DEAL_COLUMNS = tuple(c for c in STORED_DEAL_COLUMNS if c not in {"topic", "seq"})
 INTEGER_COLUMNS = frozenset(
     {"deal_number", "price", "quantity", "traded_at_ms", "source_partition", "source_offset"}
 )
