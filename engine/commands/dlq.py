@@ -23,7 +23,7 @@ import structlog
 
 from engine.core.codec import decode_command
 from engine.core.partitioning import partition_for
-from engine.errors import DecodeError, OperatorCommandError
+from engine.errors import CommandLineError, DecodeError, OperatorCommandError
 from engine.producers.client import TradingClient
 from engine.settings import Settings
 from engine.store import dead_letters as store
@@ -46,7 +46,7 @@ def parse_since(text: str, now: datetime | None = None) -> int:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError as e:
-            raise OperatorCommandError(
+            raise CommandLineError(
                 f"--since takes an ISO date or time (2026-11-27, 2026-11-27T08:00) or an age "
                 f'(30m, 6h, 2d), not "{text[:40]}"'
             ) from e
@@ -222,7 +222,7 @@ async def _one_from_topic(
     from engine.consumers.dead_letter_reader import read_dead_letters  # noqa: PLC0415
 
     if partition >= settings.partitions:
-        raise OperatorCommandError(f"there is no command partition {partition}")
+        raise CommandLineError(f"there is no command partition {partition}")
     async for dead in read_dead_letters(settings, [partition]):
         if dead.offset == offset:
             return dead

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import msgspec
 import structlog
 
-from engine.errors import OperatorCommandError
+from engine.errors import CommandLineError, OperatorCommandError
 from engine.settings import Settings
 from engine.store.deal_export import DEAL_COLUMNS, INTEGER_COLUMNS, DealRow, stream_deals
 
@@ -47,7 +47,7 @@ def parse_utc(text: str, option: str) -> int:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
     except ValueError as e:
-        raise OperatorCommandError(
+        raise CommandLineError(
             f'{option} takes a UTC date or time (2026-11-01, 2026-11-01T08:30), not "{text[:40]}"'
         ) from e
     return int(moment.timestamp() * 1000)
@@ -134,9 +134,9 @@ async def export_deals(
 ) -> int:
     """Write the deals traded in [from_ms, to_ms) to ``out``; prints how many."""
     if to_ms <= from_ms:
-        raise OperatorCommandError("--to must be after --from (the end is exclusive)")
+        raise CommandLineError("--to must be after --from (the end is exclusive)")
     if file_format not in _WRITERS:
-        raise OperatorCommandError(f"--format is one of {', '.join(FORMATS)}")
+        raise CommandLineError(f"--format is one of {', '.join(FORMATS)}")
     partial = out.with_name(out.name + ".partial")
     try:
         writer = _WRITERS[file_format](partial)

@@ -137,7 +137,7 @@ def dispatch_operator(args: argparse.Namespace, settings: Settings) -> int | Non
         from engine.commands.book import show_book  # noqa: PLC0415
 
         if args.depth < 1:
-            raise OperatorCommandError("--depth must be at least 1")
+            raise CommandLineError("--depth must be at least 1")
         return asyncio.run(
             show_book(
                 settings,
@@ -157,7 +157,7 @@ async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.dlq_action == "list":
         if args.limit < 1:
-            raise OperatorCommandError("--limit must be at least 1")
+            raise CommandLineError("--limit must be at least 1")
         if args.partition is not None and not 0 <= args.partition < settings.partitions:
             # As `techx replay --partition 7`: a partition that does not exist is bad usage,
             # not "no dead letters match".

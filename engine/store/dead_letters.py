@@ -14,7 +14,7 @@ from datetime import datetime
 
 import asyncpg
 
-from engine.errors import OperatorCommandError
+from engine.errors import CommandLineError, OperatorCommandError
 from engine.store.connection import connected
 
 
@@ -61,7 +61,7 @@ def parse_id(text: str) -> tuple[int, int]:
     """``partition:offset`` (e.g. ``2:1041``) to its two numbers."""
     partition, sep, offset = text.partition(":")
     if not sep or not partition.isdigit() or not offset.isdigit():
-        raise OperatorCommandError(
+        raise CommandLineError(
             f'a dead letter\'s id is "partition:offset", e.g. 2:1041, not "{text[:40]}"'
         )
     return int(partition), int(offset)

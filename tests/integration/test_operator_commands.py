@@ -154,7 +154,7 @@ async def test_a_dead_letter_is_listed_shown_and_redriven_once(settings: Setting
         assert code == 0
         assert len(out.splitlines()) == 2
         assert (await _techx(settings, "dlq", "show", "99:0"))[0] == 1
-        assert (await _techx(settings, "dlq", "show", "not-an-id"))[0] == 1
+        assert (await _techx(settings, "dlq", "show", "not-an-id"))[0] == 2  # bad usage
         await wait_until_settled(settings)  # the forced one rests below the offer: no deal
     deals = await fetch_all(settings, "SELECT count(*) FROM deals")
     assert deals[0][0] == 1
@@ -225,7 +225,7 @@ async def test_export_writes_the_range_with_exact_integer_prices(
         settings, "export", "deals", "--from", "2026-11-02", "--to", "2026-11-01",
         "--out", str(tmp_path / "x.csv"),
     )  # fmt: skip
-    assert code == 1, "an empty range is refused"
+    assert code == 2, "an empty range is refused as bad usage"
     assert not (tmp_path / "x.csv").exists()
 
 

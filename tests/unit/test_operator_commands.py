@@ -15,7 +15,7 @@ from engine.commands.book import render_view, view_json
 from engine.commands.cli import _parser, main
 from engine.commands.dlq import check_corrected, parse_since, shown_bytes
 from engine.commands.export import parse_utc
-from engine.errors import OperatorCommandError
+from engine.errors import CommandLineError, OperatorCommandError
 from engine.store.dead_letters import parse_id
 from schemas.common import ListingState, Mechanism
 from schemas.events import MarketView, PriceLevel
@@ -27,7 +27,7 @@ def test_a_dead_letter_id_is_partition_colon_offset() -> None:
     """`2:1041` parses; anything else is refused with an example."""
     assert parse_id("2:1041") == (2, 1041)
     for bad in ("2", "2:", ":5", "a:b", "-1:3", "2:3:4"):
-        with pytest.raises(OperatorCommandError, match="partition:offset"):
+        with pytest.raises(CommandLineError, match="partition:offset"):
             parse_id(bad)
 
 
@@ -39,9 +39,9 @@ def test_dates_are_utc_and_ages_count_back_from_now() -> None:
     now = datetime(2026, 11, 1, 6, tzinfo=UTC)
     assert parse_since("6h", now) == _NOV_1
     assert parse_since("2026-11-01", now) == _NOV_1
-    with pytest.raises(OperatorCommandError, match="--to takes a UTC date"):
+    with pytest.raises(CommandLineError, match="--to takes a UTC date"):
         parse_utc("1 Nov", "--to")
-    with pytest.raises(OperatorCommandError, match="--since takes"):
+    with pytest.raises(CommandLineError, match="--since takes"):
         parse_since("yesterday", now)
 
 
@@ -145,18 +145,32 @@ def test_a_malformed_operator_command_line_exits_2(argv: list[str]) -> None:
     "argv",
     [
         ["export", "deals", "--from", "1 Nov", "--to", "2026-12-01", "--out", "f"],
+        ["export", "deals", "--from", "2026-12-01", "--to", "2026-11-01", "--out", "f"],
         ["dlq", "list", "--limit", "0"],
+        ["dlq", "list", "--since", "yesterday"],
         ["book", "T-1", "--depth", "0"],
         ["dlq", "show", "two:three"],
-        ["export", "deals", "--from", "2026-11-01", "--to", "2026-12-01", "--out", "/no/dir/f"],
     ],
 )
-def test_a_bad_operator_argument_exits_1_before_connecting(
+def test_a_bad_operator_argument_is_bad_usage_before_connecting(
     argv: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A value argparse lets through but the command refuses is a typed error, exit 1."""
+    """A value argparse lets through but the command refuses is bad usage: exit 2, as for
+    argparse's own refusals and `techx replay`'s missing partition."""
     # configure_logging caches loggers on first use; later tests capture logs of their own.
     monkeypatch.setattr(cli, "configure_logging", lambda *_: None)
+    with structlog.testing.capture_logs() as logs:
+        assert main(argv) == 2
+    (failure,) = [entry for entry in logs if entry["event"] == "command_failed"]
+    assert failure["error_type"] == "CommandLineError"
+
+
+def test_an_operator_command_that_cannot_be_carried_out_exits_1(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Well-formed, but the file cannot be written: a failure (exit 1), not bad usage."""
+    monkeypatch.setattr(cli, "configure_logging", lambda *_: None)
+    argv = ["export", "deals", "--from", "2026-11-01", "--to", "2026-12-01", "--out", "/no/dir/f"]
     with structlog.testing.capture_logs() as logs:
         assert main(argv) == 1
     (failure,) = [entry for entry in logs if entry["event"] == "command_failed"]
