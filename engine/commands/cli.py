@@ -23,6 +23,7 @@ import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
 
+from engine.commands.outcome import add_wait_arguments
 from engine.errors import (
     BrokerUnavailableError,
     CommandLineError,
@@ -112,29 +113,10 @@ def _add_order_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 def _add_wait_options(parser: argparse.ArgumentParser) -> None:
     """How `techx order` waits for the engine's answer, and how it prints it."""
-    parser.add_argument(
-        "--timeout",
-        type=_positive_seconds,
-        default=10.0,
-        metavar="SECONDS",
-        help="how long to wait for the engine's answer (default 10)",
-    )
-    parser.add_argument(
-        "--no-wait", action="store_true", help="only publish; do not wait for the answer"
-    )
+    add_wait_arguments(parser)
     parser.add_argument(
         "--json", action="store_true", help="print the outcome as one JSON object on stdout"
     )
-
-
-def _positive_seconds(raw: str) -> float:
-    try:
-        seconds = float(raw)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from e
-    if not 0 < seconds <= 3600:  # an hour: beyond that, use --no-wait
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600, not {raw}")
-    return seconds
 
 
 def _offset(raw: str) -> int:

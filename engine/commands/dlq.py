@@ -12,6 +12,7 @@ the executions topic.
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import re
 import sys
@@ -21,6 +22,13 @@ from typing import Any, TextIO, cast
 import msgspec
 import structlog
 
+from engine.commands.outcome import (
+    EXIT_NO_ANSWER,
+    EXIT_REFUSED,
+    Outcome,
+    OutcomeWatcher,
+    exit_status,
+)
 from engine.core.codec import decode_command
 from engine.core.partitioning import partition_for
 from engine.errors import CommandLineError, DecodeError, OperatorCommandError
@@ -255,54 +263,107 @@ async def dlq_redrive(
     operator: str | None = None,
     force: bool = False,
     as_json: bool = False,
+    wait_s: float | None = 10.0,
     out: TextIO = sys.stdout,
 ) -> int:
     """Publish a corrected command for a dead letter; refused when it would not decode, or
-    when the dead letter was re-driven already (unless ``force``)."""
+    when the dead letter was re-driven already (unless ``force``). With ``wait_s``, waits for
+    the engine's verdict and exits as `techx order` does (0 accepted, 3 refused, 4 none)."""
     partition, offset = store.parse_id(dead_letter_id)
     topic = settings.topics.commands
     await store.get_dead_letter(settings.database_url, topic, partition, offset)  # exists?
     command = check_corrected(corrected)
+    exchange_wide = type(command) in MEMBERSHIP_COMMAND_TYPES
+    new_partition = (
+        partition
+        if exchange_wide
+        else partition_for(cast(TechnologyCommand, command).technology_id, settings.partitions)
+    )
+    watched = list(range(settings.partitions)) if exchange_wide else [new_partition]
     who = operator or getpass.getuser()
     attempt = await store.claim_redrive(
         settings.database_url, topic, partition, offset, who, corrected, force=force
     )
-    try:
-        async with TradingClient(settings, client_id="techx-dlq-redrive") as client:
-            if type(command) in MEMBERSHIP_COMMAND_TYPES:
-                # Exchange-wide: sent to every partition, as `techx participant` does.
-                offsets = await client.broadcast(cast(MembershipCommand, command))
-                new_partition, new_offset = partition, offsets[partition]
-            else:
-                routed = cast(TechnologyCommand, command)
-                new_offset = await client.send(routed)
-                new_partition = partition_for(routed.technology_id, settings.partitions)
-    except BaseException:
-        await store.release_redrive(settings.database_url, topic, partition, offset, attempt)
-        raise
-    await store.complete_redrive(
-        settings.database_url, topic, partition, offset, attempt, new_partition, new_offset
+    async with contextlib.AsyncExitStack() as stack:
+        # Watching starts before the send, so the verdict cannot slip past.
+        watcher = (
+            None
+            if wait_s is None
+            else await stack.enter_async_context(OutcomeWatcher(settings, *watched))
+        )
+        try:
+            async with TradingClient(settings, client_id="techx-dlq-redrive") as client:
+                if exchange_wide:
+                    # Exchange-wide: sent to every partition, as `techx participant` does.
+                    sent = await client.broadcast(cast(MembershipCommand, command))
+                    offsets = dict(enumerate(sent))
+                else:
+                    offsets = {new_partition: await client.send(cast(TechnologyCommand, command))}
+        except BaseException:
+            await store.release_redrive(settings.database_url, topic, partition, offset, attempt)
+            raise
+        new_offset = offsets[new_partition]
+        await store.complete_redrive(
+            settings.database_url, topic, partition, offset, attempt, new_partition, new_offset
+        )
+        log.info(
+            "dead_letter_redriven",
+            dead_letter=dead_letter_id,
+            attempt=attempt,
+            operator=who,
+            new_partition=new_partition,
+            new_offset=new_offset,
+        )
+        outcomes = (
+            None if watcher is None or wait_s is None else await watcher.wait_all(offsets, wait_s)
+        )
+    return _report_redrive(
+        f"{partition}:{offset}", attempt, who, new_partition, new_offset, outcomes, as_json, out
     )
-    log.info(
-        "dead_letter_redriven",
-        dead_letter=dead_letter_id,
-        attempt=attempt,
-        operator=who,
-        new_partition=new_partition,
-        new_offset=new_offset,
-    )
+
+
+def _report_redrive(
+    dead_letter_id: str,
+    attempt: int,
+    who: str,
+    new_partition: int,
+    new_offset: int,
+    outcomes: dict[int, Outcome | None] | None,
+    as_json: bool,
+    out: TextIO,
+) -> int:
+    answers = [] if outcomes is None else list(outcomes.values())
+    status = 0 if outcomes is None else exit_status(answers)
+    verdict = "published" if outcomes is None else _verdict(answers)
+    refusals = sorted({o.reason or "" for o in answers if o is not None and o.reason})
     result = {
-        "id": f"{partition}:{offset}",
+        "id": dead_letter_id,
         "attempt": attempt,
         "by": who,
         "partition": new_partition,
         "offset": new_offset,
+        "verdict": verdict,
+        "reasons": refusals,
     }
     if as_json:
         _print_json(result, out)
-    else:
-        out.write(
-            f"re-drove dead letter {partition}:{offset} (attempt {attempt}) as command "
-            f"{new_partition}:{new_offset}; the engine's verdict goes to the executions topic\n"
-        )
-    return 0
+        return status
+    said = {
+        "published": "the engine's verdict goes to the executions topic",
+        "accepted": "the engine accepted it",
+        "no_answer": "but no engine answered in time (is `techx run` running on these topics?)",
+    }.get(verdict, f"the engine refused it again: {'; '.join(refusals)}")
+    out.write(
+        f"re-drove dead letter {dead_letter_id} (attempt {attempt}) as command "
+        f"{new_partition}:{new_offset}; {said}\n"
+    )
+    return status
+
+
+def _verdict(answers: list[Outcome | None]) -> str:
+    """One word for the answers of every partition a re-drive went to."""
+    status = exit_status(answers)
+    if status == EXIT_REFUSED:
+        refused = [o for o in answers if o is not None and o.verdict != "accepted"]
+        return refused[0].verdict
+    return "no_answer" if status == EXIT_NO_ANSWER else "accepted"

@@ -10,6 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from engine.commands.outcome import add_wait_arguments
 from engine.errors import CommandLineError, OperatorCommandError
 from engine.settings import Settings
 
@@ -53,7 +54,8 @@ def add_operator_commands(commands: argparse._SubParsersAction[argparse.Argument
         help="publish a corrected command for a dead letter (checked with the engine's decoder)",
         description="Checks the corrected command with the engine's own decoder, records the "
         "re-drive in PostgreSQL, then publishes it to the command topic keyed by its technology "
-        "(as a front-end would). The engine decides the outcome as for any command.",
+        "(as a front-end would), and waits for the engine's verdict: exit 0 accepted, 3 refused "
+        "again, 4 no answer within --timeout.",
     )
     redrive.add_argument("id", help="partition:offset of the dead letter")
     source = redrive.add_mutually_exclusive_group(required=True)
@@ -65,6 +67,7 @@ def add_operator_commands(commands: argparse._SubParsersAction[argparse.Argument
     redrive.add_argument(
         "--force", action="store_true", help="re-drive even if this dead letter was re-driven"
     )
+    add_wait_arguments(redrive)
     _json_flag(redrive, "where it went")
 
     export = commands.add_parser(
@@ -190,4 +193,5 @@ async def _dlq(args: argparse.Namespace, settings: Settings) -> int:
         operator=args.operator,
         force=args.force,
         as_json=args.json,
+        wait_s=None if args.no_wait else args.timeout,
     )

@@ -12,16 +12,12 @@ import argparse
 import json
 import sys
 
-from engine.commands.outcome import Outcome, OutcomeWatcher
+from engine.commands.outcome import EXIT_NO_ANSWER, EXIT_REFUSED, Outcome, OutcomeWatcher
 from engine.commands.topics import partition_count
 from engine.core.partitioning import partition_for
 from engine.producers.client import TradingClient
 from engine.settings import Settings
 from schemas.commands import LISTING_PARAMETERS
-
-#: Exit statuses of `techx order` beyond 0 (accepted) and 1 (failed: Kafka unreachable, …).
-EXIT_REFUSED = 3
-EXIT_NO_ANSWER = 4
 
 
 async def send_order(settings: Settings, args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ one (an engine that crashed) is not an answer.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,41 @@ from schemas.events import CommandRejected, Event
 
 #: After the first answer, how long to wait for the rest of its transaction to be fetched.
 _SETTLE_S = 0.3
+
+#: Exit statuses of a command that waits, beyond 0 (accepted) and 1 (failed: Kafka down, …).
+EXIT_REFUSED = 3
+EXIT_NO_ANSWER = 4
+
+
+def add_wait_arguments(parser: argparse.ArgumentParser) -> None:
+    """--timeout and --no-wait, alike on every command that waits for the engine's answer."""
+    parser.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the engine's answer (default 10)",
+    )
+    parser.add_argument(
+        "--no-wait", action="store_true", help="only publish; do not wait for the answer"
+    )
+
+
+def positive_seconds(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {raw!r}") from e
+    if not 0 < seconds <= 3600:  # an hour: beyond that, use --no-wait
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600, not {raw}")
+    return seconds
+
+
+def exit_status(outcomes: list[Outcome | None]) -> int:
+    """0 when every answer is an acceptance, 3 when any is a refusal, else 4 (none came)."""
+    if any(o is not None and o.verdict != "accepted" for o in outcomes):
+        return EXIT_REFUSED
+    return EXIT_NO_ANSWER if any(o is None for o in outcomes) else 0
 
 
 @dataclass(slots=True)

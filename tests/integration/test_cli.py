@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.commands.order import EXIT_NO_ANSWER, EXIT_REFUSED
+from engine.commands.outcome import EXIT_NO_ANSWER, EXIT_REFUSED
 from engine.settings import Settings
 from engine.store.connection import connected
 from tests.integration.harness import running_engine

@@ -126,6 +126,7 @@ async def test_a_dead_letter_is_listed_shown_and_redriven_once(settings: Setting
         )
         result = json.loads(redriven.getvalue())
         assert (result["attempt"], result["by"], result["partition"]) == (1, "ops-1", partition)
+        assert (result["verdict"], result["reasons"]) == ("accepted", [])  # waited for it
         assert result["offset"] > binary_offset
         with pytest.raises(OperatorCommandError, match="re-driven already"):
             await dlq_redrive(settings, bad_id, _CORRECTED_BID, operator="ops-2")
@@ -148,14 +149,24 @@ async def test_a_dead_letter_is_listed_shown_and_redriven_once(settings: Setting
             settings, "dlq", "redrive", bad_id, "--edit-from-stdin", "--force", "--json",
             "--operator", "ops-2", stdin=_CORRECTED_BID.replace(b"1000", b"900"),
         )  # fmt: skip
-        assert code == 0
-        assert json.loads(out)["attempt"] == 2
+        forced = json.loads(out)
+        assert forced["attempt"] == 2
+        # The same client order id again: the engine refuses it, and the exit says so.
+        assert (code, forced["verdict"]) == (3, "rejected"), forced
+        code, out, _ = await _techx(
+            settings, "dlq", "redrive", bad_id, "--edit-from-stdin", "--force", "--json",
+            stdin=_CORRECTED_BID.replace(b"OPS-R", b"OPS-NOWHERE"),
+        )  # fmt: skip
+        refused = json.loads(out)
+        assert code == 3, "the engine refused the correction: exit 3, as techx order"
+        assert refused["verdict"] == "rejected"
+        assert refused["reasons"][0].startswith("unknown_technology")
         code, out, _ = await _techx(settings, "dlq", "list", "--json", "--since", "1h")
         assert code == 0
         assert len(out.splitlines()) == 2
         assert (await _techx(settings, "dlq", "show", "99:0"))[0] == 1
         assert (await _techx(settings, "dlq", "show", "not-an-id"))[0] == 2  # bad usage
-        await wait_until_settled(settings)  # the forced one rests below the offer: no deal
+        await wait_until_settled(settings)  # neither forced one traded
     deals = await fetch_all(settings, "SELECT count(*) FROM deals")
     assert deals[0][0] == 1
 
