@@ -86,6 +86,8 @@ _GTD = TimeInForce.GTD
 _EXPIRIES_COMPACT_MIN = 64
 #: Participant ids a venue keeps one copy of before it starts over (see _participant).
 _PARTICIPANTS_SHARED_MAX = 10_000
+#: Resting prices a venue keeps one copy of before it starts over (see _price).
+_PRICES_SHARED_MAX = 10_000
 
 
 class ContinuousOrder(Order):
@@ -497,7 +499,7 @@ class ContinuousVenue:
         prices = self._prices
         shared = prices.get(price)
         if shared is None:
-            if len(prices) >= _PARTICIPANTS_SHARED_MAX:
+            if len(prices) >= _PRICES_SHARED_MAX:
                 prices.clear()
             shared = prices[price] = price
         return shared
