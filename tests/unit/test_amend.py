@@ -426,7 +426,8 @@ class Ledger:
         best_bid, best_offer = book.best_bid(), book.best_offer()
         assert best_bid is None or best_offer is None or best_bid < best_offer, "crossed"
         assert self.bought == self.sold
-        on_book = {o.order_id: o for side in Side for o in book.resting_orders(side)}
+        ids = venue(market).order_id
+        on_book = {ids(o): o for side in Side for o in book.resting_orders(side)}
         for order_id, total in self.total.items():
             if order_id in self.ended:
                 assert order_id not in on_book
@@ -447,8 +448,9 @@ def check_time_in_force(command: PlaceOrder, events: list[Event], market: Market
         return
     assert isinstance(mine[0], OrderAccepted)
     order_id = mine[0].order_id
+    ids = venue(market).order_id
     still_resting = any(
-        o.order_id == order_id for side in Side for o in venue(market).book.resting_orders(side)
+        ids(o) == order_id for side in Side for o in venue(market).book.resting_orders(side)
     )
     if command.time_in_force == "fok":
         killed = summary([mine[-1]]) == [

@@ -321,6 +321,32 @@ def test_cancel_of_another_participants_order_is_refused_and_the_order_stays() -
     assert [type(e) for e in events] == [OrderAccepted, Deal, OrderDone, OrderDone]
 
 
+def test_a_participant_going_from_one_live_order_to_several_and_back_keeps_each_findable() -> None:
+    """The cancel index holds a lone order apart from several: every step between the two
+    finds exactly the participant's live orders, whoever else uses the same client ids."""
+    market = listed_market()
+    market.apply(offer("bob", "c1", LOT, 300), TS, 0)
+    market.apply(offer("alice", "c1", LOT, 200), TS, 0)
+    market.apply(offer("alice", "c2", LOT, 210), TS, 0)
+    refused = only_rejection(market.apply(offer("alice", "c2", LOT, 220), TS, 0))
+    assert refused.reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    assert [type(e) for e in market.apply(cancel("alice", "c1"), TS, 0)] == [OrderCancelled]
+    assert only_rejection(market.apply(cancel("alice", "c1"), TS, 0)).reason is (
+        RejectReason.UNKNOWN_ORDER
+    )
+    market.apply(offer("alice", "c3", LOT, 230), TS, 0)
+    assert [type(e) for e in market.apply(cancel("alice", "c2"), TS, 0)] == [OrderCancelled]
+    assert [type(e) for e in market.apply(cancel("alice", "c3"), TS, 0)] == [OrderCancelled]
+    assert resting(market) == [("c1", "offer", 300, LOT)]
+    market.apply(offer("alice", "c4", LOT, 240), TS, 0)
+    events = market.apply(bid("carol", "b1", 2 * LOT, 300), TS, 0)
+    assert [type(e) for e in events] == [OrderAccepted, Deal, OrderDone, Deal, OrderDone, OrderDone]
+    assert resting(market) == []
+    assert only_rejection(market.apply(cancel("bob", "c1"), TS, 0)).reason is (
+        RejectReason.UNKNOWN_ORDER
+    )
+
+
 def test_every_reject_reason_is_reachable() -> None:
     """One market session produces every RejectReason code with the right command."""
     market = Market()

@@ -75,6 +75,27 @@ def test_a_crossed_snapshot_is_refused() -> None:
         Market.from_snapshot(encode_state(MarketState(SNAPSHOT_VERSION, [listing])))
 
 
+@pytest.mark.parametrize("order_id", ["T2:o1", "T1:o", "T1:o01", "T1:x1", "T1:o1a"])
+def test_a_snapshot_with_an_order_id_the_venue_never_gives_is_refused(order_id: str) -> None:
+    """Restored orders keep only their number, so an id not of the form the venue gives
+    (``{technology_id}:o{number}``) could not come back out the same: refused."""
+    state = ContinuousState(
+        "T1",
+        1,
+        1,
+        None,
+        1,
+        1,
+        0,
+        bids=[RestingOrderState(order_id, "p", "b", 100, 1, 1)],
+        offers=[],
+        ended_client_orders=[],
+    )
+    listing = ListingSnapshot("T1", "continuous", "p", "open", encode_venue(state), b"")
+    with pytest.raises(SnapshotError, match="foreign order id"):
+        Market.from_snapshot(encode_state(MarketState(SNAPSHOT_VERSION, [listing])))
+
+
 def test_ended_client_order_ids_survive_a_snapshot() -> None:
     """A market restored from a snapshot still refuses the resend of an order that ended."""
     market = Market()

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from heapq import heapify, heappop, heappush
+from typing import cast
 
 import msgspec
 
@@ -85,9 +86,35 @@ _GTD = TimeInForce.GTD
 _EXPIRIES_COMPACT_MIN = 64
 #: Participant ids a venue keeps one copy of before it starts over (see _participant).
 _PARTICIPANTS_SHARED_MAX = 10_000
+#: Resting prices a venue keeps one copy of before it starts over (see _price).
+_PRICES_SHARED_MAX = 10_000
 
 
-class OrderWithOptions(Order):
+class ContinuousOrder(Order):
+    """An order of this venue: it keeps its order number, not its order id string.
+
+    The id (``{technology_id}:o{number}``) is built when an event or a snapshot needs it
+    (:meth:`ContinuousVenue.order_id`): a resting order then costs an int, 30-odd bytes,
+    instead of a string of 60-odd. The book's ``order_id`` stays empty and ``owner_key``
+    unused: the venue finds its orders by participant and client order id.
+    """
+
+    __slots__ = ("number",)
+
+    def __init__(
+        self,
+        number: int,
+        participant_id: str,
+        client_order_id: str,
+        side: Side,
+        price: int | None,
+        quantity: int,
+    ) -> None:
+        super().__init__("", participant_id, client_order_id, side, price, quantity)
+        self.number = number
+
+
+class OrderWithOptions(ContinuousOrder):
     """A resting order with what a plain gtc order lacks: an expiry, post-only.
 
     A subclass, so that plain orders, the hot path, carry and set neither.
@@ -97,19 +124,16 @@ class OrderWithOptions(Order):
 
     def __init__(
         self,
-        order_id: str,
+        number: int,
         participant_id: str,
         client_order_id: str,
         side: Side,
         price: int | None,
         quantity: int,
-        owner_key: str,
         expires_at_ms: int | None,
         post_only: bool,
     ) -> None:
-        super().__init__(
-            order_id, participant_id, client_order_id, side, price, quantity, owner_key
-        )
+        super().__init__(number, participant_id, client_order_id, side, price, quantity)
         self.expires_at_ms = expires_at_ms
         self.post_only = post_only
 
@@ -117,7 +141,12 @@ class OrderWithOptions(Order):
 #: A live gtd order's place in the expiry queue: (expires_at_ms, arrival, order). Arrival
 #: numbers are unique, so orders are never compared; an entry whose order has
 #: ``remaining == 0`` is dead (filled, cancelled, expired, or replaced by an amend).
-_Expiry = tuple[int, int, Order]
+_Expiry = tuple[int, int, ContinuousOrder]
+
+#: The live orders of one participant: the order itself while it has only one (a dict for a
+#: single order would cost more than the joined key string it replaces), else a dict of its
+#: live orders by client order id.
+_Owned = ContinuousOrder | dict[str, ContinuousOrder]
 
 
 class ContinuousVenue:
@@ -136,6 +165,7 @@ class ContinuousVenue:
         "_expiry_arrivals",
         "_live",
         "_participants",
+        "_prices",
         "book",
         "deal_count",
         "last_price",
@@ -159,8 +189,9 @@ class ContinuousVenue:
         self.seq = 0
         self.order_count = 0
         self.deal_count = 0
-        #: Live orders by (participant, client order id): the cancel index.
-        self._live: dict[str, Order] = {}
+        #: Live orders by participant then client order id (see _Owned): the cancel index.
+        #: Keyed by strings the orders hold anyway, so an entry costs no string of its own.
+        self._live: dict[str, _Owned] = {}
         #: (participant, client order id) of the most recent ended orders, oldest first.
         self._ended_in_order: deque[str] = deque()
         #: The keys in _ended_in_order, to look up. A new order may use neither these nor a
@@ -170,6 +201,9 @@ class ContinuousVenue:
         #: One copy of each participant id for the orders to share (each decoded command
         #: brings its own): 60-odd bytes less per resting order.
         self._participants: dict[str, str] = {}
+        #: One copy of each resting price for the orders to share, as participant ids: each
+        #: decoded command's price is an int object of its own (32 bytes).
+        self._prices: dict[int, int] = {}
         self.last_price: int | None = None
         self.last_quantity: int | None = None
         #: Live gtd orders by (expiry, arrival): a heap with lazy deletion.
@@ -218,13 +252,12 @@ class ContinuousVenue:
         expiry then arrival, each stamped with its own expiry time."""
         events: list[Event] = []
         expiries = self._expiries
-        live = self._live
         while expiries and expiries[0][0] <= now_ms:
             expires_at_ms, _, order = heappop(expiries)
             if not order.remaining:
                 continue
             open_quantity = self.book.cancel(order)
-            del live[order.owner_key]
+            self._forget(order)
             events.append(
                 self._cancelled(
                     order, open_quantity, expires_at_ms, source_offset, CancelReason.EXPIRED
@@ -244,8 +277,7 @@ class ContinuousVenue:
         matches it at once like a new order. Events: ``order_amended``, then any deals,
         self-trade cancels and the order's own ``order_done``.
         """
-        key = _order_key(command.participant_id, command.client_order_id)
-        order = self._live.get(key)
+        order = self._find(command.participant_id, command.client_order_id)
         if order is None:
             return [
                 self.reject(
@@ -303,46 +335,43 @@ class ContinuousVenue:
         book.cancel(order)
         # A new object: the book may still hold the old one, dead, in its old queue.
         if type(order) is OrderWithOptions:
-            replacement: Order = OrderWithOptions(
-                order.order_id,
+            replacement: ContinuousOrder = OrderWithOptions(
+                order.number,
                 order.participant_id,
                 order.client_order_id,
                 order.side,
-                price,
+                self._price(price),
                 filled + open_quantity,
-                key,
                 order.expires_at_ms,
                 order.post_only,
             )
         else:
-            replacement = Order(
-                order.order_id,
+            replacement = ContinuousOrder(
+                order.number,
                 order.participant_id,
                 order.client_order_id,
                 order.side,
-                price,
+                self._price(price),
                 filled + open_quantity,
-                key,
             )
         replacement.remaining = open_quantity
         events: list[Event] = [self._amended(replacement, False, timestamp_ms, source_offset)]
-        self._execute(replacement, events, timestamp_ms, source_offset)
+        self._execute(replacement, self.order_id(replacement), events, timestamp_ms, source_offset)
         if replacement.remaining:
-            self._live[key] = replacement
+            self._file(replacement)
             self._schedule(replacement)
         else:
-            del self._live[key]
+            self._forget(replacement)
         return events
 
     def close(self, timestamp_ms: int, source_offset: int) -> list[Event]:
         """Cancel every resting order, best price first on each side, bids first."""
         events: list[Event] = []
-        live = self._live
         self._expiries.clear()
         for side in (Side.BID, Side.OFFER):
             for order in self.book.resting_orders(side):
                 open_quantity = self.book.cancel(order)
-                del live[order.owner_key]
+                self._forget(order)
                 events.append(
                     self._cancelled(
                         order,
@@ -378,14 +407,17 @@ class ContinuousVenue:
             self.seq,
             self.order_count,
             self.deal_count,
-            [_resting_state(o) for o in book.resting_orders(Side.BID)],
-            [_resting_state(o) for o in book.resting_orders(Side.OFFER)],
+            [self._resting_state(o) for o in book.resting_orders(Side.BID)],
+            [self._resting_state(o) for o in book.resting_orders(Side.OFFER)],
             [_split_key(key) for key in self._ended_in_order],
             self.last_price,
             self.last_quantity,
-            [(expires, order.order_id) for expires, _, order in sorted(self._live_expiries())],
             [
-                o.order_id
+                (expires, self.order_id(order))
+                for expires, _, order in sorted(self._live_expiries())
+            ],
+            [
+                self.order_id(o)
                 for side in (Side.BID, Side.OFFER)
                 for o in book.resting_orders(side)
                 if type(o) is OrderWithOptions and o.post_only
@@ -403,37 +435,35 @@ class ContinuousVenue:
         venue.last_price, venue.last_quantity = state.last_price, state.last_quantity
         expiry_of = {order_id: expires for expires, order_id in state.expiries}
         post_only = set(state.post_only)
-        restored: dict[str, Order] = {}
+        restored: dict[str, ContinuousOrder] = {}
         for side, orders in ((Side.BID, state.bids), (Side.OFFER, state.offers)):
             for resting in orders:
-                key = _order_key(resting.participant_id, resting.client_order_id)
                 order_id = resting.order_id
+                number = _order_number(state.technology_id, order_id)
                 if order_id in expiry_of or order_id in post_only:
-                    order: Order = OrderWithOptions(
-                        order_id,
+                    order: ContinuousOrder = OrderWithOptions(
+                        number,
                         venue._participant(resting.participant_id),
                         resting.client_order_id,
                         side,
-                        resting.price,
+                        venue._price(resting.price),
                         resting.quantity,
-                        key,
                         expiry_of.get(order_id),
                         order_id in post_only,
                     )
                 else:
-                    order = Order(
-                        order_id,
+                    order = ContinuousOrder(
+                        number,
                         venue._participant(resting.participant_id),
                         resting.client_order_id,
                         side,
-                        resting.price,
+                        venue._price(resting.price),
                         resting.quantity,
-                        key,
                     )
                 order.remaining = resting.remaining
                 if venue.book.place(order):
                     raise SnapshotError(f"snapshot of {state.technology_id} has a crossed book")
-                venue._live[key] = order
+                venue._file(order)
                 restored[order_id] = order
         if len(expiry_of) != len(state.expiries) or not expiry_of.keys() <= restored.keys():
             raise SnapshotError(f"snapshot of {state.technology_id} has unknown gtd expiries")
@@ -462,8 +492,58 @@ class ContinuousVenue:
             shared = participants[participant_id] = participant_id
         return shared
 
-    def live_order(self, participant_id: str, client_order_id: str) -> Order | None:
-        return self._live.get(_order_key(participant_id, client_order_id))
+    def _price(self, price: int | None) -> int | None:
+        """The venue's copy of a resting order's ``price``, kept like participant ids."""
+        if price is None:
+            return None
+        prices = self._prices
+        shared = prices.get(price)
+        if shared is None:
+            if len(prices) >= _PRICES_SHARED_MAX:
+                prices.clear()
+            shared = prices[price] = price
+        return shared
+
+    def order_id(self, order: Order) -> str:
+        """The order id events and snapshots carry, built from the order's number."""
+        return f"{self.technology_id}:o{cast(ContinuousOrder, order).number}"
+
+    def live_order(self, participant_id: str, client_order_id: str) -> ContinuousOrder | None:
+        return self._find(participant_id, client_order_id)
+
+    def _find(self, participant_id: str, client_order_id: str) -> ContinuousOrder | None:
+        owned = self._live.get(participant_id)
+        if owned is None:
+            return None
+        if isinstance(owned, dict):
+            return owned.get(client_order_id)
+        return owned if owned.client_order_id == client_order_id else None
+
+    def _file(self, order: ContinuousOrder) -> None:
+        """Enter a live order in the cancel index (replacing one with its client order id)."""
+        live = self._live
+        participant_id = order.participant_id
+        owned = live.get(participant_id)
+        if owned is None:
+            live[participant_id] = order
+        elif isinstance(owned, dict):
+            owned[order.client_order_id] = order
+        elif owned.client_order_id == order.client_order_id:
+            live[participant_id] = order
+        else:
+            live[participant_id] = {owned.client_order_id: owned, order.client_order_id: order}
+
+    def _forget(self, order: Order) -> None:
+        """Take a live order out of the cancel index."""
+        live = self._live
+        participant_id = order.participant_id
+        owned = live[participant_id]
+        if isinstance(owned, dict):
+            del owned[order.client_order_id]
+            if not owned:
+                del live[participant_id]
+        else:
+            del live[participant_id]
 
     def place(self, command: PlaceOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
         """A new order. A plain gtc one (limit or market) is the hot path: this one flat
@@ -474,8 +554,7 @@ class ContinuousVenue:
             return self._place_with_options(command, timestamp_ms, source_offset)
         side = _SIDES.get(command.side)
         order_type = _ORDER_TYPES.get(command.order_type)
-        key = f"{command.participant_id}\x1f{command.client_order_id}"
-        refusal = self._refuse_order(command, side, order_type, key)
+        refusal = self._refuse_order(command, side, order_type)
         if refusal is not None:
             reason, detail = refusal
             return [self.reject(command, reason, detail, timestamp_ms, source_offset)]
@@ -483,14 +562,15 @@ class ContinuousVenue:
         assert order_type is not None
         technology_id = self.technology_id
         self.order_count += 1
-        order = Order(
-            f"{technology_id}:o{self.order_count}",
+        number = self.order_count
+        order_id = f"{technology_id}:o{number}"
+        order = ContinuousOrder(
+            number,
             self._participant(command.participant_id),
             command.client_order_id,
             side,
             command.price,
             command.quantity,
-            key,
         )
         self.seq += 1
         events: list[Event] = [
@@ -499,7 +579,7 @@ class ContinuousVenue:
                 seq=self.seq,
                 timestamp_ms=timestamp_ms,
                 source_offset=source_offset,
-                order_id=order.order_id,
+                order_id=order_id,
                 participant_id=order.participant_id,
                 client_order_id=order.client_order_id,
                 side=side,
@@ -508,11 +588,10 @@ class ContinuousVenue:
                 price=order.price,
             )
         ]
-        live = self._live
         for execution in self.book.place(order):
             if type(execution) is SelfTradeCancel:  # rare: a wash trade prevented
                 resting = execution.resting
-                del live[resting.owner_key]
+                self._forget(resting)
                 events.append(
                     self._cancelled(
                         resting,
@@ -530,6 +609,10 @@ class ContinuousVenue:
             self.seq += 1
             self.last_price, self.last_quantity = price, quantity
             bid, offer = (order, resting) if side is _BID else (resting, order)
+            resting_id = self.order_id(resting)
+            bid_order_id, offer_order_id = (
+                (order_id, resting_id) if side is _BID else (resting_id, order_id)
+            )
             events.append(
                 Deal(
                     technology_id=technology_id,
@@ -542,15 +625,15 @@ class ContinuousVenue:
                     quantity=quantity,
                     buyer_id=bid.participant_id,
                     seller_id=offer.participant_id,
-                    bid_order_id=bid.order_id,
-                    offer_order_id=offer.order_id,
+                    bid_order_id=bid_order_id,
+                    offer_order_id=offer_order_id,
                     bid_client_order_id=bid.client_order_id,
                     offer_client_order_id=offer.client_order_id,
                     aggressor_side=side,
                 )
             )
             if not resting.remaining:
-                del live[resting.owner_key]
+                self._forget(resting)
                 events.append(self._done(resting, timestamp_ms, source_offset))
         if not order.remaining:
             events.append(self._done(order, timestamp_ms, source_offset))
@@ -565,7 +648,8 @@ class ContinuousVenue:
                 )
             )
         else:
-            live[key] = order
+            order.price = self._price(order.price)
+            self._file(order)
         return events
 
     def _place_with_options(
@@ -576,8 +660,7 @@ class ContinuousVenue:
         cancelled, a gtd one rests and is filed for expiry."""
         side = _SIDES.get(command.side)
         order_type = _ORDER_TYPES.get(command.order_type)
-        key = _order_key(command.participant_id, command.client_order_id)
-        refusal = self._refuse_order(command, side, order_type, key) or self._refuse_options(
+        refusal = self._refuse_order(command, side, order_type) or self._refuse_options(
             command, side, order_type, timestamp_ms
         )
         if refusal is not None:
@@ -586,26 +669,26 @@ class ContinuousVenue:
         assert order_type is not None
         tif = _TIMES_IN_FORCE[command.time_in_force]
         self.order_count += 1
-        order_id = f"{self.technology_id}:o{self.order_count}"
+        number = self.order_count
+        order_id = f"{self.technology_id}:o{number}"
+        order: ContinuousOrder
         if command.expires_at_ms is None and not command.post_only:  # ioc, fok
-            order = Order(
-                order_id,
+            order = ContinuousOrder(
+                number,
                 self._participant(command.participant_id),
                 command.client_order_id,
                 side,
                 command.price,
                 command.quantity,
-                key,
             )
         else:
             order = OrderWithOptions(
-                order_id,
+                number,
                 self._participant(command.participant_id),
                 command.client_order_id,
                 side,
                 command.price,
                 command.quantity,
-                key,
                 command.expires_at_ms,
                 command.post_only,
             )
@@ -632,7 +715,7 @@ class ContinuousVenue:
                 )
             )
             return events
-        self._execute(order, events, timestamp_ms, source_offset)
+        self._execute(order, order_id, events, timestamp_ms, source_offset)
         open_quantity = order.remaining
         if not open_quantity:
             return events
@@ -643,25 +726,30 @@ class ContinuousVenue:
             reason = CancelReason.IMMEDIATE_OR_CANCEL if tif is _IOC else CancelReason.FILL_OR_KILL
             self.book.cancel(order)  # its rest went into the book a moment ago: out again
         else:
-            self._live[key] = order
+            order.price = self._price(order.price)
+            self._file(order)
             self._schedule(order)
             return events
         events.append(self._cancelled(order, open_quantity, timestamp_ms, source_offset, reason))
         return events
 
     def _execute(
-        self, order: Order, events: list[Event], timestamp_ms: int, source_offset: int
+        self,
+        order: ContinuousOrder,
+        order_id: str,
+        events: list[Event],
+        timestamp_ms: int,
+        source_offset: int,
     ) -> None:
         """Match ``order`` in the book (a limit rest stays there) and add what happened to
         ``events``: self-trade cancels, deals, filled resting orders' and the order's own
         ``order_done``. The caller files or cancels the order's rest."""
         technology_id = self.technology_id
         side = order.side
-        live = self._live
         for execution in self.book.place(order):
             if type(execution) is SelfTradeCancel:  # rare: a wash trade prevented
                 resting = execution.resting
-                del live[resting.owner_key]
+                self._forget(resting)
                 events.append(
                     self._cancelled(
                         resting,
@@ -679,6 +767,10 @@ class ContinuousVenue:
             self.seq += 1
             self.last_price, self.last_quantity = price, quantity
             bid, offer = (order, resting) if side is _BID else (resting, order)
+            resting_id = self.order_id(resting)
+            bid_order_id, offer_order_id = (
+                (order_id, resting_id) if side is _BID else (resting_id, order_id)
+            )
             events.append(
                 Deal(
                     technology_id=technology_id,
@@ -691,21 +783,21 @@ class ContinuousVenue:
                     quantity=quantity,
                     buyer_id=bid.participant_id,
                     seller_id=offer.participant_id,
-                    bid_order_id=bid.order_id,
-                    offer_order_id=offer.order_id,
+                    bid_order_id=bid_order_id,
+                    offer_order_id=offer_order_id,
                     bid_client_order_id=bid.client_order_id,
                     offer_client_order_id=offer.client_order_id,
                     aggressor_side=side,
                 )
             )
             if not resting.remaining:
-                del live[resting.owner_key]
+                self._forget(resting)
                 events.append(self._done(resting, timestamp_ms, source_offset))
         if not order.remaining:
             events.append(self._done(order, timestamp_ms, source_offset))
 
     def cancel(self, command: CancelOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
-        order = self._live.pop(_order_key(command.participant_id, command.client_order_id), None)
+        order = self._find(command.participant_id, command.client_order_id)
         if order is None:
             return [
                 self.reject(
@@ -717,6 +809,7 @@ class ContinuousVenue:
                     source_offset,
                 )
             ]
+        self._forget(order)
         open_quantity = self.book.cancel(order)
         return [
             self._cancelled(
@@ -743,7 +836,6 @@ class ContinuousVenue:
         command: PlaceOrder,
         side: Side | None,
         order_type: OrderType | None,
-        key: str,
     ) -> tuple[RejectReason, str] | None:
         if side is None:
             return RejectReason.UNKNOWN_SIDE, f"side {quoted(command.side)} is not bid or offer"
@@ -766,9 +858,12 @@ class ContinuousVenue:
             )
             if refusal is not None:
                 return refusal
-        if key not in self._live and key not in self._ended:
-            return None
-        if key in self._live:
+        if self._find(command.participant_id, command.client_order_id) is None:
+            if not self._ended or (
+                _order_key(command.participant_id, command.client_order_id) not in self._ended
+            ):
+                return None
+        else:
             return (
                 RejectReason.DUPLICATE_CLIENT_ORDER_ID,
                 f"client order id {command.client_order_id} is already live",
@@ -829,7 +924,7 @@ class ContinuousVenue:
                 )
         return None
 
-    def _schedule(self, order: Order) -> None:
+    def _schedule(self, order: ContinuousOrder) -> None:
         """File a resting gtd order in the expiry queue (other orders: nothing to do)."""
         if type(order) is not OrderWithOptions or order.expires_at_ms is None:
             return
@@ -843,6 +938,17 @@ class ContinuousVenue:
             heapify(expiries)
             self._expiries_compact_at = max(_EXPIRIES_COMPACT_MIN, 2 * len(expiries))
 
+    def _resting_state(self, order: Order) -> RestingOrderState:
+        assert order.price is not None  # only limit orders rest
+        return RestingOrderState(
+            self.order_id(order),
+            order.participant_id,
+            order.client_order_id,
+            order.price,
+            order.quantity,
+            order.remaining,
+        )
+
     def _live_expiries(self) -> list[_Expiry]:
         return [entry for entry in self._expiries if entry[2].remaining]
 
@@ -855,7 +961,7 @@ class ContinuousVenue:
             seq=self.seq,
             timestamp_ms=timestamp_ms,
             source_offset=source_offset,
-            order_id=order.order_id,
+            order_id=self.order_id(order),
             participant_id=order.participant_id,
             client_order_id=order.client_order_id,
             open_quantity=order.remaining,
@@ -866,7 +972,7 @@ class ContinuousVenue:
     def _remember_ended(self, order: Order) -> None:
         """An ended order's id stays taken until ENDED_ORDERS_REMEMBERED newer ones ended."""
         in_order = self._ended_in_order
-        key = order.owner_key
+        key = _order_key(order.participant_id, order.client_order_id)
         in_order.append(key)
         self._ended.add(key)
         if len(in_order) > ENDED_ORDERS_REMEMBERED:
@@ -880,7 +986,7 @@ class ContinuousVenue:
             seq=self.seq,
             timestamp_ms=timestamp_ms,
             source_offset=source_offset,
-            order_id=order.order_id,
+            order_id=self.order_id(order),
             participant_id=order.participant_id,
             client_order_id=order.client_order_id,
             filled_quantity=order.quantity,
@@ -901,7 +1007,7 @@ class ContinuousVenue:
             seq=self.seq,
             timestamp_ms=timestamp_ms,
             source_offset=source_offset,
-            order_id=order.order_id,
+            order_id=self.order_id(order),
             participant_id=order.participant_id,
             client_order_id=order.client_order_id,
             filled_quantity=order.quantity - open_quantity,
@@ -925,16 +1031,13 @@ def _split_key(key: str) -> tuple[str, str]:
     return participant_id, client_order_id
 
 
-def _resting_state(order: Order) -> RestingOrderState:
-    assert order.price is not None  # only limit orders rest
-    return RestingOrderState(
-        order.order_id,
-        order.participant_id,
-        order.client_order_id,
-        order.price,
-        order.quantity,
-        order.remaining,
-    )
+def _order_number(technology_id: str, order_id: str) -> int:
+    """The number in an order id this venue gave (``{technology_id}:o{number}``)."""
+    prefix = f"{technology_id}:o"
+    digits = order_id[len(prefix) :]
+    if not order_id.startswith(prefix) or not digits.isdigit() or str(int(digits)) != digits:
+        raise SnapshotError(f"snapshot of {technology_id} has a foreign order id {order_id!r}")
+    return int(digits)
 
 
 _state_decoder = msgspec.msgpack.Decoder(ContinuousState)
