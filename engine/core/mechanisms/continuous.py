@@ -260,7 +260,12 @@ class ContinuousVenue:
             self._forget(order)
             events.append(
                 self._cancelled(
-                    order, open_quantity, expires_at_ms, source_offset, CancelReason.EXPIRED
+                    order,
+                    self.order_id(order),
+                    open_quantity,
+                    expires_at_ms,
+                    source_offset,
+                    CancelReason.EXPIRED,
                 )
             )
         return events
@@ -318,7 +323,7 @@ class ContinuousVenue:
         book = self.book
         if price == old_price and open_quantity < order.remaining:
             book.reduce(order, open_quantity)
-            return [self._amended(order, True, timestamp_ms, source_offset)]
+            return [self._amended(order, self.order_id(order), True, timestamp_ms, source_offset)]
         post_only = type(order) is OrderWithOptions and order.post_only
         if post_only and book.would_cross(order.side, price):
             return [
@@ -355,8 +360,11 @@ class ContinuousVenue:
                 filled + open_quantity,
             )
         replacement.remaining = open_quantity
-        events: list[Event] = [self._amended(replacement, False, timestamp_ms, source_offset)]
-        self._execute(replacement, self.order_id(replacement), events, timestamp_ms, source_offset)
+        replacement_id = self.order_id(replacement)
+        events: list[Event] = [
+            self._amended(replacement, replacement_id, False, timestamp_ms, source_offset)
+        ]
+        self._execute(replacement, replacement_id, events, timestamp_ms, source_offset)
         if replacement.remaining:
             self._file(replacement)
             self._schedule(replacement)
@@ -375,6 +383,7 @@ class ContinuousVenue:
                 events.append(
                     self._cancelled(
                         order,
+                        self.order_id(order),
                         open_quantity,
                         timestamp_ms,
                         source_offset,
@@ -554,7 +563,10 @@ class ContinuousVenue:
             return self._place_with_options(command, timestamp_ms, source_offset)
         side = _SIDES.get(command.side)
         order_type = _ORDER_TYPES.get(command.order_type)
-        refusal = self._refuse_order(command, side, order_type)
+        # Read once: a decoded command's fields are attribute lookups, not slots.
+        participant_id = command.participant_id
+        client_order_id = command.client_order_id
+        refusal = self._refuse_order(command, side, order_type, participant_id, client_order_id)
         if refusal is not None:
             reason, detail = refusal
             return [self.reject(command, reason, detail, timestamp_ms, source_offset)]
@@ -566,8 +578,8 @@ class ContinuousVenue:
         order_id = f"{technology_id}:o{number}"
         order = ContinuousOrder(
             number,
-            self._participant(command.participant_id),
-            command.client_order_id,
+            self._participant(participant_id),
+            client_order_id,
             side,
             command.price,
             command.quantity,
@@ -595,6 +607,7 @@ class ContinuousVenue:
                 events.append(
                     self._cancelled(
                         resting,
+                        self.order_id(resting),
                         execution.open_quantity,
                         timestamp_ms,
                         source_offset,
@@ -608,11 +621,13 @@ class ContinuousVenue:
             self.deal_count += 1
             self.seq += 1
             self.last_price, self.last_quantity = price, quantity
-            bid, offer = (order, resting) if side is _BID else (resting, order)
             resting_id = self.order_id(resting)
-            bid_order_id, offer_order_id = (
-                (order_id, resting_id) if side is _BID else (resting_id, order_id)
-            )
+            bid: Order
+            offer: Order
+            if side is _BID:
+                bid, offer, bid_order_id, offer_order_id = order, resting, order_id, resting_id
+            else:
+                bid, offer, bid_order_id, offer_order_id = resting, order, resting_id, order_id
             events.append(
                 Deal(
                     technology_id=technology_id,
@@ -634,13 +649,14 @@ class ContinuousVenue:
             )
             if not resting.remaining:
                 self._forget(resting)
-                events.append(self._done(resting, timestamp_ms, source_offset))
+                events.append(self._done(resting, resting_id, timestamp_ms, source_offset))
         if not order.remaining:
-            events.append(self._done(order, timestamp_ms, source_offset))
+            events.append(self._done(order, order_id, timestamp_ms, source_offset))
         elif order_type is _MARKET:
             events.append(
                 self._cancelled(
                     order,
+                    order_id,
                     order.remaining,
                     timestamp_ms,
                     source_offset,
@@ -660,9 +676,11 @@ class ContinuousVenue:
         cancelled, a gtd one rests and is filed for expiry."""
         side = _SIDES.get(command.side)
         order_type = _ORDER_TYPES.get(command.order_type)
-        refusal = self._refuse_order(command, side, order_type) or self._refuse_options(
-            command, side, order_type, timestamp_ms
-        )
+        participant_id = command.participant_id
+        client_order_id = command.client_order_id
+        refusal = self._refuse_order(
+            command, side, order_type, participant_id, client_order_id
+        ) or self._refuse_options(command, side, order_type, timestamp_ms)
         if refusal is not None:
             return [self.reject(command, *refusal, timestamp_ms, source_offset)]
         assert side is not None
@@ -675,8 +693,8 @@ class ContinuousVenue:
         if command.expires_at_ms is None and not command.post_only:  # ioc, fok
             order = ContinuousOrder(
                 number,
-                self._participant(command.participant_id),
-                command.client_order_id,
+                self._participant(participant_id),
+                client_order_id,
                 side,
                 command.price,
                 command.quantity,
@@ -684,8 +702,8 @@ class ContinuousVenue:
         else:
             order = OrderWithOptions(
                 number,
-                self._participant(command.participant_id),
-                command.client_order_id,
+                self._participant(participant_id),
+                client_order_id,
                 side,
                 command.price,
                 command.quantity,
@@ -711,7 +729,12 @@ class ContinuousVenue:
         if tif is _FOK and self.book.fillable(order) < order.remaining:
             events.append(
                 self._cancelled(
-                    order, order.remaining, timestamp_ms, source_offset, CancelReason.FILL_OR_KILL
+                    order,
+                    order_id,
+                    order.remaining,
+                    timestamp_ms,
+                    source_offset,
+                    CancelReason.FILL_OR_KILL,
                 )
             )
             return events
@@ -730,7 +753,9 @@ class ContinuousVenue:
             self._file(order)
             self._schedule(order)
             return events
-        events.append(self._cancelled(order, open_quantity, timestamp_ms, source_offset, reason))
+        events.append(
+            self._cancelled(order, order_id, open_quantity, timestamp_ms, source_offset, reason)
+        )
         return events
 
     def _execute(
@@ -753,6 +778,7 @@ class ContinuousVenue:
                 events.append(
                     self._cancelled(
                         resting,
+                        self.order_id(resting),
                         execution.open_quantity,
                         timestamp_ms,
                         source_offset,
@@ -766,11 +792,13 @@ class ContinuousVenue:
             self.deal_count += 1
             self.seq += 1
             self.last_price, self.last_quantity = price, quantity
-            bid, offer = (order, resting) if side is _BID else (resting, order)
             resting_id = self.order_id(resting)
-            bid_order_id, offer_order_id = (
-                (order_id, resting_id) if side is _BID else (resting_id, order_id)
-            )
+            bid: Order
+            offer: Order
+            if side is _BID:
+                bid, offer, bid_order_id, offer_order_id = order, resting, order_id, resting_id
+            else:
+                bid, offer, bid_order_id, offer_order_id = resting, order, resting_id, order_id
             events.append(
                 Deal(
                     technology_id=technology_id,
@@ -792,9 +820,9 @@ class ContinuousVenue:
             )
             if not resting.remaining:
                 self._forget(resting)
-                events.append(self._done(resting, timestamp_ms, source_offset))
+                events.append(self._done(resting, resting_id, timestamp_ms, source_offset))
         if not order.remaining:
-            events.append(self._done(order, timestamp_ms, source_offset))
+            events.append(self._done(order, order_id, timestamp_ms, source_offset))
 
     def cancel(self, command: CancelOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
         order = self._find(command.participant_id, command.client_order_id)
@@ -814,6 +842,7 @@ class ContinuousVenue:
         return [
             self._cancelled(
                 order,
+                self.order_id(order),
                 open_quantity,
                 timestamp_ms,
                 source_offset,
@@ -836,7 +865,11 @@ class ContinuousVenue:
         command: PlaceOrder,
         side: Side | None,
         order_type: OrderType | None,
+        participant_id: str,
+        client_order_id: str,
     ) -> tuple[RejectReason, str] | None:
+        """Why ``command`` (whose ``participant_id`` and ``client_order_id`` the caller
+        passes, read once) cannot be placed, if it cannot."""
         if side is None:
             return RejectReason.UNKNOWN_SIDE, f"side {quoted(command.side)} is not bid or offer"
         if order_type is None:
@@ -858,19 +891,17 @@ class ContinuousVenue:
             )
             if refusal is not None:
                 return refusal
-        if self._find(command.participant_id, command.client_order_id) is None:
-            if not self._ended or (
-                _order_key(command.participant_id, command.client_order_id) not in self._ended
-            ):
+        if self._find(participant_id, client_order_id) is None:
+            if not self._ended or _order_key(participant_id, client_order_id) not in self._ended:
                 return None
         else:
             return (
                 RejectReason.DUPLICATE_CLIENT_ORDER_ID,
-                f"client order id {command.client_order_id} is already live",
+                f"client order id {client_order_id} is already live",
             )
         return (
             RejectReason.DUPLICATE_CLIENT_ORDER_ID,
-            f"client order id {command.client_order_id} was used by an order that has "
+            f"client order id {client_order_id} was used by an order that has "
             f"ended; ids are not reused within the last {ENDED_ORDERS_REMEMBERED} ended "
             f"orders of {self.technology_id}",
         )
@@ -953,7 +984,12 @@ class ContinuousVenue:
         return [entry for entry in self._expiries if entry[2].remaining]
 
     def _amended(
-        self, order: Order, priority_kept: bool, timestamp_ms: int, source_offset: int
+        self,
+        order: Order,
+        order_id: str,
+        priority_kept: bool,
+        timestamp_ms: int,
+        source_offset: int,
     ) -> OrderAmended:
         self.seq += 1
         return OrderAmended(
@@ -961,7 +997,7 @@ class ContinuousVenue:
             seq=self.seq,
             timestamp_ms=timestamp_ms,
             source_offset=source_offset,
-            order_id=self.order_id(order),
+            order_id=order_id,
             participant_id=order.participant_id,
             client_order_id=order.client_order_id,
             open_quantity=order.remaining,
@@ -978,7 +1014,9 @@ class ContinuousVenue:
         if len(in_order) > ENDED_ORDERS_REMEMBERED:
             self._ended.discard(in_order.popleft())
 
-    def _done(self, order: Order, timestamp_ms: int, source_offset: int) -> OrderDone:
+    def _done(
+        self, order: Order, order_id: str, timestamp_ms: int, source_offset: int
+    ) -> OrderDone:
         self._remember_ended(order)
         self.seq += 1
         return OrderDone(
@@ -986,7 +1024,7 @@ class ContinuousVenue:
             seq=self.seq,
             timestamp_ms=timestamp_ms,
             source_offset=source_offset,
-            order_id=self.order_id(order),
+            order_id=order_id,
             participant_id=order.participant_id,
             client_order_id=order.client_order_id,
             filled_quantity=order.quantity,
@@ -995,6 +1033,7 @@ class ContinuousVenue:
     def _cancelled(
         self,
         order: Order,
+        order_id: str,
         open_quantity: int,
         timestamp_ms: int,
         source_offset: int,
@@ -1007,7 +1046,7 @@ class ContinuousVenue:
             seq=self.seq,
             timestamp_ms=timestamp_ms,
             source_offset=source_offset,
-            order_id=self.order_id(order),
+            order_id=order_id,
             participant_id=order.participant_id,
             client_order_id=order.client_order_id,
             filled_quantity=order.quantity - open_quantity,
