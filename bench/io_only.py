@@ -22,17 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.fresh import fresh_settings, publish_backlog
 from engine.settings import Settings
+from engine.store.rows import OUTCOME_COLUMNS
 
-_COLUMNS = (
-    "source_partition",
-    "topic",
-    "source_offset",
-    "technology_id",
-    "command_type",
-    "participant_id",
-    "client_order_id",
-    "events",
-)
 _TABLE = """
 CREATE TABLE IF NOT EXISTS io_only_outcomes (LIKE command_outcomes INCLUDING ALL);
 CREATE TABLE IF NOT EXISTS io_only_state (partition integer PRIMARY KEY, next_offset bigint);
@@ -121,7 +112,7 @@ async def io_only_with_cpu(  # noqa: PLR0915 - one loop, in order
                 for r in records:
                     key = r.key.decode() if r.key else ""
                     rows.append(
-                        (tp.partition, topic, r.offset, key, "io", "", "", r.value or b"null")
+                        (topic, tp.partition, r.offset, key, "io", "", "", r.value or b"null")
                     )
                     outputs.append((tp.partition, r.key, r.value))
                 positions.append((records[-1].offset + 1, tp.partition))
@@ -130,7 +121,7 @@ async def io_only_with_cpu(  # noqa: PLR0915 - one loop, in order
                     "UPDATE io_only_state SET next_offset = $1 WHERE partition = $2", positions
                 )
                 await connection.copy_records_to_table(
-                    "io_only_outcomes", records=rows, columns=_COLUMNS
+                    "io_only_outcomes", records=rows, columns=OUTCOME_COLUMNS
                 )
             if publishing is not None:
                 await publishing

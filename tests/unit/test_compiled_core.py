@@ -65,26 +65,32 @@ def outputs_digest() -> str:
     return digest.hexdigest()
 
 
-def _digest_in_process(pure: bool) -> tuple[bool, str]:
+def _run_core(code: str, pure: bool) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter, whose core modules are compiled or forced pure."""
     env = dict(os.environ, **{native.PURE_PYTHON_ENV: "1" if pure else ""})
-    code = (
-        "from engine import native; from tests.unit.test_compiled_core import outputs_digest; "
-        "print(native.COMPILED, outputs_digest())"
-    )
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code],
         cwd=native.ROOT,
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+
+
+def _digest_in_process(pure: bool) -> tuple[bool, str]:
+    code = (
+        "from engine import native; from tests.unit.test_compiled_core import outputs_digest; "
+        "print(native.COMPILED, outputs_digest())"
+    )
+    result = _run_core(code, pure)
+    assert result.returncode == 0, result.stderr
     compiled, digest = result.stdout.split()
     return compiled == "True", digest
 
 
 def test_compiled_and_pure_core_give_byte_identical_outputs() -> None:
-    """Same streams, same bytes: the compiled core is the reference, only faster."""
+    """Same streams, same bytes: the pure Python is the reference, the compiled core only faster."""
     if not native.build_is_current():
         pytest.skip("no current compiled core (python -m engine.build_compiled)")
     compiled, compiled_digest = _digest_in_process(pure=False)
@@ -95,17 +101,9 @@ def test_compiled_and_pure_core_give_byte_identical_outputs() -> None:
 
 def test_pure_python_can_be_forced() -> None:
     """TECHX_PURE_PYTHON=1 imports every core module from its source."""
-    env = dict(os.environ, **{native.PURE_PYTHON_ENV: "1"})
     code = (
         "import sys, engine.core.batch; from engine import native; "
         "print(all(sys.modules[m].__file__.endswith('.py') for m in native.COMPILED_MODULES))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=native.ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = _run_core(code, pure=True)
     assert result.stdout.split() == ["True"], result.stderr
