@@ -23,7 +23,7 @@ from schemas.commands import (
     Tick,
 )
 from schemas.common import DeadLetterReason
-from schemas.events import Deal, Event
+from schemas.events import CommandRejected, Deal, Event
 
 #: A stable code from :class:`schemas.common.DeadLetterReason`.
 DLQ_REASON_HEADER = "techx.dlq.reason"
@@ -110,6 +110,9 @@ class SettlementBatch:
     dead_letters_out: list[KafkaMessage] = field(default_factory=list)
     market_data_out: list[KafkaMessage] = field(default_factory=list)
     commands: int = 0
+    #: The reason codes of the batch's rejections, in order: what the metrics count, known
+    #: here without reading the encoded events back.
+    rejections: list[str] = field(default_factory=list)
     #: The market right after this batch, when a snapshot is due; settled with the batch.
     snapshot: bytes | None = None
 
@@ -197,7 +200,9 @@ class PartitionProcessor:
         self.process_into(batch, records)
         return batch
 
-    def process_into(self, batch: SettlementBatch, records: Sequence[CommandRecord]) -> None:
+    def process_into(  # noqa: PLR0915 - one flat pass per record: the hot loop, no helper calls
+        self, batch: SettlementBatch, records: Sequence[CommandRecord]
+    ) -> None:
         """Add the outcomes of the next records (which follow the batch's) to ``batch``."""
         batch.next_offset = records[-1].offset + 1
         deals, outcomes = batch.deals, batch.outcomes
@@ -243,6 +248,8 @@ class PartitionProcessor:
                         deals.append(event)
                     else:
                         executions_out.append((event_key, value, _NO_HEADERS))
+                        if type(event) is CommandRejected:
+                            batch.rejections.append(event.reason.value)
                 events_json = b"[" + b",".join(values) + b"]"
             else:
                 events_json = _NO_EVENTS

@@ -15,7 +15,6 @@ measured in the README (Metrics and health).
 
 from __future__ import annotations
 
-import re
 import time
 from bisect import bisect_left
 from collections import Counter as Tally
@@ -36,8 +35,6 @@ _RECOVERY_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 30
 _BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 #: How a rejection event starts (msgspec writes the tag first), and its reason: the first
 #: ``"reason":"`` in it, as a quote inside a string value is escaped.
-_REJECTED = b'{"type":"command_rejected",'
-_REJECTION_REASON = re.compile(rb'"reason":"(\w+)"')
 _TIMESTAMP = attrgetter("timestamp_ms")
 
 #: Retries by operation ("settle", "claim partition", "commit transaction", ...) and cause
@@ -163,10 +160,8 @@ class EngineMetrics:
             if batch.dead_letters:
                 for reason, n in Tally(d.reason.value for d in batch.dead_letters).items():
                     self.dead_letters.labels(reason).inc(n)
-            rejected = [v for _, v, _ in batch.executions_out if v and v.startswith(_REJECTED)]
-            if rejected:
-                reasons = Tally(_rejection_reason(v) for v in rejected)
-                for reason, n in reasons.items():
+            if batch.rejections:
+                for reason, n in Tally(batch.rejections).items():
                     self.rejections.labels(reason).inc(n)
             if batch.snapshot is not None:
                 self.snapshot_bytes.labels(str(batch.partition)).set(len(batch.snapshot))
@@ -200,8 +195,3 @@ GATEWAY_REQUEST_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
-
-
-def _rejection_reason(event: bytes) -> str:
-    found = _REJECTION_REASON.search(event)
-    return found.group(1).decode() if found is not None else "unknown"
