@@ -514,28 +514,42 @@ class MatchingEngine:
         return in_flight
 
     async def _settle_stage(self) -> None:
-        while (in_flight := await self._to_settle.get()) is not None:
-            items = [
-                Settlement(i.batch, i.worker.claim, i.expected_offset, i.worker.published_offset)
-                for i in in_flight
-            ]
-            # FencedError is not retriable: another engine owns a partition now, and this
-            # process stops instead of guessing what else it may have missed.
-            started = time.monotonic()
-            await self._retrying("settle", partial(self._store.settle, items))
-            self.metrics.settled([i.batch for i in in_flight], time.monotonic() - started)
-            for item in in_flight:
-                item.worker.settled_offset = item.batch.next_offset
-                self.commands_processed += item.batch.commands
-                self.deals_settled += item.batch.deal_count
-            try:
-                futures = await self._publisher.send([item.batch for item in in_flight])
-            except TechXError as e:
-                raise PublishFailedError(f"handing settled events to the producer: {e}") from e
-            await self._to_confirm.put((in_flight, futures, time.monotonic()))
-            self._to_settle.task_done()
-        self._to_settle.task_done()
+        ending = False
+        while not ending:
+            taken = [await self._to_settle.get()]
+            # Whatever was matched while the last settlement ran goes into this one: a
+            # PostgreSQL transaction costs about the same for one batch as for several, so
+            # under load the queue empties at each turn instead of every batch waiting for
+            # the ones ahead of it to commit one by one.
+            while taken[-1] is not None and not self._to_settle.empty():
+                taken.append(self._to_settle.get_nowait())
+            ending = taken[-1] is None
+            in_flight = [item for matched in taken if matched is not None for item in matched]
+            if in_flight:
+                await self._settle(in_flight)
+            for _ in taken:
+                self._to_settle.task_done()
         await self._to_confirm.put(None)
+
+    async def _settle(self, in_flight: list[_InFlight]) -> None:
+        items = [
+            Settlement(i.batch, i.worker.claim, i.expected_offset, i.worker.published_offset)
+            for i in in_flight
+        ]
+        # FencedError is not retriable: another engine owns a partition now, and this
+        # process stops instead of guessing what else it may have missed.
+        started = time.monotonic()
+        await self._retrying("settle", partial(self._store.settle, items))
+        self.metrics.settled([i.batch for i in in_flight], time.monotonic() - started)
+        for item in in_flight:
+            item.worker.settled_offset = item.batch.next_offset
+            self.commands_processed += item.batch.commands
+            self.deals_settled += item.batch.deal_count
+        try:
+            futures = await self._publisher.send([item.batch for item in in_flight])
+        except TechXError as e:
+            raise PublishFailedError(f"handing settled events to the producer: {e}") from e
+        await self._to_confirm.put((in_flight, futures, time.monotonic()))
 
     async def _confirm_stage(self) -> None:
         while (delivery := await self._to_confirm.get()) is not None:

@@ -191,12 +191,15 @@ class SettlementStore:
     async def settle(self, items: list[Settlement]) -> None:
         """Write the batches of several partitions and move their offsets, or nothing at all.
 
-        One transaction (one WAL flush) for everything a consumer fetch brought in. Raises
+        One transaction (one WAL flush) for everything matched since the last one. Raises
         FencedError naming the first partition another engine owns now (or whose offset moved
         under us): the engine stops rather than guess what else it missed. StoreUnavailableError
         means the same call may be retried as it is.
         """
         topic, batches = self._topic, [item.batch for item in items]
+        # Where each partition ends once all its items are in: one settlement may carry
+        # several consecutive batches of a partition (matched while the last one committed).
+        reaches = {item.batch.partition: item.batch.next_offset for item in items}
         deals = list(deal_rows(topic, batches))
         outcomes = list(outcome_rows(topic, batches))
         dead = list(dead_letter_rows(topic, batches))
@@ -226,7 +229,7 @@ class SettlementStore:
                             position == 0  # one transaction wrote all items, or none
                             and state is not None
                             and state["owner_epoch"] == item.claim.owner_epoch
-                            and state["next_offset"] == item.batch.next_offset
+                            and state["next_offset"] == reaches[item.batch.partition]
                         ):
                             raise _AlreadySettledError
                         raise FencedError(

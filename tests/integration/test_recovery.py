@@ -172,6 +172,39 @@ async def test_a_settlement_retried_after_a_lost_commit_answer_is_not_applied_tw
     assert rows[0][0] == len(batch.deals)
 
 
+async def test_a_settlement_of_consecutive_batches_of_one_partition_can_be_retried(
+    settings: Settings,
+) -> None:
+    """The engine settles what it matched while the last settlement ran in one transaction,
+    which can hold several batches of one partition: a retry after a lost commit answer must
+    still be recognised as already settled (not as another engine's write), and add nothing."""
+    commands = _stream(300)
+    home = [c for c in commands if partition_for(c.technology_id, settings.partitions) == 0]
+    records = [
+        LogRecord(offset, 0, c.technology_id.encode(), encode(c)) for offset, c in enumerate(home)
+    ]
+    processor = PartitionProcessor(0, settings.partitions)
+    half = len(records) // 2
+    first, second = processor.process(records[:half]), processor.process(records[half:])
+    assert first.deals, "the first batch should settle some deals"
+    assert second.deals, "the second batch should settle some deals"
+    store = await SettlementStore.connect(settings.database_url, settings.topics.commands)
+    try:
+        claim = await store.claim(0)
+        both = [
+            Settlement(first, claim, 0, 0),
+            Settlement(second, claim, first.next_offset, 0),
+        ]
+        await store.settle(both)
+        await store.settle(both)  # the retry
+    finally:
+        await store.close()
+    rows = await fetch_all(settings, "SELECT count(*) FROM deals")
+    assert rows[0][0] == len(first.deals) + len(second.deals)
+    state = await fetch_all(settings, "SELECT next_offset FROM partition_state WHERE partition = 0")
+    assert state[0][0] == second.next_offset
+
+
 async def test_a_replay_that_disagrees_with_postgresql_stops_the_engine(
     settings: Settings,
 ) -> None:
