@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
-from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode, encode_view
+from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode_reusing, encode_view
 from engine.core.market import Market
 from engine.core.partitioning import partition_for
 from engine.core.records import CommandOutcome, DeadLetterRecord
@@ -149,6 +149,8 @@ class PartitionProcessor:
         self.market = market if market is not None else Market()
         self._decode = decode
         self._after_apply = after_apply
+        #: Where events are encoded, kept from one to the next (see encode_reusing).
+        self._encoding = bytearray()
 
     def apply(self, record: CommandRecord) -> tuple[Command, list[Event]] | DeadLetter:
         """The command in a record and the events it causes, or why it is a dead letter."""
@@ -207,6 +209,7 @@ class PartitionProcessor:
         batch.next_offset = records[-1].offset + 1
         deals, outcomes = batch.deals, batch.outcomes
         deals_out, executions_out = batch.deals_out, batch.executions_out
+        encoding = self._encoding
         for record in records:
             try:
                 command = self._decoded(record.value)
@@ -238,7 +241,7 @@ class PartitionProcessor:
             if events:
                 values = []
                 for event in events:
-                    value = encode(event)
+                    value = encode_reusing(event, encoding)
                     values.append(value)
                     # A deadline of another technology may fire before this command: its
                     # events go out under their own technology's key.
