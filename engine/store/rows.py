@@ -3,7 +3,8 @@
 The pure core hands over typed records (:class:`engine.core.batch.SettlementBatch`); this
 module turns them into the tuples PostgreSQL's COPY takes, in the column order named beside
 them, with the command topic first: the topic is part of every key, so several topic
-prefixes (tenants, test runs) can share one database.
+prefixes (tenants, test runs) can share one database. Small settlements go in one call
+(migration 009's ``techx_settle``), which takes the same values as one array per column.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ DEAD_LETTER_COLUMNS = (
 )
 
 Row = tuple[object, ...]
+#: The same values by column (topic left out), as arrays for one call (migration 009).
+Columns = list[list[object]]
 
 
 def deal_rows(topic: str, batches: Iterable[SettlementBatch]) -> Iterator[Row]:
@@ -106,3 +109,45 @@ def dead_letter_rows(topic: str, batches: Iterable[SettlementBatch]) -> Iterator
                 dead.value,
                 dead.timestamp_ms,
             )
+
+
+def deal_arrays(batches: Iterable[SettlementBatch]) -> Columns:
+    """:data:`DEAL_COLUMNS` but the topic, one list per column."""
+    columns: Columns = [[] for _ in DEAL_COLUMNS[1:]]
+    (ids, technologies, numbers, seqs, prices, quantities, buyers, sellers, bids, offers, sides,
+     times, partitions, offsets) = columns  # fmt: skip
+    for batch in batches:
+        partition = batch.partition
+        for deal in batch.deals:
+            ids.append(deal.deal_id)
+            technologies.append(deal.technology_id)
+            numbers.append(deal.deal_number)
+            seqs.append(deal.seq)
+            prices.append(deal.price)
+            quantities.append(deal.quantity)
+            buyers.append(deal.buyer_id)
+            sellers.append(deal.seller_id)
+            bids.append(deal.bid_order_id)
+            offers.append(deal.offer_order_id)
+            sides.append(deal.aggressor_side.value)
+            times.append(deal.timestamp_ms)
+            partitions.append(partition)
+            offsets.append(deal.source_offset)
+    return columns
+
+
+def outcome_arrays(batches: Iterable[SettlementBatch]) -> Columns:
+    """:data:`OUTCOME_COLUMNS` but the topic, one list per column."""
+    columns: Columns = [[] for _ in OUTCOME_COLUMNS[1:]]
+    partitions, offsets, technologies, types, participants, client_ids, events = columns
+    for batch in batches:
+        partition = batch.partition
+        for outcome in batch.outcomes:
+            partitions.append(partition)
+            offsets.append(outcome.offset)
+            technologies.append(outcome.technology_id)
+            types.append(outcome.command_type)
+            participants.append(outcome.participant_id)
+            client_ids.append(outcome.client_order_id)
+            events.append(outcome.events_json)
+    return columns

@@ -24,7 +24,9 @@ from engine.store.rows import (
     DEAL_COLUMNS,
     OUTCOME_COLUMNS,
     dead_letter_rows,
+    deal_arrays,
     deal_rows,
+    outcome_arrays,
     outcome_rows,
 )
 
@@ -48,6 +50,18 @@ SESSION_BOUNDS = {
 }
 
 
+#: Most rows (deals and command outcomes) settled in one call to techx_settle (migration
+#: 009): one round trip instead of seven. Above it COPY costs the engine less CPU: measured
+#: per settlement, 0.55-0.67 ms against 0.70-0.81 at ~35 rows, even at ~140, 2.3 against
+#: 1.4 ms at ~420 (asyncpg encodes arrays slower than COPY records).
+ONE_CALL_MOST_ROWS = 128
+_SETTLE_IN_ONE_CALL = (
+    "SELECT techx_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
+    " $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+)
+#: What techx_settle raises when an item's offset is not where the engine expects it.
+_OFFSET_MOVED_SQLSTATE = "TXF01"
+
 #: Older snapshots than the newest few are deleted as new ones are written.
 _SNAPSHOTS_KEPT = 3
 
@@ -57,8 +71,13 @@ _CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.InternalClientErr
 _STORE_ERRORS = (*_CONNECTION_ERRORS, asyncpg.PostgresError)
 
 
-class _AlreadySettledError(Exception):
-    """Rolls back a settlement whose rows an earlier, unanswered commit already wrote."""
+class _OffsetMovedError(Exception):
+    """Internal: the item at ``position`` found its partition's offset elsewhere; nothing
+    was written (the transaction or the call was rolled back)."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(position)
+        self.position = position
 
 
 def _store_error(error: BaseException, doing: str) -> TechXError:
@@ -196,76 +215,117 @@ class SettlementStore:
         under us): the engine stops rather than guess what else it missed. StoreUnavailableError
         means the same call may be retried as it is.
         """
-        topic, batches = self._topic, [item.batch for item in items]
+        batches = [item.batch for item in items]
         # Where each partition ends once all its items are in: one settlement may carry
         # several consecutive batches of a partition (matched while the last one committed).
         reaches = {item.batch.partition: item.batch.next_offset for item in items}
-        deals = list(deal_rows(topic, batches))
-        outcomes = list(outcome_rows(topic, batches))
-        dead = list(dead_letter_rows(topic, batches))
         try:
-            async with self._pool.acquire() as connection, connection.transaction():
-                for position, item in enumerate(items):
-                    status = await connection.execute(
-                        "UPDATE partition_state SET next_offset = $1,"
-                        " published_offset = GREATEST(published_offset, $2),"
-                        " updated_at = now() WHERE topic = $3 AND partition = $4"
-                        " AND owner_epoch = $5 AND next_offset = $6",
-                        item.batch.next_offset,
-                        item.published_offset,
-                        self._topic,
-                        item.batch.partition,
-                        item.claim.owner_epoch,
-                        item.expected_offset,
-                    )
-                    if status != "UPDATE 1":
-                        state = await connection.fetchrow(
-                            "SELECT owner_epoch, next_offset FROM partition_state"
-                            " WHERE topic = $1 AND partition = $2",
-                            self._topic,
-                            item.batch.partition,
-                        )
-                        if (
-                            position == 0  # one transaction wrote all items, or none
-                            and state is not None
-                            and state["owner_epoch"] == item.claim.owner_epoch
-                            and state["next_offset"] == reaches[item.batch.partition]
-                        ):
-                            raise _AlreadySettledError
-                        raise FencedError(
-                            f"partition {item.batch.partition}: epoch {item.claim.owner_epoch} "
-                            f"at offset {item.expected_offset} is no longer the owner's position",
-                            partition=item.batch.partition,
-                        )
-                if deals:
-                    await connection.copy_records_to_table(
-                        "deals", records=deals, columns=DEAL_COLUMNS
-                    )
-                if outcomes:
-                    await connection.copy_records_to_table(
-                        "command_outcomes", records=outcomes, columns=OUTCOME_COLUMNS
-                    )
-                if dead:
-                    await connection.copy_records_to_table(
-                        "dead_letters", records=dead, columns=DEAD_LETTER_COLUMNS
-                    )
-                for item in items:
-                    if item.batch.snapshot is not None:
-                        await self._save_snapshot(connection, item.batch, item.published_offset)
+            if _fits_one_call(batches):
+                await self._settle_in_one_call(items)
+            else:
+                await self._settle_in_a_transaction(items, reaches)
         except asyncpg.UniqueViolationError as e:
             ranges = ", ".join(
                 f"{i.batch.partition}:{i.batch.first_offset}..{i.batch.next_offset - 1}"
                 for i in items
             )
             raise DeterminismError(f"offsets {ranges} were settled already: {e}") from e
-        except _AlreadySettledError:
-            # A retry after a commit whose answer was lost: the rows are there already.
-            log.warning(
-                "settlement_already_committed", partitions=[item.batch.partition for item in items]
+        except _OffsetMovedError as moved:
+            await self._explain_moved(items, moved.position, reaches)
+        except _STORE_ERRORS as e:
+            partitions = sorted(batch.partition for batch in batches)
+            raise _store_error(e, f"settling partitions {partitions}") from e
+
+    async def _settle_in_one_call(self, items: list[Settlement]) -> None:
+        """Migration 009's techx_settle: the same writes in one round trip."""
+        batches = [item.batch for item in items]
+        try:
+            await self._pool.execute(
+                _SETTLE_IN_ONE_CALL,
+                self._topic,
+                [item.batch.partition for item in items],
+                [item.batch.next_offset for item in items],
+                [item.published_offset for item in items],
+                [item.claim.owner_epoch for item in items],
+                [item.expected_offset for item in items],
+                *deal_arrays(batches),
+                *outcome_arrays(batches),
+            )
+        except asyncpg.PostgresError as e:
+            if e.sqlstate == _OFFSET_MOVED_SQLSTATE:
+                raise _OffsetMovedError(int(getattr(e, "detail", None) or 0)) from e
+            raise
+
+    async def _settle_in_a_transaction(
+        self, items: list[Settlement], reaches: dict[int, int]
+    ) -> None:
+        """Large settlements (COPY writes rows fastest), dead letters and snapshots."""
+        topic, batches = self._topic, [item.batch for item in items]
+        deals = list(deal_rows(topic, batches))
+        outcomes = list(outcome_rows(topic, batches))
+        dead = list(dead_letter_rows(topic, batches))
+        async with self._pool.acquire() as connection, connection.transaction():
+            for position, item in enumerate(items):
+                status = await connection.execute(
+                    "UPDATE partition_state SET next_offset = $1,"
+                    " published_offset = GREATEST(published_offset, $2),"
+                    " updated_at = now() WHERE topic = $3 AND partition = $4"
+                    " AND owner_epoch = $5 AND next_offset = $6",
+                    item.batch.next_offset,
+                    item.published_offset,
+                    self._topic,
+                    item.batch.partition,
+                    item.claim.owner_epoch,
+                    item.expected_offset,
+                )
+                if status != "UPDATE 1":
+                    raise _OffsetMovedError(position)
+            if deals:
+                await connection.copy_records_to_table("deals", records=deals, columns=DEAL_COLUMNS)
+            if outcomes:
+                await connection.copy_records_to_table(
+                    "command_outcomes", records=outcomes, columns=OUTCOME_COLUMNS
+                )
+            if dead:
+                await connection.copy_records_to_table(
+                    "dead_letters", records=dead, columns=DEAD_LETTER_COLUMNS
+                )
+            for item in items:
+                if item.batch.snapshot is not None:
+                    await self._save_snapshot(connection, item.batch, item.published_offset)
+
+    async def _explain_moved(
+        self, items: list[Settlement], position: int, reaches: dict[int, int]
+    ) -> None:
+        """An item's offset was not where this engine expected it, and nothing was written:
+        either a retry of a commit whose answer was lost (every item is in already), or
+        another engine owns the partition now."""
+        item = items[position]
+        try:
+            state = await self._pool.fetchrow(
+                "SELECT owner_epoch, next_offset FROM partition_state"
+                " WHERE topic = $1 AND partition = $2",
+                self._topic,
+                item.batch.partition,
             )
         except _STORE_ERRORS as e:
-            partitions = sorted(item.batch.partition for item in items)
-            raise _store_error(e, f"settling partitions {partitions}") from e
+            raise _store_error(e, f"reading partition {item.batch.partition}'s offset") from e
+        if (
+            position == 0  # one transaction wrote all items, or none
+            and state is not None
+            and state["owner_epoch"] == item.claim.owner_epoch
+            and state["next_offset"] == reaches[item.batch.partition]
+        ):
+            # A retry after a commit whose answer was lost: the rows are there already.
+            log.warning(
+                "settlement_already_committed", partitions=[i.batch.partition for i in items]
+            )
+            return
+        raise FencedError(
+            f"partition {item.batch.partition}: epoch {item.claim.owner_epoch} "
+            f"at offset {item.expected_offset} is no longer the owner's position",
+            partition=item.batch.partition,
+        )
 
     async def _save_snapshot(
         self, connection: asyncpg.Connection, batch: SettlementBatch, published_offset: int
@@ -352,6 +412,16 @@ class SettlementStore:
             raise _store_error(e, f"totalling partition {partition}'s deals") from e
         assert row is not None
         return DealTotals(int(row["deals"]), int(row["quantity"]), int(row["notional"]))
+
+
+def _fits_one_call(batches: list[SettlementBatch]) -> bool:
+    """Small, and nothing but deals and outcomes: what steady order flow settles."""
+    rows = 0
+    for batch in batches:
+        if batch.dead_letters or batch.snapshot is not None:
+            return False
+        rows += len(batch.deals) + len(batch.outcomes)
+    return rows <= ONE_CALL_MOST_ROWS
 
 
 async def _accept_json_bytes(connection: asyncpg.Connection) -> None:

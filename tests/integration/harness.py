@@ -112,9 +112,9 @@ async def expected_outputs(
     return expected
 
 
-async def fetch_all(settings: Settings, query: str) -> list[asyncpg.Record]:
+async def fetch_all(settings: Settings, query: str, *args: object) -> list[asyncpg.Record]:
     async with connected(settings.database_url) as connection:
-        return list(await connection.fetch(query))
+        return list(await connection.fetch(query, *args))
 
 
 async def assert_settled_and_published_once(
