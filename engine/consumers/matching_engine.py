@@ -457,6 +457,14 @@ class MatchingEngine:
     # -- the pipeline --------------------------------------------------------------------
 
     async def _match_stage(self) -> None:
+        committing: list[asyncio.Task[None]] = []
+        try:
+            await self._match_until_stopped(committing)
+        finally:
+            if committing:  # bounded by _OFFSET_COMMIT_TIMEOUT_S; raises no KafkaError
+                await committing[-1]
+
+    async def _match_until_stopped(self, committing: list[asyncio.Task[None]]) -> None:
         settings, consumer = self._settings, self._consumer
         last_commit = last_progress = time.monotonic()
         progress_mark = 0
@@ -472,9 +480,13 @@ class MatchingEngine:
                         await self._to_settle.put(in_flight)
                 else:
                     await self._flush_published_marks()
-                if now - last_commit >= _OFFSET_COMMIT_INTERVAL_S:
-                    await self._commit_group_offsets()
-                    last_commit = now
+            if now - last_commit >= _OFFSET_COMMIT_INTERVAL_S and (
+                not committing or committing[-1].done()
+            ):
+                # Beside matching, not in its way: awaited here, the broker round trip held
+                # every fetch behind it once a second.
+                committing[:] = [asyncio.create_task(self._commit_group_offsets())]
+                last_commit = now
             if now - last_progress >= _PROGRESS_INTERVAL_S:
                 done = self.commands_processed - progress_mark
                 log.info(
