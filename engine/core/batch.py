@@ -50,6 +50,9 @@ _EXCHANGE_WIDE: frozenset[type[Command]] = _MEMBERSHIP | {Tick}
 _NO_HEADERS: list[tuple[str, bytes]] = []
 #: What a command that caused no event published.
 _NO_EVENTS = b"[]"
+#: Most record keys remembered as correctly routed here; past it keys are checked each time,
+#: so foreign ids (each one a key that hashes here) cannot grow the memory without bound.
+_MOST_ROUTED_KEYS = 65_536
 
 KafkaMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
@@ -151,6 +154,9 @@ class PartitionProcessor:
         self._after_apply = after_apply
         #: Where events are encoded, kept from one to the next (see encode_reusing).
         self._encoding = bytearray()
+        #: Record keys that passed the routing checks, with the technology id they equal:
+        #: the same key and id pass again without decoding the key or hashing the id.
+        self._routed: dict[bytes, str] = {}
 
     def apply(self, record: CommandRecord) -> tuple[Command, list[Event]] | DeadLetter:
         """The command in a record and the events it causes, or why it is a dead letter."""
@@ -230,13 +236,16 @@ class PartitionProcessor:
                 technology_id = client_order_id = ""
                 participant_id = cast(MembershipCommand, command).participant_id
             else:
-                refusal = self._misrouted(command, key)
-                if refusal is not None:
-                    _dead_letter(batch, record, refusal)
-                    continue
-                events = self._applied(command, record)
                 routed = cast(TechnologyCommand, command)
                 technology_id, participant_id = routed.technology_id, routed.participant_id
+                if key is None or self._routed.get(key) != technology_id:
+                    refusal = self._misrouted(command, key)
+                    if refusal is not None:
+                        _dead_letter(batch, record, refusal)
+                        continue
+                    if key is not None and len(self._routed) < _MOST_ROUTED_KEYS:
+                        self._routed[key] = technology_id
+                events = self._applied(command, record)
                 client_order_id = getattr(command, "client_order_id", "")
             if events:
                 values = []

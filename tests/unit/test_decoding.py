@@ -514,6 +514,19 @@ def test_nothing_settled_contains_a_nul_character() -> None:
     assert not any("\x00" in detail for detail in details)
 
 
+def test_a_key_that_passed_once_does_not_pass_another_technology() -> None:
+    """The processor remembers keys that passed the routing checks; the same key carrying
+    another technology's command is still checked, and refused."""
+    home = partition_for("T1", 8)
+    processor = PartitionProcessor(home, partition_count=8)
+    batch = processor.process(
+        records(LISTING, place(), place(technology_id="T2", client_order_id="c2"), place())
+    )
+    assert [dead.reason for dead in batch.dead_letters] == [DeadLetterReason.KEY_MISMATCH]
+    assert 'must equal technology_id "T2"' in batch.dead_letters[0].detail
+    assert [outcome.offset for outcome in batch.outcomes] == [100, 101, 103]
+
+
 def test_record_on_the_wrong_partition_is_dead_lettered() -> None:
     """A technology routed off its murmur2 partition cannot open a second book elsewhere."""
     home = partition_for("T1", 8)
