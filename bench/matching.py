@@ -261,7 +261,9 @@ def _records(commands: list[tuple[Command, int]]) -> list[LogRecord]:
 
 
 def _process(records: list[LogRecord]) -> float:
-    processor = PartitionProcessor(0)
+    # As the engine runs it: with the partition count, so every record's routing is checked
+    # (one partition: every technology is at home).
+    processor = PartitionProcessor(0, 1)
     started = time.perf_counter()
     for start in range(0, len(records), 5000):
         processor.process(records[start : start + 5000])
