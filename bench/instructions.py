@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from bench.matching import _commands, _process, _records
+from engine.commands.run import tune_garbage_collector
 from engine.core.market import Market
 
 COMMANDS = 20_000
@@ -28,6 +29,7 @@ _SUMMARY = re.compile(r"^summary: (\d+)", re.MULTILINE)
 def work(what: str, measured: bool) -> None:
     """Build the input; with ``measured``, also apply it (the part callgrind is asked about)."""
     commands = _commands(SEED, COMMANDS)
+    tune_garbage_collector()  # as `techx run` and bench.matching do
     if what == "pipeline":
         records = _records([(c, i) for i, c in enumerate(commands)])
         if measured:
