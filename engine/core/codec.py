@@ -15,6 +15,7 @@ from itertools import accumulate
 
 import msgspec
 
+from engine import native_codec
 from engine.errors import DecodeError
 from schemas.commands import Command, Tick
 from schemas.common import DeadLetterReason
@@ -25,6 +26,9 @@ _event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _view_decoder: msgspec.json.Decoder[MarketView] = msgspec.json.Decoder(MarketView)
 _encoder = msgspec.json.Encoder()
 _string_decoder: msgspec.json.Decoder[str] = msgspec.json.Decoder(str)
+#: The Rust fast path for common valid records, where built (engine.native_codec); it answers
+#: None for anything it does not vouch for, and the pure path below decides those.
+_fast_decode = native_codec.fast_decode
 
 #: The ticker's record, byte for byte (any other spelling of a tick decodes the long way).
 TICK_RECORD = b'{"type":"tick"}'
@@ -61,6 +65,10 @@ def decode_command(raw: bytes | None) -> Command:
             DeadLetterReason.TOO_LARGE,
             f"record is {len(raw)} bytes, above the {MAX_COMMAND_BYTES} limit",
         )
+    if _fast_decode is not None:
+        fast = _fast_decode(raw)
+        if fast is not None:
+            return fast
     try:
         command = _command_decoder.decode(raw)
     except Exception as e:  # any failure on foreign bytes is a dead letter, never a stop

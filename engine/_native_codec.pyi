@@ -1,0 +1,9 @@
+"""The Rust fast path for common command records (native/techx_codec; engine.native_codec)."""
+
+from schemas.commands import Command
+
+class CommandDecoder:
+    def __init__(self, classes: dict[str, type[Command]]) -> None: ...
+    def decode(self, raw: object) -> Command | None: ...
+
+def fields() -> list[tuple[str, list[str]]]: ...
