@@ -23,6 +23,22 @@ const MAX_IDENTIFIER: usize = 64;
 /// A display text's longest length (schemas/common.py `DisplayText`).
 const MAX_DISPLAY_TEXT: usize = 200;
 
+/// Bytes a string may hold on the fast path: printable ASCII but the quote and backslash.
+static PLAIN: [bool; 256] = byte_table(b" !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~");
+/// Bytes an identifier may hold after its first: ASCII letters, digits and `._:-`.
+static IDENTIFIER: [bool; 256] =
+    byte_table(b"-.0123456789:ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz");
+
+const fn byte_table(members: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < members.len() {
+        table[members[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
 /// How a field is checked and what it holds when the record leaves it out.
 #[derive(Clone, Copy)]
 enum Kind {
@@ -220,18 +236,13 @@ impl<'a> Scanner<'a> {
     /// the decoded characters, so lengths and patterns can be checked on the bytes.
     fn string(&mut self) -> Option<&'a [u8]> {
         self.expect(b'"')?;
-        let start = self.at;
-        loop {
-            match self.peek()? {
-                b'"' => break,
-                b'\\' => return None,
-                0x20..=0x7e => self.at += 1,
-                _ => return None,
-            }
+        let rest = self.bytes.get(self.at..)?;
+        let length = rest.iter().position(|&c| !PLAIN[usize::from(c)])?;
+        if rest[length] != b'"' {
+            return None; // an escape, a control or a non-ASCII byte
         }
-        let contents = &self.bytes[start..self.at];
-        self.at += 1;
-        Some(contents)
+        self.at += length + 1;
+        Some(&rest[..length])
     }
 
     /// An integer in JSON's grammar that fits int64. "-0" is refused: msgspec reads it as 0,
@@ -253,11 +264,16 @@ impl<'a> Scanner<'a> {
         {
             return None;
         }
+        // 19 digits are below 10^19 < 2^64: no overflow.
         let magnitude = digits
             .iter()
-            .fold(0i128, |n, d| n * 10 + i128::from(d - b'0'));
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
         // A fraction or exponent that follows is left for the caller, which refuses it.
-        i64::try_from(if negative { -magnitude } else { magnitude }).ok()
+        if negative {
+            0i64.checked_sub_unsigned(magnitude)
+        } else {
+            i64::try_from(magnitude).ok()
+        }
     }
 
     fn value(&mut self) -> Option<Value<'a>> {
@@ -318,9 +334,7 @@ fn is_identifier(text: &[u8]) -> bool {
         Some((first, rest)) => {
             text.len() <= MAX_IDENTIFIER
                 && first.is_ascii_alphanumeric()
-                && rest
-                    .iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+                && rest.iter().all(|&c| IDENTIFIER[usize::from(c)])
         }
         None => false,
     }
@@ -359,13 +373,13 @@ struct CommandDecoder {
 }
 
 impl CommandDecoder {
+    /// A side, order type, time in force...: shared when common, else a new string.
     fn text<'py>(&self, py: Python<'py>, text: &[u8]) -> Bound<'py, PyAny> {
         for (known, object) in COMMON_TEXTS.iter().zip(&self.texts) {
             if known.as_bytes() == text {
                 return object.bind(py).clone().into_any();
             }
         }
-        // Printable ASCII (the scanner let nothing else through) is valid UTF-8.
         PyString::new(py, std::str::from_utf8(text).unwrap_or_default()).into_any()
     }
 
@@ -376,7 +390,11 @@ impl CommandDecoder {
         value: Option<Value<'_>>,
     ) -> Bound<'py, PyAny> {
         match (value, kind) {
-            (Some(Value::Str(s)), _) => self.text(py, s),
+            (Some(Value::Str(s)), Kind::Text | Kind::TextOr(_)) => self.text(py, s),
+            // Printable ASCII (the scanner let nothing else through) is valid UTF-8.
+            (Some(Value::Str(s)), _) => {
+                PyString::new(py, std::str::from_utf8(s).unwrap_or_default()).into_any()
+            }
             (Some(Value::Int(n)), _) => n
                 .into_pyobject(py)
                 .map_or_else(|e| match e {}, Bound::into_any),
@@ -439,22 +457,28 @@ impl CommandDecoder {
         };
         let fields = COMMANDS[index].1;
         let mut slots: [Option<Value<'_>>; MAX_KEYS] = [None; MAX_KEYS];
+        // Writers put the fields in declaration order: try the one after the last first.
+        let mut next = 0;
         for &(key, value) in entries {
             if key == b"type" {
                 continue;
             }
-            // An unknown key (forbid_unknown_fields) or a repeated one: the pure path's.
-            let Some(at) = fields.iter().position(|field| field.name.as_bytes() == key) else {
-                return Ok(None);
+            let at = match fields.get(next) {
+                Some(field) if field.name.as_bytes() == key => next,
+                _ => match fields.iter().position(|field| field.name.as_bytes() == key) {
+                    Some(at) => at,
+                    None => return Ok(None), // unknown (forbid_unknown_fields): the pure path's
+                },
             };
             if slots[at].replace(value).is_some() {
-                return Ok(None);
+                return Ok(None); // a repeated key: the pure path refuses it
             }
+            next = at + 1;
         }
         if !fields
             .iter()
-            .zip(slots)
-            .all(|(field, value)| admits(field.kind, value))
+            .zip(&slots)
+            .all(|(field, &value)| admits(field.kind, value))
         {
             return Ok(None);
         }
@@ -462,8 +486,8 @@ impl CommandDecoder {
             py,
             fields
                 .iter()
-                .zip(slots)
-                .map(|(field, value)| self.object(py, field.kind, value)),
+                .zip(&slots)
+                .map(|(field, &value)| self.object(py, field.kind, value)),
         )?;
         class.bind(py).call1(arguments).map(Some)
     }
