@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from engine import native
 from schemas.commands import COMMAND_TYPES, Command
@@ -51,9 +52,10 @@ def sources_hash() -> str | None:
     return digest.hexdigest()
 
 
-def build_is_current() -> bool:
+def build_is_current(manifest: Path = MANIFEST) -> bool:
+    """Whether ``manifest`` names the sources now in the checkout."""
     try:
-        built = json.loads(MANIFEST.read_text())
+        built = json.loads(manifest.read_text())
     except (OSError, ValueError):
         return False
     current = sources_hash()
