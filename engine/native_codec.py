@@ -37,6 +37,7 @@ SOURCES = (
 MANIFEST = native.ROOT / "engine" / "native-codec-manifest.json"
 
 FastDecode = Callable[[bytes], Command | None]
+DuplicateKey = Callable[[bytes], str | None]
 
 
 def sources_hash() -> str | None:
@@ -62,24 +63,25 @@ def build_is_current(manifest: Path = MANIFEST) -> bool:
     return isinstance(built, dict) and (current is None or built.get("sources") == current)
 
 
-def _load() -> tuple[FastDecode | None, str]:
+def _load() -> tuple[FastDecode | None, DuplicateKey | None, str]:
     if os.environ.get(native.PURE_PYTHON_ENV, "") not in ("", "0"):
-        return None, f"python ({native.PURE_PYTHON_ENV} is set)"
+        return None, None, f"python ({native.PURE_PYTHON_ENV} is set)"
     if not build_is_current():
-        return None, "python (no current build: python -m engine.build_compiled)"
+        return None, None, "python (no current build: python -m engine.build_compiled)"
     try:
         from engine import _native_codec  # noqa: PLC0415 - optional, built per machine
     except ImportError as e:
-        return None, f"python (import failed: {e})"
+        return None, None, f"python (import failed: {e})"
     structs = {t.__struct_config__.tag: t for t in COMMAND_TYPES}
     covered = _native_codec.fields()
     for tag, fields in covered:
         struct = structs.get(tag)
         if struct is None or tuple(fields) != struct.__struct_fields__:
-            return None, f"python (the decoder's fields of {tag} differ from the schema)"
+            return None, None, f"python (the decoder's fields of {tag} differ from the schema)"
     decoder = _native_codec.CommandDecoder({tag: structs[tag] for tag, _ in covered})
-    return decoder.decode, "native"
+    return decoder.decode, _native_codec.duplicate_key, "native"
 
 
-#: The fast decoder (the Struct, or ``None`` for "take the pure path"), when it is used.
-fast_decode, STATUS = _load()
+#: The fast decoder (the Struct, or ``None`` for "take the pure path"), and
+#: ``engine.core.codec._duplicate_key`` in Rust: both used, or neither.
+fast_decode, duplicate_key, STATUS = _load()

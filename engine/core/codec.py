@@ -29,6 +29,7 @@ _string_decoder: msgspec.json.Decoder[str] = msgspec.json.Decoder(str)
 #: The Rust fast path for common valid records, where built (engine.native_codec); it answers
 #: None for anything it does not vouch for, and the pure path below decides those.
 _fast_decode = native_codec.fast_decode
+_native_duplicate_key = native_codec.duplicate_key
 
 #: The ticker's record, byte for byte (any other spelling of a tick decodes the long way).
 TICK_RECORD = b'{"type":"tick"}'
@@ -134,7 +135,20 @@ def _duplicate_key(raw: bytes) -> str | None:
     as many keys as distinct keys: equal counts prove there is no repeat. Without escapes and
     without a space after a quote, every ``":`` ends a key or opens a string starting with a
     colon: the same proof for ids that hold colons. Anything else is tokenized.
+
+    Where the Rust decoder is built, it answers in one pass (the records the fast path left
+    here: escapes, non-ASCII text, registrations), and this Python stays the reference.
     """
+    if _native_duplicate_key is not None:
+        try:
+            return _native_duplicate_key(raw)
+        except ValueError:  # nothing msgspec decoded; Python's answer, whatever it is
+            pass
+    return duplicate_key_in_python(raw)
+
+
+def duplicate_key_in_python(raw: bytes) -> str | None:
+    """:func:`_duplicate_key` without the Rust path."""
     distinct = len(_plain_decoder.decode(raw))
     if raw.count(b":") == distinct:
         return None

@@ -51,7 +51,7 @@ def pure(raw: bytes) -> Command | None:
         command = codec._command_decoder.decode(raw)
     except Exception:  # whatever decode_command turns into a dead letter
         return None
-    return None if codec._duplicate_key(raw) is not None else command
+    return None if codec.duplicate_key_in_python(raw) is not None else command
 
 
 def assert_invariant(raw: bytes) -> Command | None:
@@ -215,7 +215,7 @@ def records(draw: st.DrawFn) -> tuple[bytes, int]:
 # --- the tests ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(records())
 def test_the_fast_path_returns_only_what_the_pure_path_returns(record: tuple[bytes, int]) -> None:
     """Differential: a Struct from Rust is the Struct msgspec decodes, byte for byte."""
@@ -306,6 +306,50 @@ def test_edges_of_a_place_order(field: str, text: bytes, accepted: bool) -> None
 def test_records_the_fast_path_leaves_to_the_pure_path(raw: bytes) -> None:
     """Repeats (plain or escaped), unknown or missing keys, lists, other shapes: None."""
     assert fast(raw) is None
+
+
+def rust_duplicate_key(raw: bytes) -> str | None:
+    duplicate_key = native_codec.duplicate_key
+    assert duplicate_key is not None
+    return duplicate_key(raw)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records())
+def test_the_rust_duplicate_key_is_the_python_one(record: tuple[bytes, int]) -> None:
+    """Same key, or none, for every record msgspec decodes (the only ones it is asked about)."""
+    raw, _ = record
+    try:
+        codec._command_decoder.decode(raw)
+    except Exception:  # never asked: decode_command has dead-lettered it already
+        return
+    assert rust_duplicate_key(raw) == codec.duplicate_key_in_python(raw), raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        (b'{"type":"tick","type":"tick"}', "type"),
+        (b'{"type":"tick", "type" :"tick"}', "type"),
+        (b'{"a\\u005fb":1,"a_b":2}', "a_b"),
+        (b'{"\\ud83d\\ude00":1,"\\ud83d\\ude00":2}', "\U0001f600"),
+        (b'{"x":"\\"a\\":","a":1}', None),  # a colon inside a string is not a key's
+        (b'{"x":["a","b"],"y":{"x":1}}', "x"),  # at any depth, as the Python tokenizer
+        (b'{"a\\n":1,"a\\u000a":2}', "a\n"),
+        (b'{"\\/":1,"/":2}', "/"),
+        (b'{"a":1,"b":2}', None),
+    ],
+)
+def test_duplicate_keys_unescaped(raw: bytes, key: str | None) -> None:
+    """Keys compare after unescaping, as Python's tokenizer does."""
+    assert codec.duplicate_key_in_python(raw) == key
+    assert rust_duplicate_key(raw) == key
+
+
+@pytest.mark.parametrize("raw", [b'{"\\ud800":1}', b'{"\\x":1}', b'{"a\\u12":1}', b'{"a'])
+def test_keys_no_decoded_record_has_are_left_to_python(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="not a decoded command record"):
+        rust_duplicate_key(raw)
 
 
 def test_non_bytes_are_left_to_the_pure_path() -> None:

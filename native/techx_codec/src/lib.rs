@@ -493,13 +493,105 @@ impl CommandDecoder {
     }
 }
 
-/// The module: `CommandDecoder`, and `fields()` to check the table against the Structs.
+/// A JSON string's contents (between the quotes, escapes intact), unescaped. `None` for what
+/// a record msgspec decoded cannot hold in a key: a lone surrogate, a malformed escape.
+fn unescape(contents: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(contents.len());
+    let mut rest = contents;
+    while let Some(at) = rest.iter().position(|&c| c == b'\\') {
+        out.push_str(std::str::from_utf8(&rest[..at]).ok()?);
+        let (escape, after) = rest.get(at + 1..)?.split_first()?;
+        rest = after;
+        out.push(match escape {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let high = hex4(rest)?;
+                rest = &rest[4..];
+                if (0xd800..0xdc00).contains(&high) {
+                    // A surrogate pair: the low half must follow as its own escape.
+                    let low = hex4(rest.strip_prefix(b"\\u")?)?;
+                    if !(0xdc00..0xe000).contains(&low) {
+                        return None;
+                    }
+                    rest = &rest[6..];
+                    char::from_u32(0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00))?
+                } else {
+                    char::from_u32(high)? // a lone low surrogate is not a char: None
+                }
+            }
+            _ => return None,
+        });
+    }
+    out.push_str(std::str::from_utf8(rest).ok()?);
+    Some(out)
+}
+
+fn hex4(text: &[u8]) -> Option<u32> {
+    let digits = std::str::from_utf8(text.get(..4)?).ok()?;
+    u32::from_str_radix(digits, 16)
+        .ok()
+        .filter(|_| digits.bytes().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// `engine.core.codec._duplicate_key` in one pass: the first object key (unescaped, at any
+/// depth) that occurs twice, in a record msgspec already decoded as a command. Every string
+/// followed by a colon (whitespace between) is a key, as in the Python tokenizer.
+/// `Err(())` where the record is not what such a record can be; the caller then asks Python.
+fn first_duplicate_key(raw: &[u8]) -> Result<Option<String>, ()> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut at = 0;
+    while let Some(offset) = raw[at..].iter().position(|&c| c == b'"') {
+        let start = at + offset + 1;
+        // The closing quote: the first not escaped (a backslash takes the byte after it).
+        let mut end = start;
+        loop {
+            match raw.get(end) {
+                Some(b'"') => break,
+                Some(b'\\') => end += 2,
+                Some(_) => end += 1,
+                None => return Err(()),
+            }
+        }
+        at = end + 1;
+        let mut next = at;
+        while matches!(raw.get(next), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            next += 1;
+        }
+        if raw.get(next) != Some(&b':') {
+            continue; // a value, not a key
+        }
+        let key = unescape(&raw[start..end]).ok_or(())?;
+        if seen.contains(&key) {
+            return Ok(Some(key));
+        }
+        seen.push(key);
+    }
+    Ok(None)
+}
+
+/// The module: `CommandDecoder`, `duplicate_key()`, and `fields()` to check the table against
+/// the Structs.
 #[pymodule]
 mod _native_codec {
     use pyo3::prelude::*;
 
     #[pymodule_export]
     use super::CommandDecoder;
+
+    /// The first repeated key of a record msgspec decoded as a command, or `None`; raises
+    /// `ValueError` for a record no such decode can have passed (then Python's answer counts).
+    #[pyfunction]
+    fn duplicate_key(raw: &[u8]) -> PyResult<Option<String>> {
+        super::first_duplicate_key(raw)
+            .map_err(|()| pyo3::exceptions::PyValueError::new_err("not a decoded command record"))
+    }
 
     /// Each covered command's tag and field names, in the order the decoder passes them.
     #[pyfunction]
