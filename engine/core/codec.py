@@ -15,8 +15,9 @@ from itertools import accumulate
 
 import msgspec
 
-from engine import native_codec
 from engine.errors import DecodeError
+from engine.native_codec import duplicate_key as _native_duplicate_key
+from engine.native_codec import fast_decode as _fast_decode
 from schemas.commands import Command, Tick
 from schemas.common import DeadLetterReason
 from schemas.events import Event, MarketView
@@ -26,10 +27,6 @@ _event_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 _view_decoder: msgspec.json.Decoder[MarketView] = msgspec.json.Decoder(MarketView)
 _encoder = msgspec.json.Encoder()
 _string_decoder: msgspec.json.Decoder[str] = msgspec.json.Decoder(str)
-#: The Rust fast path for common valid records, where built (engine.native_codec); it answers
-#: None for anything it does not vouch for, and the pure path below decides those.
-_fast_decode = native_codec.fast_decode
-_native_duplicate_key = native_codec.duplicate_key
 
 #: The ticker's record, byte for byte (any other spelling of a tick decodes the long way).
 TICK_RECORD = b'{"type":"tick"}'
@@ -66,6 +63,8 @@ def decode_command(raw: bytes | None) -> Command:
             DeadLetterReason.TOO_LARGE,
             f"record is {len(raw)} bytes, above the {MAX_COMMAND_BYTES} limit",
         )
+    # The Rust fast path for common valid records, where built (engine.native_codec): it
+    # answers None for anything it does not vouch for, and msgspec below decides those.
     if _fast_decode is not None:
         fast = _fast_decode(raw)
         if fast is not None:
