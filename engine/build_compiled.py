@@ -67,7 +67,8 @@ def build_codec() -> str:
     cargo = _cargo()
     if cargo is None:
         return "no cargo; commands decode in pure Python"
-    if native_codec.sources_hash() is None:
+    sources = native_codec.sources_hash()  # before building: an edit meanwhile makes it stale
+    if sources is None:
         return f"no crate at {native_codec.CRATE}; commands decode in pure Python"
     started = time.perf_counter()
     env = {
@@ -86,7 +87,6 @@ def build_codec() -> str:
         shutil.copyfile(_CARGO_TARGET / "release" / "libtechx_codec.so", NATIVE_CODEC)
     except OSError as e:
         return f"not built ({e}); pure Python decodes"
-    sources = native_codec.sources_hash()
     native_codec.MANIFEST.write_text(json.dumps({"sources": sources}, indent=1) + "\n")
     return f"built {NATIVE_CODEC.name} in {time.perf_counter() - started:.0f} s"
 
