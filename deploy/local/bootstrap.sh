@@ -39,9 +39,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
-# The compiled core (mypyc; ~20 s once, skipped while current). Optional: without a C
-# compiler the engine runs its pure-Python modules, the reference (TECHX_PURE_PYTHON=1 forces
-# them). Rebuilt here when a compiled module's source changed; until then it runs pure.
+# The compiled core (mypyc; ~20 s once, skipped while current) and the Rust command decoder
+# (cargo, from ~/.cargo/bin too; ~20-30 s once). Optional: without a C compiler or cargo the
+# engine runs its pure-Python modules, the reference (TECHX_PURE_PYTHON=1 forces them).
+# Rebuilt here when a source changed; until then it runs pure.
 .venv/bin/python -m engine.build_compiled || true
 # helm, for the Helm chart's test (tests/deploy/test_helm_chart.py): built once from the Go
 # module proxy into .tools/bin (~3 min on 2 cores; Go caches the modules), then kept.

@@ -29,6 +29,7 @@ from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
+from engine import native_codec
 from engine.consumers.ports import CommandConsumer, EventSink, LogReader, SettlementLedger
 from engine.core.batch import CommandRecord, PartitionProcessor, SettlementBatch
 from engine.core.market import Market
@@ -187,7 +188,12 @@ class MatchingEngine:
         except KafkaError as e:
             await consumer.stop()
             raise kafka_error(e, "starting the command consumer", settings.kafka_security) from e
-        log.info("engine_started", group=settings.group_id, topic=settings.topics.commands)
+        log.info(
+            "engine_started",
+            group=settings.group_id,
+            topic=settings.topics.commands,
+            command_decoder=native_codec.STATUS,
+        )
         try:
             async with asyncio.TaskGroup() as stages:
                 stages.create_task(self._guard(self._settle_stage()))

@@ -16,6 +16,8 @@ from itertools import accumulate
 import msgspec
 
 from engine.errors import DecodeError
+from engine.native_codec import duplicate_key as _native_duplicate_key
+from engine.native_codec import fast_decode as _fast_decode
 from schemas.commands import Command, Tick
 from schemas.common import DeadLetterReason
 from schemas.events import Event, MarketView
@@ -61,6 +63,12 @@ def decode_command(raw: bytes | None) -> Command:
             DeadLetterReason.TOO_LARGE,
             f"record is {len(raw)} bytes, above the {MAX_COMMAND_BYTES} limit",
         )
+    # The Rust fast path for common valid records, where built (engine.native_codec): it
+    # answers None for anything it does not vouch for, and msgspec below decides those.
+    if _fast_decode is not None:
+        fast = _fast_decode(raw)
+        if fast is not None:
+            return fast
     try:
         command = _command_decoder.decode(raw)
     except Exception as e:  # any failure on foreign bytes is a dead letter, never a stop
@@ -126,7 +134,20 @@ def _duplicate_key(raw: bytes) -> str | None:
     as many keys as distinct keys: equal counts prove there is no repeat. Without escapes and
     without a space after a quote, every ``":`` ends a key or opens a string starting with a
     colon: the same proof for ids that hold colons. Anything else is tokenized.
+
+    Where the Rust decoder is built, it answers in one pass (the records the fast path left
+    here: escapes, non-ASCII text, registrations), and this Python stays the reference.
     """
+    if _native_duplicate_key is not None:
+        try:
+            return _native_duplicate_key(raw)
+        except ValueError:  # nothing msgspec decoded; Python's answer, whatever it is
+            pass
+    return duplicate_key_in_python(raw)
+
+
+def duplicate_key_in_python(raw: bytes) -> str | None:
+    """:func:`_duplicate_key` without the Rust path."""
     distinct = len(_plain_decoder.decode(raw))
     if raw.count(b":") == distinct:
         return None

@@ -79,6 +79,16 @@ def test_the_image_build_steps_install_the_locks_and_the_engine_runs(tmp_path: P
     ).strip()
     assert where.startswith(str(venv)), where
     assert where.endswith(".so") == compiled, where
+    # The image gets no Rust decoder: its builder has no cargo (the Dockerfile installs nothing
+    # outside the locks) and the context leaves native/ out, so commands decode in pure Python.
+    decoder = _run(
+        venv / "bin" / "python",
+        "-c",
+        "from engine import native_codec; print(native_codec.STATUS)",
+        env=env,
+        cwd=elsewhere,
+    )
+    assert decoder.startswith("python (no current build"), decoder
     # No build tool leaked in (venv itself brings pip, and setuptools before Python 3.12).
     installed = _run(venv / "bin" / "pip", "list", "--format=freeze", env=env, cwd=elsewhere)
     names = {line.split("==")[0].lower() for line in installed.split()}

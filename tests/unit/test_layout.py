@@ -29,6 +29,8 @@ _CORE_MAY_IMPORT = (
     "engine.core",
     "engine.errors",
     "engine.orderbook",
+    # The Rust decoder or none, chosen once at import: the same bytes decode the same either way.
+    "engine.native_codec",
 )
 
 

@@ -1,0 +1,604 @@
+//! A fast path for decoding the engine's most common command records.
+//!
+//! msgspec's typed decode runs a Python `re` pattern for every identifier, and the duplicate
+//! key proof decodes the record a second time: together most of the pipeline's cost. Here one
+//! pass over the bytes both parses and checks every constraint the schema declares, and
+//! builds the same msgspec Struct by calling its class.
+//!
+//! The contract is one-sided: a Struct is returned only when the pure path (msgspec decode,
+//! then no duplicate key) would have returned an equal one. Anything unusual -- an escape,
+//! a byte outside printable ASCII, a float, a nested value, a repeated or unknown key, a
+//! value out of range, a command type not listed here -- gives `None`, and the caller runs
+//! the pure path, which alone decides every dead letter's reason and detail. Refusing is
+//! always safe, so this scanner stays small rather than complete.
+#![forbid(unsafe_code)]
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyString, PyTuple};
+
+/// More keys than the largest command has fields: such a record is never fast.
+const MAX_KEYS: usize = 24;
+/// An identifier's longest length (schemas/common.py `Identifier`).
+const MAX_IDENTIFIER: usize = 64;
+/// A display text's longest length (schemas/common.py `DisplayText`).
+const MAX_DISPLAY_TEXT: usize = 200;
+
+/// Bytes a string may hold on the fast path: printable ASCII but the quote and backslash.
+static PLAIN: [bool; 256] = byte_table(b" !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~");
+/// Bytes an identifier may hold after its first: ASCII letters, digits and `._:-`.
+static IDENTIFIER: [bool; 256] =
+    byte_table(b"-.0123456789:ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz");
+
+const fn byte_table(members: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < members.len() {
+        table[members[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+/// How a field is checked and what it holds when the record leaves it out.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Required `Identifier`.
+    Ident,
+    /// `Identifier | None = None`.
+    OptIdent,
+    /// Required plain `str` (side, action, mode: the market judges the value).
+    Text,
+    /// Plain `str` with this default.
+    TextOr(&'static str),
+    /// Required `DisplayText`.
+    Display,
+    /// Required int64.
+    Int,
+    /// `int64 | None = None`.
+    OptInt,
+    /// `LogTimeMs | None = None`: 0..=int64 max.
+    OptLogTime,
+    /// `bool = False`.
+    BoolOrFalse,
+}
+
+struct Field {
+    name: &'static str,
+    kind: Kind,
+}
+
+const fn f(name: &'static str, kind: Kind) -> Field {
+    Field { name, kind }
+}
+
+/// The commands covered, by tag, with their fields in the Structs' declaration order (the
+/// Python side checks it against `__struct_fields__` before using this module).
+/// `register_participant` (two lists) is left to the pure path.
+static COMMANDS: &[(&str, &[Field])] = &[
+    (
+        "place_order",
+        &[
+            f("technology_id", Kind::Ident),
+            f("participant_id", Kind::Ident),
+            f("client_order_id", Kind::Ident),
+            f("side", Kind::Text),
+            f("quantity", Kind::Int),
+            f("order_type", Kind::TextOr("limit")),
+            f("price", Kind::OptInt),
+            f("time_in_force", Kind::TextOr("gtc")),
+            f("expires_at_ms", Kind::OptLogTime),
+            f("post_only", Kind::BoolOrFalse),
+            f("submitted_by", Kind::OptIdent),
+        ],
+    ),
+    (
+        "cancel_order",
+        &[
+            f("technology_id", Kind::Ident),
+            f("participant_id", Kind::Ident),
+            f("client_order_id", Kind::Ident),
+            f("submitted_by", Kind::OptIdent),
+        ],
+    ),
+    (
+        "amend_order",
+        &[
+            f("technology_id", Kind::Ident),
+            f("participant_id", Kind::Ident),
+            f("client_order_id", Kind::Ident),
+            f("quantity", Kind::OptInt),
+            f("price", Kind::OptInt),
+            f("submitted_by", Kind::OptIdent),
+        ],
+    ),
+    (
+        "manage_listing",
+        &[
+            f("technology_id", Kind::Ident),
+            f("participant_id", Kind::Ident),
+            f("action", Kind::Text),
+            f("submitted_by", Kind::OptIdent),
+        ],
+    ),
+    (
+        "list_technology",
+        &[
+            f("technology_id", Kind::Ident),
+            f("participant_id", Kind::Ident),
+            f("name", Kind::Display),
+            f("tick_size", Kind::Int),
+            f("lot_size", Kind::Int),
+            f("mechanism", Kind::TextOr("continuous")),
+            f("reserve_price", Kind::OptInt),
+            f("starting_price", Kind::OptInt),
+            f("min_increment", Kind::OptInt),
+            f("ends_at_ms", Kind::OptLogTime),
+            f("reserve_shown", Kind::BoolOrFalse),
+            f("soft_close_window_ms", Kind::OptInt),
+            f("soft_close_extension_ms", Kind::OptInt),
+            f("buy_now_price", Kind::OptInt),
+            f("first_uncross_at_ms", Kind::OptLogTime),
+            f("call_interval_ms", Kind::OptInt),
+            f("price_step", Kind::OptInt),
+            f("step_interval_ms", Kind::OptInt),
+            f("offered_quantity", Kind::OptInt),
+            f("submitted_by", Kind::OptIdent),
+        ],
+    ),
+    (
+        "suspend_participant",
+        &[
+            f("participant_id", Kind::Ident),
+            f("member_id", Kind::Ident),
+            f("submitted_by", Kind::OptIdent),
+        ],
+    ),
+    (
+        "reinstate_participant",
+        &[
+            f("participant_id", Kind::Ident),
+            f("member_id", Kind::Ident),
+            f("submitted_by", Kind::OptIdent),
+        ],
+    ),
+    (
+        "set_access_mode",
+        &[
+            f("participant_id", Kind::Ident),
+            f("mode", Kind::Text),
+            f("submitted_by", Kind::OptIdent),
+        ],
+    ),
+];
+
+/// Texts that recur in almost every record: built once, shared by every Struct.
+const COMMON_TEXTS: &[&str] = &[
+    "bid",
+    "offer",
+    "limit",
+    "market",
+    "gtc",
+    "ioc",
+    "fok",
+    "gtd",
+    "continuous",
+    "call",
+    "english",
+    "sealed_first",
+    "sealed_second",
+    "dutch",
+    "halt",
+    "resume",
+    "close",
+    "withdraw",
+    "open",
+    "members_only",
+];
+
+/// A scalar JSON value, borrowed from the record; every other JSON value is refused.
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    /// A string of printable ASCII without escapes, quotes excluded.
+    Str(&'a [u8]),
+    Int(i64),
+    Bool(bool),
+    Null,
+}
+
+/// A cursor over the record. Every method returns `None` for "not on the fast path".
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    /// JSON's four whitespace bytes, which msgspec allows around every token.
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// A string's contents. Only printable ASCII (no escapes): its bytes are then exactly
+    /// the decoded characters, so lengths and patterns can be checked on the bytes.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let rest = self.bytes.get(self.at..)?;
+        let length = rest.iter().position(|&c| !PLAIN[usize::from(c)])?;
+        if rest[length] != b'"' {
+            return None; // an escape, a control or a non-ASCII byte
+        }
+        self.at += length + 1;
+        Some(&rest[..length])
+    }
+
+    /// An integer in JSON's grammar that fits int64. "-0" is refused: msgspec reads it as 0,
+    /// but nothing common writes it, so the pure path may decide it.
+    fn integer(&mut self) -> Option<i64> {
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.at += 1;
+        }
+        let start = self.at;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.at += 1;
+        }
+        let digits = &self.bytes[start..self.at];
+        // 19 digits hold every int64; a leading zero is not JSON (or is "-0").
+        if digits.is_empty()
+            || digits.len() > 19
+            || (digits[0] == b'0' && (digits.len() > 1 || negative))
+        {
+            return None;
+        }
+        // 19 digits are below 10^19 < 2^64: no overflow.
+        let magnitude = digits
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        // A fraction or exponent that follows is left for the caller, which refuses it.
+        if negative {
+            0i64.checked_sub_unsigned(magnitude)
+        } else {
+            i64::try_from(magnitude).ok()
+        }
+    }
+
+    fn value(&mut self) -> Option<Value<'a>> {
+        Some(match self.peek()? {
+            b'"' => Value::Str(self.string()?),
+            b't' => {
+                self.literal(b"true")?;
+                Value::Bool(true)
+            }
+            b'f' => {
+                self.literal(b"false")?;
+                Value::Bool(false)
+            }
+            b'n' => {
+                self.literal(b"null")?;
+                Value::Null
+            }
+            b'-' | b'0'..=b'9' => Value::Int(self.integer()?),
+            _ => return None,
+        })
+    }
+
+    /// The record as one flat object of scalars, up to `MAX_KEYS` entries, nothing after it.
+    fn object(&mut self, entries: &mut [(&'a [u8], Value<'a>); MAX_KEYS]) -> Option<usize> {
+        self.skip_whitespace();
+        self.expect(b'{')?;
+        self.skip_whitespace();
+        let mut count = 0;
+        loop {
+            let key = self.string()?;
+            self.skip_whitespace();
+            self.expect(b':')?;
+            self.skip_whitespace();
+            let value = self.value()?;
+            *entries.get_mut(count)? = (key, value);
+            count += 1;
+            self.skip_whitespace();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.skip_whitespace();
+                }
+                b'}' => {
+                    self.at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+        self.skip_whitespace();
+        (self.at == self.bytes.len()).then_some(count)
+    }
+}
+
+/// schemas/common.py `Identifier`: 1 to 64 of [A-Za-z0-9._:-], starting with a letter or digit.
+fn is_identifier(text: &[u8]) -> bool {
+    match text.split_first() {
+        Some((first, rest)) => {
+            text.len() <= MAX_IDENTIFIER
+                && first.is_ascii_alphanumeric()
+                && rest.iter().all(|&c| IDENTIFIER[usize::from(c)])
+        }
+        None => false,
+    }
+}
+
+/// schemas/common.py `DisplayText` for printable ASCII (all the scanner lets through): 1 to 200
+/// characters, not all of them spaces. DEL, the one ASCII control above space, never gets here.
+fn is_display_text(text: &[u8]) -> bool {
+    text.len() <= MAX_DISPLAY_TEXT && text.iter().any(|&c| c != b' ')
+}
+
+/// Whether a field's value (or its absence) passes every constraint msgspec would check.
+fn admits(kind: Kind, value: Option<Value<'_>>) -> bool {
+    match (kind, value) {
+        (Kind::Ident | Kind::OptIdent, Some(Value::Str(s))) => is_identifier(s),
+        (Kind::Display, Some(Value::Str(s))) => is_display_text(s),
+        (Kind::Text | Kind::TextOr(_), Some(Value::Str(_))) => true,
+        (Kind::Int | Kind::OptInt, Some(Value::Int(_))) => true,
+        (Kind::OptLogTime, Some(Value::Int(n))) => n >= 0,
+        (Kind::BoolOrFalse, Some(Value::Bool(_))) => true,
+        (Kind::OptIdent | Kind::OptInt | Kind::OptLogTime, Some(Value::Null)) => true,
+        (
+            Kind::OptIdent | Kind::TextOr(_) | Kind::OptInt | Kind::OptLogTime | Kind::BoolOrFalse,
+            None,
+        ) => true,
+        _ => false,
+    }
+}
+
+/// Decodes the common command records into the engine's msgspec Structs, or says "not me".
+#[pyclass(frozen, module = "engine._native_codec")]
+struct CommandDecoder {
+    /// The Struct class of each entry of `COMMANDS`, where the caller gave one.
+    classes: Vec<Option<Py<PyAny>>>,
+    texts: Vec<Py<PyString>>,
+}
+
+impl CommandDecoder {
+    /// A side, order type, time in force...: shared when common, else a new string.
+    fn text<'py>(&self, py: Python<'py>, text: &[u8]) -> Bound<'py, PyAny> {
+        for (known, object) in COMMON_TEXTS.iter().zip(&self.texts) {
+            if known.as_bytes() == text {
+                return object.bind(py).clone().into_any();
+            }
+        }
+        PyString::new(py, std::str::from_utf8(text).unwrap_or_default()).into_any()
+    }
+
+    fn object<'py>(
+        &self,
+        py: Python<'py>,
+        kind: Kind,
+        value: Option<Value<'_>>,
+    ) -> Bound<'py, PyAny> {
+        match (value, kind) {
+            (Some(Value::Str(s)), Kind::Text | Kind::TextOr(_)) => self.text(py, s),
+            // Printable ASCII (the scanner let nothing else through) is valid UTF-8.
+            (Some(Value::Str(s)), _) => {
+                PyString::new(py, std::str::from_utf8(s).unwrap_or_default()).into_any()
+            }
+            (Some(Value::Int(n)), _) => n
+                .into_pyobject(py)
+                .map_or_else(|e| match e {}, Bound::into_any),
+            (Some(Value::Bool(b)), _) => PyBool::new(py, b).to_owned().into_any(),
+            (None, Kind::TextOr(default)) => self.text(py, default.as_bytes()),
+            (None, Kind::BoolOrFalse) => PyBool::new(py, false).to_owned().into_any(),
+            _ => py.None().into_bound(py),
+        }
+    }
+}
+
+#[pymethods]
+impl CommandDecoder {
+    /// `classes` maps a command's tag to its Struct class; tags it leaves out stay slow.
+    #[new]
+    fn new(py: Python<'_>, classes: &Bound<'_, PyDict>) -> PyResult<Self> {
+        let mut found = Vec::with_capacity(COMMANDS.len());
+        for (tag, _) in COMMANDS {
+            found.push(classes.get_item(tag)?.map(Bound::unbind));
+        }
+        let texts = COMMON_TEXTS
+            .iter()
+            .map(|t| PyString::intern(py, t).unbind())
+            .collect();
+        Ok(Self {
+            classes: found,
+            texts,
+        })
+    }
+
+    /// The command Struct for a common, canonical, valid record; `None` for anything else.
+    /// Anything but `bytes` (a bytearray, a memoryview) is left to the pure path too.
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        raw: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Ok(raw) = raw.cast_exact::<PyBytes>() else {
+            return Ok(None);
+        };
+        let raw = raw.as_bytes();
+        let mut entries = [(&[][..], Value::Null); MAX_KEYS];
+        let Some(count) = (Scanner { bytes: raw, at: 0 }).object(&mut entries) else {
+            return Ok(None);
+        };
+        let entries = &entries[..count];
+        // The tag, exactly once (a repeat is a duplicate key: the pure path refuses it).
+        let mut tags = entries.iter().filter(|(key, _)| *key == b"type");
+        let (Some((_, Value::Str(tag))), None) = (tags.next(), tags.next()) else {
+            return Ok(None);
+        };
+        let Some(index) = COMMANDS
+            .iter()
+            .position(|(name, _)| name.as_bytes() == *tag)
+        else {
+            return Ok(None);
+        };
+        let Some(class) = &self.classes[index] else {
+            return Ok(None);
+        };
+        let fields = COMMANDS[index].1;
+        let mut slots: [Option<Value<'_>>; MAX_KEYS] = [None; MAX_KEYS];
+        // Writers put the fields in declaration order: try the one after the last first.
+        let mut next = 0;
+        for &(key, value) in entries {
+            if key == b"type" {
+                continue;
+            }
+            let at = match fields.get(next) {
+                Some(field) if field.name.as_bytes() == key => next,
+                _ => match fields.iter().position(|field| field.name.as_bytes() == key) {
+                    Some(at) => at,
+                    None => return Ok(None), // unknown (forbid_unknown_fields): the pure path's
+                },
+            };
+            if slots[at].replace(value).is_some() {
+                return Ok(None); // a repeated key: the pure path refuses it
+            }
+            next = at + 1;
+        }
+        if !fields
+            .iter()
+            .zip(&slots)
+            .all(|(field, &value)| admits(field.kind, value))
+        {
+            return Ok(None);
+        }
+        let arguments = PyTuple::new(
+            py,
+            fields
+                .iter()
+                .zip(&slots)
+                .map(|(field, &value)| self.object(py, field.kind, value)),
+        )?;
+        class.bind(py).call1(arguments).map(Some)
+    }
+}
+
+/// A JSON string's contents (between the quotes, escapes intact), unescaped. `None` for what
+/// a record msgspec decoded cannot hold in a key: a lone surrogate, a malformed escape.
+fn unescape(contents: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(contents.len());
+    let mut rest = contents;
+    while let Some(at) = rest.iter().position(|&c| c == b'\\') {
+        out.push_str(std::str::from_utf8(&rest[..at]).ok()?);
+        let (escape, after) = rest.get(at + 1..)?.split_first()?;
+        rest = after;
+        out.push(match escape {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let high = hex4(rest)?;
+                rest = &rest[4..];
+                if (0xd800..0xdc00).contains(&high) {
+                    // A surrogate pair: the low half must follow as its own escape.
+                    let low = hex4(rest.strip_prefix(b"\\u")?)?;
+                    if !(0xdc00..0xe000).contains(&low) {
+                        return None;
+                    }
+                    rest = &rest[6..];
+                    char::from_u32(0x10000 + ((high - 0xd800) << 10) + (low - 0xdc00))?
+                } else {
+                    char::from_u32(high)? // a lone low surrogate is not a char: None
+                }
+            }
+            _ => return None,
+        });
+    }
+    out.push_str(std::str::from_utf8(rest).ok()?);
+    Some(out)
+}
+
+fn hex4(text: &[u8]) -> Option<u32> {
+    let digits = std::str::from_utf8(text.get(..4)?).ok()?;
+    u32::from_str_radix(digits, 16)
+        .ok()
+        .filter(|_| digits.bytes().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// `engine.core.codec._duplicate_key` in one pass: the first object key (unescaped, at any
+/// depth) that occurs twice, in a record msgspec already decoded as a command. Every string
+/// followed by a colon (whitespace between) is a key, as in the Python tokenizer.
+/// `Err(())` where the record is not what such a record can be; the caller then asks Python.
+fn first_duplicate_key(raw: &[u8]) -> Result<Option<String>, ()> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut at = 0;
+    while let Some(offset) = raw[at..].iter().position(|&c| c == b'"') {
+        let start = at + offset + 1;
+        // The closing quote: the first not escaped (a backslash takes the byte after it).
+        let mut end = start;
+        loop {
+            match raw.get(end) {
+                Some(b'"') => break,
+                Some(b'\\') => end += 2,
+                Some(_) => end += 1,
+                None => return Err(()),
+            }
+        }
+        at = end + 1;
+        let mut next = at;
+        while matches!(raw.get(next), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            next += 1;
+        }
+        if raw.get(next) != Some(&b':') {
+            continue; // a value, not a key
+        }
+        let key = unescape(&raw[start..end]).ok_or(())?;
+        if seen.contains(&key) {
+            return Ok(Some(key));
+        }
+        seen.push(key);
+    }
+    Ok(None)
+}
+
+/// The module: `CommandDecoder`, `duplicate_key()`, and `fields()` to check the table against
+/// the Structs.
+#[pymodule]
+mod _native_codec {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use super::CommandDecoder;
+
+    /// The first repeated key of a record msgspec decoded as a command, or `None`; raises
+    /// `ValueError` for a record no such decode can have passed (then Python's answer counts).
+    #[pyfunction]
+    fn duplicate_key(raw: &[u8]) -> PyResult<Option<String>> {
+        super::first_duplicate_key(raw)
+            .map_err(|()| pyo3::exceptions::PyValueError::new_err("not a decoded command record"))
+    }
+
+    /// Each covered command's tag and field names, in the order the decoder passes them.
+    #[pyfunction]
+    fn fields() -> Vec<(&'static str, Vec<&'static str>)> {
+        super::COMMANDS
+            .iter()
+            .map(|(tag, fields)| (*tag, fields.iter().map(|field| field.name).collect()))
+            .collect()
+    }
+}
