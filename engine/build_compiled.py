@@ -54,7 +54,7 @@ def clean_codec() -> None:
         path.unlink()
 
 
-def _cargo() -> str | None:
+def find_cargo() -> str | None:
     """cargo on PATH, or where rustup puts it (a login shell adds that to PATH, CI may not)."""
     home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
     return shutil.which("cargo") or shutil.which("cargo", path=str(home / "bin"))
@@ -64,7 +64,7 @@ def build_codec() -> str:
     """Build the crate (its Cargo.lock pins every crate) and put the module in place; says
     what happened in one line. Never raises for a failed build: the decoder is optional."""
     clean_codec()
-    cargo = _cargo()
+    cargo = find_cargo()
     if cargo is None:
         return "no cargo; commands decode in pure Python"
     sources = native_codec.sources_hash()  # before building: an edit meanwhile makes it stale
