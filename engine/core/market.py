@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from heapq import heappop, heappush
+from typing import Final, cast
 
 import msgspec
 
@@ -50,6 +51,7 @@ from schemas.commands import (
     ReinstateParticipant,
     SetAccessMode,
     SuspendParticipant,
+    TechnologyCommand,
     Tick,
 )
 from schemas.common import AccessMode, ListingState, Mechanism, RejectReason, Role
@@ -72,16 +74,30 @@ MECHANISMS: dict[str, VenueKind] = {
 }
 
 #: Market views are flushed at every tick and whenever an offset is the last of a block.
-MARKET_DATA_BLOCK = 1024
-_BLOCK_MASK = MARKET_DATA_BLOCK - 1
+MARKET_DATA_BLOCK: Final = 1024
+_BLOCK_MASK: Final = MARKET_DATA_BLOCK - 1
 assert MARKET_DATA_BLOCK & _BLOCK_MASK == 0, "a power of two"
-_OPEN = ListingState.OPEN
-_OPEN_ACCESS = AccessMode.OPEN
-_MEMBERSHIP = frozenset(
+# Final: compiled, each is a C static rather than a lookup in the module's dict at every
+# use; the command classes are aliased for that alone.
+_OPEN: Final = ListingState.OPEN
+_HALTED: Final = ListingState.HALTED
+_CLOSED: Final = ListingState.CLOSED
+_WITHDRAWN: Final = ListingState.WITHDRAWN
+_OPEN_ACCESS: Final = AccessMode.OPEN
+_MEMBERSHIP: Final = frozenset(
     (RegisterParticipant, SuspendParticipant, ReinstateParticipant, SetAccessMode)
 )
+_PLACE_ORDER: Final = PlaceOrder
+_CANCEL_ORDER: Final = CancelOrder
+_AMEND_ORDER: Final = AmendOrder
+_LIST_TECHNOLOGY: Final = ListTechnology
+_MANAGE_LISTING: Final = ManageListing
+_TICK: Final = Tick
+#: What _apply takes beyond ticks and the register's commands.
+_TECHNOLOGY_COMMANDS: Final = (PlaceOrder, CancelOrder, AmendOrder, ListTechnology, ManageListing)
+_SELLER: Final = Role.SELLER
 #: The role a place_order's owner needs, by side (an unknown side is the venue's to refuse).
-_ROLE_FOR_SIDE = {"bid": Role.BUYER, "offer": Role.SELLER}
+_ROLE_FOR_SIDE: Final = {"bid": Role.BUYER, "offer": _SELLER}
 
 _view_encoder = msgspec.json.Encoder()
 
@@ -128,85 +144,106 @@ class Market:
         offset: the market's only clock, and the position every event is stamped with.
         """
         deadlines = self._deadlines
-        if (
-            type(command) is PlaceOrder
-            and not (deadlines and deadlines[0][0] <= timestamp_ms)
-            and command.expires_at_ms is None
-            and command.submitted_by is None
-            and self.register.mode is _OPEN_ACCESS
-        ):
-            # The hot path: an order for an open continuous book with nothing scheduled.
-            listing = self._listings.get(command.technology_id)
-            if listing is not None and listing.plain:
-                venue = listing.venue
-                # Narrowed, the compiled core calls the continuous book directly rather than
-                # through a Python method call that boxes the time and offset.
-                if isinstance(venue, ContinuousVenue):
-                    events = venue.place(command, timestamp_ms, source_offset)
-                else:
-                    events = venue.place(command, timestamp_ms, source_offset)
-                self._touched[command.technology_id] = None
-                if source_offset & _BLOCK_MASK == _BLOCK_MASK:
-                    self._flush_views(timestamp_ms, source_offset)
-                return events
-        fired = (
-            self._fire_deadlines(timestamp_ms, source_offset)
-            if deadlines and deadlines[0][0] <= timestamp_ms
-            else None
-        )
+        due = bool(deadlines) and deadlines[0][0] <= timestamp_ms
+        if not due and self.register.mode is _OPEN_ACCESS:
+            # The hot path: an order, a cancel or an amend that its owner sent for an open
+            # continuous book with nothing scheduled. Such a book has no live gtd order, and
+            # none of these gives it one, so _after would change nothing but the touched set.
+            # The compiled core calls the book directly, not through a Python method call.
+            kind = type(command)
+            if kind is _PLACE_ORDER:
+                order = cast(PlaceOrder, command)
+                if order.expires_at_ms is None and order.submitted_by is None:
+                    technology_id = order.technology_id
+                    venue = self._plain_continuous(technology_id)
+                    if venue is not None:
+                        events = venue.place(order, timestamp_ms, source_offset)
+                        return self._touch(technology_id, events, timestamp_ms, source_offset)
+            elif kind is _CANCEL_ORDER:
+                withdrawal = cast(CancelOrder, command)
+                if withdrawal.submitted_by is None:
+                    technology_id = withdrawal.technology_id
+                    venue = self._plain_continuous(technology_id)
+                    if venue is not None:
+                        events = venue.cancel(withdrawal, timestamp_ms, source_offset)
+                        return self._touch(technology_id, events, timestamp_ms, source_offset)
+            elif kind is _AMEND_ORDER:
+                amendment = cast(AmendOrder, command)
+                if amendment.submitted_by is None:
+                    technology_id = amendment.technology_id
+                    venue = self._plain_continuous(technology_id)
+                    if venue is not None:
+                        events = venue.amend(amendment, timestamp_ms, source_offset)
+                        return self._touch(technology_id, events, timestamp_ms, source_offset)
+        fired = self._fire_deadlines(timestamp_ms, source_offset) if due else None
         events = self._apply(command, timestamp_ms, source_offset)
         if fired:
             fired.extend(events)
             events = fired
-        if source_offset & _BLOCK_MASK == _BLOCK_MASK or type(command) is Tick:
+        if source_offset & _BLOCK_MASK == _BLOCK_MASK or type(command) is _TICK:
+            self._flush_views(timestamp_ms, source_offset)
+        return events
+
+    def _plain_continuous(self, technology_id: str) -> ContinuousVenue | None:
+        """The continuous book of ``technology_id`` if its listing is plain (see Listing)."""
+        listing = self._listings.get(technology_id)
+        if listing is not None and listing.plain:
+            venue = listing.venue
+            if isinstance(venue, ContinuousVenue):
+                return venue
+        return None
+
+    def _touch(
+        self, technology_id: str, events: list[Event], timestamp_ms: int, source_offset: int
+    ) -> list[Event]:
+        """The hot path's bookkeeping: the view may have changed, and may be due."""
+        self._touched[technology_id] = None
+        if source_offset & _BLOCK_MASK == _BLOCK_MASK:
             self._flush_views(timestamp_ms, source_offset)
         return events
 
     def _apply(self, command: Command, timestamp_ms: int, source_offset: int) -> list[Event]:
-        if type(command) is Tick:
+        kind = type(command)
+        if kind is _TICK:
             return []
-        if type(command) in _MEMBERSHIP:
+        if kind in _MEMBERSHIP:
             return self.register.apply(command, timestamp_ms, source_offset)  # type: ignore[arg-type]
-        assert isinstance(
-            command, PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing
-        )
+        assert isinstance(command, _TECHNOLOGY_COMMANDS)
         technology_id = command.technology_id
         listing = self._listings.get(technology_id)
         register = self.register
         if register.checks_needed(command):
-            if type(command) is PlaceOrder:
-                needs = _ROLE_FOR_SIDE.get(command.side)
+            if kind is _PLACE_ORDER:
+                needs = _ROLE_FOR_SIDE.get(cast(PlaceOrder, command).side)
             else:
-                needs = Role.SELLER if type(command) is ListTechnology else None
+                needs = _SELLER if kind is _LIST_TECHNOLOGY else None
             refusal = register.refusal(command, needs)
             if refusal is not None:
                 seq = listing.venue.next_seq() if listing is not None else 0
                 return [rejection(command, seq, *refusal, timestamp_ms, source_offset)]
-        if type(command) is PlaceOrder:
-            if listing is None:
-                return [_unknown_technology(command, timestamp_ms, source_offset)]
-            if listing.state is not ListingState.OPEN:
+        # Narrowed by casts: mypy narrows on type(command) is PlaceOrder, not on the Final
+        # aliases the compiled core reads without a lookup.
+        if kind is _LIST_TECHNOLOGY:
+            return self._list(cast(ListTechnology, command), listing, timestamp_ms, source_offset)
+        if listing is None:
+            return [_unknown_technology(command, timestamp_ms, source_offset)]
+        state = listing.state
+        if kind is _PLACE_ORDER:
+            if state is not _OPEN:
                 return [_not_open(listing, command, timestamp_ms, source_offset)]
-            events = listing.venue.place(command, timestamp_ms, source_offset)
-        elif type(command) is CancelOrder:
-            if listing is None:
-                return [_unknown_technology(command, timestamp_ms, source_offset)]
-            if listing.state in (ListingState.CLOSED, ListingState.WITHDRAWN):
+            events = listing.venue.place(cast(PlaceOrder, command), timestamp_ms, source_offset)
+        elif kind is _CANCEL_ORDER:
+            if state is _CLOSED or state is _WITHDRAWN:
                 return [_not_open(listing, command, timestamp_ms, source_offset)]
-            events = listing.venue.cancel(command, timestamp_ms, source_offset)
-        elif type(command) is AmendOrder:
-            if listing is None:
-                return [_unknown_technology(command, timestamp_ms, source_offset)]
-            if listing.state is not ListingState.OPEN:
+            events = listing.venue.cancel(cast(CancelOrder, command), timestamp_ms, source_offset)
+        elif kind is _AMEND_ORDER:
+            if state is not _OPEN:
                 return [_not_open(listing, command, timestamp_ms, source_offset)]
-            events = listing.venue.amend(command, timestamp_ms, source_offset)
-        elif type(command) is ManageListing:
-            if listing is None:
-                return [_unknown_technology(command, timestamp_ms, source_offset)]
-            events = self._manage(listing, command, timestamp_ms, source_offset)
+            events = listing.venue.amend(cast(AmendOrder, command), timestamp_ms, source_offset)
         else:
-            assert type(command) is ListTechnology
-            return self._list(command, listing, timestamp_ms, source_offset)
+            assert kind is _MANAGE_LISTING
+            manage = cast(ManageListing, command)
+            events = self._manage(listing, manage, timestamp_ms, source_offset)
         self._after(technology_id, listing, events, timestamp_ms, source_offset)
         return events
 
@@ -480,7 +517,7 @@ def _plain(listing: Listing, deadline: int | None) -> bool:
 
 
 def _unknown_technology(
-    command: PlaceOrder | CancelOrder | AmendOrder | ManageListing,
+    command: TechnologyCommand,
     timestamp_ms: int,
     source_offset: int,
 ) -> CommandRejected:
@@ -496,7 +533,7 @@ def _unknown_technology(
 
 def _not_open(
     listing: Listing,
-    command: PlaceOrder | CancelOrder | AmendOrder,
+    command: TechnologyCommand,
     timestamp_ms: int,
     source_offset: int,
 ) -> CommandRejected:

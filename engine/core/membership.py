@@ -21,6 +21,7 @@ its first participants.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from engine.core.rules import quoted
 from engine.core.snapshot import MemberSnapshot
@@ -50,8 +51,8 @@ BOOTSTRAP_OPERATOR = "exchange-ops"
 
 TradingCommand = PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing
 
-_ROLES = {role.value: role for role in Role}
-_OPEN = AccessMode.OPEN
+_ROLES: Final = {role.value: role for role in Role}
+_OPEN: Final = AccessMode.OPEN
 
 Refusal = tuple[RejectReason, str]
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections import deque
 from heapq import heapify, heappop, heappush
-from typing import cast
+from typing import Final, cast
 
 import msgspec
 
@@ -73,14 +73,27 @@ ENDED_ORDERS_REMEMBERED = 100_000
 #: Price levels of each side a market view shows.
 _VIEW_LEVELS = 5
 
-_SIDES = {"bid": Side.BID, "offer": Side.OFFER}
-_ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
-_TIMES_IN_FORCE = {tif.value: tif for tif in TimeInForce}
-_BID = Side.BID
-_MARKET = OrderType.MARKET
-_IOC = TimeInForce.IOC
-_FOK = TimeInForce.FOK
-_GTD = TimeInForce.GTD
+# The names the hot path reads are Final: compiled, each is a C static, not a lookup in the
+# module's dict at every use (imported names included, hence the aliases of event classes).
+# Events are built with positional arguments, in their fields' order: msgspec matches
+# keywords to fields one by one, a few hundred instructions an event.
+_SIDES: Final = {"bid": Side.BID, "offer": Side.OFFER}
+_ORDER_TYPES: Final = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
+_TIMES_IN_FORCE: Final = {tif.value: tif for tif in TimeInForce}
+_BID: Final = Side.BID
+_MARKET: Final = OrderType.MARKET
+_IOC: Final = TimeInForce.IOC
+_FOK: Final = TimeInForce.FOK
+_GTD: Final = TimeInForce.GTD
+_SELF_TRADE_PREVENTED: Final = CancelReason.SELF_TRADE_PREVENTED
+_MARKET_ORDER_UNFILLED: Final = CancelReason.MARKET_ORDER_UNFILLED
+_CANCELLED_BY_PARTICIPANT: Final = CancelReason.CANCELLED_BY_PARTICIPANT
+_ORDER_ACCEPTED: Final = OrderAccepted
+_DEAL: Final = Deal
+_ORDER_DONE: Final = OrderDone
+_ORDER_CANCELLED: Final = OrderCancelled
+_ORDER_AMENDED: Final = OrderAmended
+_SELF_TRADE_CANCEL: Final = SelfTradeCancel
 #: The expiry heap is rebuilt without its dead entries once it is at least this long and
 #: twice as long as its live entries were at the last rebuild.
 _EXPIRIES_COMPACT_MIN = 64
@@ -586,22 +599,22 @@ class ContinuousVenue:
         )
         self.seq += 1
         events: list[Event] = [
-            OrderAccepted(
-                technology_id=technology_id,
-                seq=self.seq,
-                timestamp_ms=timestamp_ms,
-                source_offset=source_offset,
-                order_id=order_id,
-                participant_id=order.participant_id,
-                client_order_id=order.client_order_id,
-                side=side,
-                order_type=order_type,
-                quantity=order.quantity,
-                price=order.price,
+            _ORDER_ACCEPTED(
+                technology_id,
+                self.seq,
+                timestamp_ms,
+                source_offset,
+                order_id,
+                order.participant_id,
+                order.client_order_id,
+                side,
+                order_type,
+                order.quantity,
+                order.price,
             )
         ]
         for execution in self.book.place(order):
-            if type(execution) is SelfTradeCancel:  # rare: a wash trade prevented
+            if type(execution) is _SELF_TRADE_CANCEL:  # rare: a wash trade prevented
                 resting = execution.resting
                 self._forget(resting)
                 events.append(
@@ -611,7 +624,7 @@ class ContinuousVenue:
                         execution.open_quantity,
                         timestamp_ms,
                         source_offset,
-                        CancelReason.SELF_TRADE_PREVENTED,
+                        _SELF_TRADE_PREVENTED,
                     )
                 )
                 continue
@@ -629,22 +642,22 @@ class ContinuousVenue:
             else:
                 bid, offer, bid_order_id, offer_order_id = resting, order, resting_id, order_id
             events.append(
-                Deal(
-                    technology_id=technology_id,
-                    seq=self.seq,
-                    timestamp_ms=timestamp_ms,
-                    source_offset=source_offset,
-                    deal_id=f"{technology_id}:d{self.deal_count}",
-                    deal_number=self.deal_count,
-                    price=price,
-                    quantity=quantity,
-                    buyer_id=bid.participant_id,
-                    seller_id=offer.participant_id,
-                    bid_order_id=bid_order_id,
-                    offer_order_id=offer_order_id,
-                    bid_client_order_id=bid.client_order_id,
-                    offer_client_order_id=offer.client_order_id,
-                    aggressor_side=side,
+                _DEAL(
+                    technology_id,
+                    self.seq,
+                    timestamp_ms,
+                    source_offset,
+                    f"{technology_id}:d{self.deal_count}",  # deal_id
+                    self.deal_count,  # deal_number
+                    price,
+                    quantity,
+                    bid.participant_id,  # buyer_id
+                    offer.participant_id,  # seller_id
+                    bid_order_id,
+                    offer_order_id,
+                    bid.client_order_id,
+                    offer.client_order_id,
+                    side,  # aggressor_side
                 )
             )
             if not resting.remaining:
@@ -660,7 +673,7 @@ class ContinuousVenue:
                     order.remaining,
                     timestamp_ms,
                     source_offset,
-                    CancelReason.MARKET_ORDER_UNFILLED,
+                    _MARKET_ORDER_UNFILLED,
                 )
             )
         else:
@@ -712,18 +725,18 @@ class ContinuousVenue:
             )
         self.seq += 1
         events: list[Event] = [
-            OrderAccepted(
-                technology_id=self.technology_id,
-                seq=self.seq,
-                timestamp_ms=timestamp_ms,
-                source_offset=source_offset,
-                order_id=order_id,
-                participant_id=order.participant_id,
-                client_order_id=order.client_order_id,
-                side=side,
-                order_type=order_type,
-                quantity=order.quantity,
-                price=order.price,
+            _ORDER_ACCEPTED(
+                self.technology_id,
+                self.seq,
+                timestamp_ms,
+                source_offset,
+                order_id,
+                order.participant_id,
+                order.client_order_id,
+                side,
+                order_type,
+                order.quantity,
+                order.price,
             )
         ]
         if tif is _FOK and self.book.fillable(order) < order.remaining:
@@ -772,7 +785,7 @@ class ContinuousVenue:
         technology_id = self.technology_id
         side = order.side
         for execution in self.book.place(order):
-            if type(execution) is SelfTradeCancel:  # rare: a wash trade prevented
+            if type(execution) is _SELF_TRADE_CANCEL:  # rare: a wash trade prevented
                 resting = execution.resting
                 self._forget(resting)
                 events.append(
@@ -782,7 +795,7 @@ class ContinuousVenue:
                         execution.open_quantity,
                         timestamp_ms,
                         source_offset,
-                        CancelReason.SELF_TRADE_PREVENTED,
+                        _SELF_TRADE_PREVENTED,
                     )
                 )
                 continue
@@ -800,22 +813,22 @@ class ContinuousVenue:
             else:
                 bid, offer, bid_order_id, offer_order_id = resting, order, resting_id, order_id
             events.append(
-                Deal(
-                    technology_id=technology_id,
-                    seq=self.seq,
-                    timestamp_ms=timestamp_ms,
-                    source_offset=source_offset,
-                    deal_id=f"{technology_id}:d{self.deal_count}",
-                    deal_number=self.deal_count,
-                    price=price,
-                    quantity=quantity,
-                    buyer_id=bid.participant_id,
-                    seller_id=offer.participant_id,
-                    bid_order_id=bid_order_id,
-                    offer_order_id=offer_order_id,
-                    bid_client_order_id=bid.client_order_id,
-                    offer_client_order_id=offer.client_order_id,
-                    aggressor_side=side,
+                _DEAL(
+                    technology_id,
+                    self.seq,
+                    timestamp_ms,
+                    source_offset,
+                    f"{technology_id}:d{self.deal_count}",  # deal_id
+                    self.deal_count,  # deal_number
+                    price,
+                    quantity,
+                    bid.participant_id,  # buyer_id
+                    offer.participant_id,  # seller_id
+                    bid_order_id,
+                    offer_order_id,
+                    bid.client_order_id,
+                    offer.client_order_id,
+                    side,  # aggressor_side
                 )
             )
             if not resting.remaining:
@@ -846,7 +859,7 @@ class ContinuousVenue:
                 open_quantity,
                 timestamp_ms,
                 source_offset,
-                CancelReason.CANCELLED_BY_PARTICIPANT,
+                _CANCELLED_BY_PARTICIPANT,
             )
         ]
 
@@ -992,17 +1005,17 @@ class ContinuousVenue:
         source_offset: int,
     ) -> OrderAmended:
         self.seq += 1
-        return OrderAmended(
-            technology_id=self.technology_id,
-            seq=self.seq,
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            order_id=order_id,
-            participant_id=order.participant_id,
-            client_order_id=order.client_order_id,
-            open_quantity=order.remaining,
-            price=order.price,
-            priority_kept=priority_kept,
+        return _ORDER_AMENDED(
+            self.technology_id,
+            self.seq,
+            timestamp_ms,
+            source_offset,
+            order_id,
+            order.participant_id,
+            order.client_order_id,
+            order.remaining,
+            order.price,
+            priority_kept,
         )
 
     def _remember_ended(self, order: Order) -> None:
@@ -1019,15 +1032,15 @@ class ContinuousVenue:
     ) -> OrderDone:
         self._remember_ended(order)
         self.seq += 1
-        return OrderDone(
-            technology_id=self.technology_id,
-            seq=self.seq,
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            order_id=order_id,
-            participant_id=order.participant_id,
-            client_order_id=order.client_order_id,
-            filled_quantity=order.quantity,
+        return _ORDER_DONE(
+            self.technology_id,
+            self.seq,
+            timestamp_ms,
+            source_offset,
+            order_id,
+            order.participant_id,
+            order.client_order_id,
+            order.quantity,
         )
 
     def _cancelled(
@@ -1041,17 +1054,17 @@ class ContinuousVenue:
     ) -> OrderCancelled:
         self._remember_ended(order)
         self.seq += 1
-        return OrderCancelled(
-            technology_id=self.technology_id,
-            seq=self.seq,
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            order_id=order_id,
-            participant_id=order.participant_id,
-            client_order_id=order.client_order_id,
-            filled_quantity=order.quantity - open_quantity,
-            cancelled_quantity=open_quantity,
-            reason=reason,
+        return _ORDER_CANCELLED(
+            self.technology_id,
+            self.seq,
+            timestamp_ms,
+            source_offset,
+            order_id,
+            order.participant_id,
+            order.client_order_id,
+            order.quantity - open_quantity,
+            open_quantity,
+            reason,
         )
 
 
