@@ -26,7 +26,7 @@ from typing import Final, cast
 import msgspec
 
 from engine.core.mechanisms.call import CallKind
-from engine.core.mechanisms.continuous import ContinuousVenue
+from engine.core.mechanisms.continuous import ContinuousVenue, place_fields
 from engine.core.mechanisms.dutch import DutchKind
 from engine.core.mechanisms.english import EnglishKind
 from engine.core.mechanisms.sealed import SealedKind
@@ -153,11 +153,12 @@ class Market:
             kind = type(command)
             if kind is _PLACE_ORDER:
                 order = cast(PlaceOrder, command)
-                if order.expires_at_ms is None and order.submitted_by is None:
-                    technology_id = order.technology_id
+                fields = place_fields(order)  # read once, for the book too
+                if fields[8] is None and fields[10] is None:  # expires_at_ms, submitted_by
+                    technology_id = fields[0]
                     venue = self._plain_continuous(technology_id)
                     if venue is not None:
-                        events = venue.place(order, timestamp_ms, source_offset)
+                        events = venue.place_fields(order, fields, timestamp_ms, source_offset)
                         return self._touch(technology_id, events, timestamp_ms, source_offset)
             elif kind is _CANCEL_ORDER:
                 withdrawal = cast(CancelOrder, command)
