@@ -31,7 +31,6 @@ order: see :meth:`ContinuousVenue.amend`.
 
 from __future__ import annotations
 
-from collections import deque
 from heapq import heapify, heappop, heappush
 from typing import Final, cast
 
@@ -175,6 +174,10 @@ class OrderWithOptions(ContinuousOrder):
 #: ``remaining == 0`` is dead (filled, cancelled, expired, or replaced by an amend).
 _Expiry = tuple[int, int, ContinuousOrder]
 
+#: The ended client order ids of one participant: the id itself while there is one, else a
+#: set of them (as _Owned, a set for a single id would cost more than the id).
+_Ended = str | set[str]
+
 #: The live orders of one participant: the order itself while it has only one (a dict for a
 #: single order would cost more than the joined key string it replaces), else a dict of its
 #: live orders by client order id.
@@ -192,6 +195,7 @@ class ContinuousVenue:
     __slots__ = (
         "_ended",
         "_ended_in_order",
+        "_ended_start",
         "_expiries",
         "_expiries_compact_at",
         "_expiry_arrivals",
@@ -224,12 +228,17 @@ class ContinuousVenue:
         #: Live orders by participant then client order id (see _Owned): the cancel index.
         #: Keyed by strings the orders hold anyway, so an entry costs no string of its own.
         self._live: dict[str, _Owned] = {}
-        #: (participant, client order id) of the most recent ended orders, oldest first.
-        self._ended_in_order: deque[str] = deque()
-        #: The keys in _ended_in_order, to look up. A new order may use neither these nor a
-        #: live order's (not copied here: a set entry for each of a million resting orders
-        #: costs 30-odd bytes each).
-        self._ended: set[str] = set()
+        #: The participant and client order id of the most recent ended orders, oldest
+        #: first, two entries an order, from _ended_start on: the strings the orders held,
+        #: neither a joined key (built and hashed afresh for every order placed and ended)
+        #: nor a tuple (more work for the garbage collector). The dead head is cut off once
+        #: it is half the list.
+        self._ended_in_order: list[str] = []
+        self._ended_start = 0
+        #: The client order ids in _ended_in_order by participant, to look up (see _Ended).
+        #: A new order may use neither these nor a live order's (not copied here: an entry
+        #: for each of a million resting orders costs 30-odd bytes each).
+        self._ended: dict[str, _Ended] = {}
         #: One copy of each participant id for the orders to share (each decoded command
         #: brings its own): 60-odd bytes less per resting order.
         self._participants: dict[str, str] = {}
@@ -450,7 +459,7 @@ class ContinuousVenue:
             self.deal_count,
             [self._resting_state(o) for o in book.resting_orders(Side.BID)],
             [self._resting_state(o) for o in book.resting_orders(Side.OFFER)],
-            [_split_key(key) for key in self._ended_in_order],
+            self._ended_pairs(),
             self.last_price,
             self.last_quantity,
             [
@@ -512,10 +521,8 @@ class ContinuousVenue:
             raise SnapshotError(f"snapshot of {state.technology_id} has unknown post-only orders")
         for _, order_id in state.expiries:  # by expiry then arrival: already a heap's order
             venue._schedule(restored[order_id])
-        venue._ended_in_order.extend(
-            _order_key(who, client_order_id) for who, client_order_id in state.ended_client_orders
-        )
-        venue._ended.update(venue._ended_in_order)
+        for who, client_order_id in state.ended_client_orders:
+            venue._add_ended(venue._participant(who), client_order_id)
         return venue
 
     def next_seq(self) -> int:
@@ -943,7 +950,7 @@ class ContinuousVenue:
             if refusal is not None:
                 return refusal
         if self._find(participant_id, client_order_id) is None:
-            if not self._ended or _order_key(participant_id, client_order_id) not in self._ended:
+            if not self._ended or not self._has_ended(participant_id, client_order_id):
                 return None
         else:
             return (
@@ -1058,12 +1065,54 @@ class ContinuousVenue:
 
     def _remember_ended(self, order: Order) -> None:
         """An ended order's id stays taken until ENDED_ORDERS_REMEMBERED newer ones ended."""
+        self._add_ended(order.participant_id, order.client_order_id)
         in_order = self._ended_in_order
-        key = _order_key(order.participant_id, order.client_order_id)
-        in_order.append(key)
-        self._ended.add(key)
-        if len(in_order) > ENDED_ORDERS_REMEMBERED:
-            self._ended.discard(in_order.popleft())
+        start = self._ended_start
+        if len(in_order) - start > 2 * ENDED_ORDERS_REMEMBERED:
+            self._drop_ended(in_order[start], in_order[start + 1])
+            start += 2
+            if 2 * start >= len(in_order):
+                del in_order[:start]
+                start = 0
+            self._ended_start = start
+
+    def _add_ended(self, participant_id: str, client_order_id: str) -> None:
+        self._ended_in_order.append(participant_id)
+        self._ended_in_order.append(client_order_id)
+        ended = self._ended
+        taken = ended.get(participant_id)
+        if taken is None:
+            ended[participant_id] = client_order_id
+        elif isinstance(taken, set):
+            taken.add(client_order_id)
+        elif taken != client_order_id:
+            ended[participant_id] = {taken, client_order_id}
+
+    def _drop_ended(self, participant_id: str, client_order_id: str) -> None:
+        """Forget one (the oldest) ended id, as discarding it from a set of keys would."""
+        ended = self._ended
+        taken = ended.get(participant_id)
+        if taken is None:
+            return
+        if isinstance(taken, set):
+            taken.discard(client_order_id)
+            if not taken:
+                del ended[participant_id]
+        elif taken == client_order_id:
+            del ended[participant_id]
+
+    def _has_ended(self, participant_id: str, client_order_id: str) -> bool:
+        taken = self._ended.get(participant_id)
+        if taken is None:
+            return False
+        if isinstance(taken, set):
+            return client_order_id in taken
+        return taken == client_order_id
+
+    def _ended_pairs(self) -> list[tuple[str, str]]:
+        """(participant, client order id) of the remembered ended orders, oldest first."""
+        in_order = self._ended_in_order
+        return [(in_order[i], in_order[i + 1]) for i in range(self._ended_start, len(in_order), 2)]
 
     def _done(
         self, order: Order, order_id: str, timestamp_ms: int, source_offset: int
@@ -1111,19 +1160,8 @@ def place_fields(command: PlaceOrder) -> PlaceFields:
     return cast(PlaceFields, _astuple(command))
 
 
-def _order_key(participant_id: str, client_order_id: str) -> str:
-    """One string for (participant, client order id): identifiers cannot hold the unit
-    separator, and a string, unlike a tuple, is no work for the garbage collector."""
-    return f"{participant_id}\x1f{client_order_id}"
-
-
 def _opposite(side: Side) -> str:
     return "offer" if side is _BID else "bid"
-
-
-def _split_key(key: str) -> tuple[str, str]:
-    participant_id, client_order_id = key.split("\x1f")
-    return participant_id, client_order_id
 
 
 def _order_number(technology_id: str, order_id: str) -> int:
