@@ -198,7 +198,9 @@ class Market:
         self, technology_id: str, events: list[Event], timestamp_ms: int, source_offset: int
     ) -> list[Event]:
         """The hot path's bookkeeping: the view may have changed, and may be due."""
-        self._touched[technology_id] = None
+        touched = self._touched
+        if technology_id not in touched:  # a lookup costs less than a store
+            touched[technology_id] = None
         if source_offset & _BLOCK_MASK == _BLOCK_MASK:
             self._flush_views(timestamp_ms, source_offset)
         return events

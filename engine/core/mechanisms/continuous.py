@@ -93,6 +93,9 @@ _ORDER_DONE: Final = OrderDone
 _ORDER_CANCELLED: Final = OrderCancelled
 _ORDER_AMENDED: Final = OrderAmended
 _SELF_TRADE_CANCEL: Final = SelfTradeCancel
+_COMMAND_REJECTED: Final = CommandRejected
+_CANCEL_ORDER_TAG: Final = cast(str, CancelOrder.__struct_config__.tag)
+_UNKNOWN_ORDER: Final = RejectReason.UNKNOWN_ORDER
 #: A place_order's fields in their declared order, as msgspec.structs.astuple reads them: one
 #: call for all of them, where each attribute read of a command costs a generic attribute
 #: lookup (compiled, about 160 instructions). The assert below keeps the two in step.
@@ -883,16 +886,24 @@ class ContinuousVenue:
             events.append(self._done(order, order_id, timestamp_ms, source_offset))
 
     def cancel(self, command: CancelOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
-        order = self._find(command.participant_id, command.client_order_id)
+        participant_id = command.participant_id
+        client_order_id = command.client_order_id
+        order = self._find(participant_id, client_order_id)
         if order is None:
+            # Common (the order filled or ended before the cancel came): built here from the
+            # fields read once, as rejection() would build it.
             return [
-                self.reject(
-                    command,
-                    RejectReason.UNKNOWN_ORDER,
-                    f"participant {command.participant_id} has no live order "
-                    f"{command.client_order_id} in {self.technology_id}",
+                _COMMAND_REJECTED(
+                    command.technology_id,
+                    self.next_seq(),
                     timestamp_ms,
                     source_offset,
+                    _CANCEL_ORDER_TAG,  # command
+                    participant_id,
+                    client_order_id,
+                    _UNKNOWN_ORDER,
+                    f"participant {participant_id} has no live order "
+                    f"{client_order_id} in {self.technology_id}",
                 )
             ]
         self._forget(order)
