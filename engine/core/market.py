@@ -93,9 +93,11 @@ _AMEND_ORDER: Final = AmendOrder
 _LIST_TECHNOLOGY: Final = ListTechnology
 _MANAGE_LISTING: Final = ManageListing
 _TICK: Final = Tick
-#: What _apply takes beyond ticks and the register's commands.
-_TECHNOLOGY_COMMANDS: Final = (PlaceOrder, CancelOrder, AmendOrder, ListTechnology, ManageListing)
 _SELLER: Final = Role.SELLER
+_TECHNOLOGY_HALTED: Final = RejectReason.TECHNOLOGY_HALTED
+_TECHNOLOGY_CLOSED: Final = RejectReason.TECHNOLOGY_CLOSED
+#: Each listing state's text: an enum's ``value`` is a property, slow to read.
+_STATE_TEXT: Final = {state: state.value for state in ListingState}
 #: The role a place_order's owner needs, by side (an unknown side is the venue's to refuse).
 _ROLE_FOR_SIDE: Final = {"bid": Role.BUYER, "offer": _SELLER}
 
@@ -211,7 +213,9 @@ class Market:
             return []
         if kind in _MEMBERSHIP:
             return self.register.apply(command, timestamp_ms, source_offset)  # type: ignore[arg-type]
-        assert isinstance(command, _TECHNOLOGY_COMMANDS)
+        # A cast, not an isinstance assert: asked of msgspec's classes, isinstance goes
+        # through their metaclass for every class the command is not.
+        command = cast(TechnologyCommand, command)
         technology_id = command.technology_id
         listing = self._listings.get(technology_id)
         register = self.register
@@ -231,18 +235,33 @@ class Market:
         if listing is None:
             return [_unknown_technology(command, timestamp_ms, source_offset)]
         state = listing.state
+        venue = listing.venue
+        # Each venue call twice over: narrowed, the compiled core calls the continuous book
+        # directly rather than through a Python method call.
         if kind is _PLACE_ORDER:
             if state is not _OPEN:
                 return [_not_open(listing, command, timestamp_ms, source_offset)]
-            events = listing.venue.place(cast(PlaceOrder, command), timestamp_ms, source_offset)
+            order = cast(PlaceOrder, command)
+            if isinstance(venue, ContinuousVenue):
+                events = venue.place(order, timestamp_ms, source_offset)
+            else:
+                events = venue.place(order, timestamp_ms, source_offset)
         elif kind is _CANCEL_ORDER:
             if state is _CLOSED or state is _WITHDRAWN:
                 return [_not_open(listing, command, timestamp_ms, source_offset)]
-            events = listing.venue.cancel(cast(CancelOrder, command), timestamp_ms, source_offset)
+            withdrawal = cast(CancelOrder, command)
+            if isinstance(venue, ContinuousVenue):
+                events = venue.cancel(withdrawal, timestamp_ms, source_offset)
+            else:
+                events = venue.cancel(withdrawal, timestamp_ms, source_offset)
         elif kind is _AMEND_ORDER:
             if state is not _OPEN:
                 return [_not_open(listing, command, timestamp_ms, source_offset)]
-            events = listing.venue.amend(cast(AmendOrder, command), timestamp_ms, source_offset)
+            amendment = cast(AmendOrder, command)
+            if isinstance(venue, ContinuousVenue):
+                events = venue.amend(amendment, timestamp_ms, source_offset)
+            else:
+                events = venue.amend(amendment, timestamp_ms, source_offset)
         else:
             assert kind is _MANAGE_LISTING
             manage = cast(ManageListing, command)
@@ -259,17 +278,24 @@ class Market:
         source_offset: int,
     ) -> None:
         """Bookkeeping after a venue acted: its view, its deadline, whether it ended."""
-        self._touched[technology_id] = None
+        touched = self._touched
+        if technology_id not in touched:  # a lookup costs less than a store
+            touched[technology_id] = None
         venue = listing.venue
-        if venue.ends_by_itself and listing.state is ListingState.OPEN and venue.finished():
-            events.append(
-                self._change_state(listing, ListingState.CLOSED, "", timestamp_ms, source_offset)
-            )
-        deadline = venue.next_deadline()
+        if isinstance(venue, ContinuousVenue):
+            # Narrowed (a direct call): a continuous book never ends by itself, and no order
+            # moves its deadlines.
+            deadline = venue.next_deadline()
+            plain = deadline is None and listing.state is _OPEN
+        else:
+            if venue.ends_by_itself and listing.state is _OPEN and venue.finished():
+                events.append(self._change_state(listing, _CLOSED, "", timestamp_ms, source_offset))
+            deadline = venue.next_deadline()
+            plain = _plain(listing, deadline)
         if deadline is not None and deadline != listing.scheduled:
             heappush(self._deadlines, (deadline, listing.index, technology_id))
         listing.scheduled = deadline
-        listing.plain = _plain(listing, deadline)
+        listing.plain = plain
 
     def _fire_deadlines(self, now_ms: int, source_offset: int) -> list[Event]:
         events: list[Event] = []
@@ -540,12 +566,12 @@ def _not_open(
     timestamp_ms: int,
     source_offset: int,
 ) -> CommandRejected:
-    halted = listing.state is ListingState.HALTED
+    state = listing.state
     return rejection(
         command,
         listing.venue.next_seq(),
-        RejectReason.TECHNOLOGY_HALTED if halted else RejectReason.TECHNOLOGY_CLOSED,
-        f"{command.technology_id} is {listing.state.value}",
+        _TECHNOLOGY_HALTED if state is _HALTED else _TECHNOLOGY_CLOSED,
+        f"{command.technology_id} is {_STATE_TEXT[state]}",
         timestamp_ms,
         source_offset,
     )
