@@ -80,6 +80,8 @@ _SIDES: Final = {"bid": Side.BID, "offer": Side.OFFER}
 _ORDER_TYPES: Final = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
 _TIMES_IN_FORCE: Final = {tif.value: tif for tif in TimeInForce}
 _BID: Final = Side.BID
+_OFFER: Final = Side.OFFER
+_LIMIT: Final = OrderType.LIMIT
 _MARKET: Final = OrderType.MARKET
 _IOC: Final = TimeInForce.IOC
 _FOK: Final = TimeInForce.FOK
@@ -622,8 +624,15 @@ class ContinuousVenue:
         ) = fields
         if time_in_force != "gtc" or expires_at_ms is not None or post_only:
             return self._place_with_options(command, timestamp_ms, source_offset)
-        side = _SIDES.get(side_text)
-        order_type = _ORDER_TYPES.get(order_type_text)
+        # Compared, not looked up in _SIDES and _ORDER_TYPES: no hash, no dict probe.
+        side = _BID if side_text == "bid" else _OFFER if side_text == "offer" else None
+        order_type = (
+            _LIMIT
+            if order_type_text == "limit"
+            else _MARKET
+            if order_type_text == "market"
+            else None
+        )
         refusal = self._refuse_order(
             command, side, order_type, participant_id, client_order_id, quantity, price
         )
