@@ -119,11 +119,11 @@ assert PlaceOrder.__struct_fields__ == _PLACE_FIELDS, "PlaceFields must follow P
 _astuple: Final = msgspec.structs.astuple
 #: The expiry heap is rebuilt without its dead entries once it is at least this long and
 #: twice as long as its live entries were at the last rebuild.
-_EXPIRIES_COMPACT_MIN = 64
+_EXPIRIES_COMPACT_MIN: Final = 64
 #: Participant ids a venue keeps one copy of before it starts over (see _participant).
-_PARTICIPANTS_SHARED_MAX = 10_000
+_PARTICIPANTS_SHARED_MAX: Final = 10_000
 #: Resting prices a venue keeps one copy of before it starts over (see _price).
-_PRICES_SHARED_MAX = 10_000
+_PRICES_SHARED_MAX: Final = 10_000
 
 
 class ContinuousOrder(Order):
@@ -249,7 +249,7 @@ class ContinuousVenue:
         self._participants: dict[str, str] = {}
         #: One copy of each resting price for the orders to share, as participant ids: each
         #: decoded command's price is an int object of its own (32 bytes).
-        self._prices: dict[int, int] = {}
+        self._prices: dict[object, object] = {}
         self.last_price: int | None = None
         self.last_quantity: int | None = None
         #: Live gtd orders by (expiry, arrival): a heap with lazy deletion.
@@ -547,15 +547,16 @@ class ContinuousVenue:
 
     def _price(self, price: int | None) -> int | None:
         """The venue's copy of a resting order's ``price``, kept like participant ids."""
-        if price is None:
-            return None
+        # Handled as objects: narrowed to an int, the compiled core would unbox the price
+        # and box it afresh, a new int object, for each dict operation.
+        given: object = price
         prices = self._prices
-        shared = prices.get(price)
-        if shared is None:
+        shared = prices.get(given)
+        if shared is None and given is not None:
             if len(prices) >= _PRICES_SHARED_MAX:
                 prices.clear()
-            shared = prices[price] = price
-        return shared
+            shared = prices[given] = given
+        return cast("int | None", shared)
 
     def order_id(self, order: Order) -> str:
         """The order id events and snapshots carry, built from the order's number."""
