@@ -198,6 +198,7 @@ class ContinuousVenue:
     deadlines_trade = False
 
     __slots__ = (
+        "_deal_prefix",
         "_ended",
         "_ended_in_order",
         "_ended_start",
@@ -205,6 +206,7 @@ class ContinuousVenue:
         "_expiries_compact_at",
         "_expiry_arrivals",
         "_live",
+        "_order_prefix",
         "_participants",
         "_prices",
         "book",
@@ -223,6 +225,10 @@ class ContinuousVenue:
         self, technology_id: str, tick_size: int, lot_size: int, reserve_price: int | None
     ) -> None:
         self.technology_id = technology_id
+        #: What every order id and deal id starts with: built once, so an id is one
+        #: concatenation, not a three-part format.
+        self._order_prefix = f"{technology_id}:o"
+        self._deal_prefix = f"{technology_id}:d"
         self.tick_size = tick_size
         self.lot_size = lot_size
         self.reserve_price = reserve_price
@@ -560,7 +566,7 @@ class ContinuousVenue:
 
     def order_id(self, order: Order) -> str:
         """The order id events and snapshots carry, built from the order's number."""
-        return f"{self.technology_id}:o{cast(ContinuousOrder, order).number}"
+        return self._order_prefix + str(cast(ContinuousOrder, order).number)
 
     def live_order(self, participant_id: str, client_order_id: str) -> ContinuousOrder | None:
         return self._find(participant_id, client_order_id)
@@ -645,7 +651,7 @@ class ContinuousVenue:
         technology_id = self.technology_id
         self.order_count += 1
         number = self.order_count
-        order_id = f"{technology_id}:o{number}"
+        order_id = self._order_prefix + str(number)
         order = ContinuousOrder(
             number, self._participant(participant_id), client_order_id, side, price, quantity
         )
@@ -699,7 +705,7 @@ class ContinuousVenue:
                     self.seq,
                     timestamp_ms,
                     source_offset,
-                    f"{technology_id}:d{self.deal_count}",  # deal_id
+                    self._deal_prefix + str(self.deal_count),  # deal_id
                     self.deal_count,  # deal_number
                     price,
                     quantity,
@@ -759,7 +765,7 @@ class ContinuousVenue:
         tif = _TIMES_IN_FORCE[command.time_in_force]
         self.order_count += 1
         number = self.order_count
-        order_id = f"{self.technology_id}:o{number}"
+        order_id = self._order_prefix + str(number)
         order: ContinuousOrder
         if command.expires_at_ms is None and not command.post_only:  # ioc, fok
             order = ContinuousOrder(
@@ -876,7 +882,7 @@ class ContinuousVenue:
                     self.seq,
                     timestamp_ms,
                     source_offset,
-                    f"{technology_id}:d{self.deal_count}",  # deal_id
+                    self._deal_prefix + str(self.deal_count),  # deal_id
                     self.deal_count,  # deal_number
                     price,
                     quantity,
