@@ -200,6 +200,7 @@ class ContinuousVenue:
     __slots__ = (
         "_deal_prefix",
         "_ended",
+        "_ended_entries",
         "_ended_in_order",
         "_ended_start",
         "_expiries",
@@ -246,6 +247,9 @@ class ContinuousVenue:
         #: it is half the list.
         self._ended_in_order: list[str] = []
         self._ended_start = 0
+        #: How many entries _ended_in_order keeps live: read from the module once per venue,
+        #: not at every ended order.
+        self._ended_entries = 2 * ENDED_ORDERS_REMEMBERED
         #: The client order ids in _ended_in_order by participant, to look up (see _Ended).
         #: A new order may use neither these nor a live order's (not copied here: an entry
         #: for each of a million resting orders costs 30-odd bytes each).
@@ -1095,7 +1099,7 @@ class ContinuousVenue:
         self._add_ended(order.participant_id, order.client_order_id)
         in_order = self._ended_in_order
         start = self._ended_start
-        if len(in_order) - start > 2 * ENDED_ORDERS_REMEMBERED:
+        if len(in_order) - start > self._ended_entries:
             self._drop_ended(in_order[start], in_order[start + 1])
             start += 2
             if 2 * start >= len(in_order):
