@@ -40,7 +40,7 @@ from engine.core.rules import check_listing, check_price, check_quantity, quoted
 from engine.core.snapshot import ContinuousState, RestingOrderState, encode_venue
 from engine.core.venue import ListingRefusal
 from engine.errors import SnapshotError
-from engine.orderbook import Order, OrderBook, SelfTradeCancel
+from engine.orderbook import Fill, Order, OrderBook, SelfTradeCancel
 from schemas.commands import AmendOrder, CancelOrder, ListTechnology, PlaceOrder
 from schemas.common import (
     CancelReason,
@@ -691,8 +691,9 @@ class ContinuousVenue:
                 )
                 continue
             # A plain (resting, quantity, price) tuple: type() is cheaper than isinstance()
-            # here, but mypy only narrows on the latter.
-            resting, quantity, price = execution  # type: ignore[misc]
+            # here, but mypy only narrows on the latter; cast, the compiled core unpacks it
+            # in place rather than through an iterator.
+            resting, quantity, price = cast(Fill, execution)
             self.deal_count += 1
             self.seq += 1
             self.last_price, self.last_quantity = price, quantity
@@ -868,8 +869,9 @@ class ContinuousVenue:
                 )
                 continue
             # A plain (resting, quantity, price) tuple: type() is cheaper than isinstance()
-            # here, but mypy only narrows on the latter.
-            resting, quantity, price = execution  # type: ignore[misc]
+            # here, but mypy only narrows on the latter; cast, the compiled core unpacks it
+            # in place rather than through an iterator.
+            resting, quantity, price = cast(Fill, execution)
             self.deal_count += 1
             self.seq += 1
             self.last_price, self.last_quantity = price, quantity
