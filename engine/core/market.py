@@ -26,7 +26,7 @@ from typing import Final, cast
 import msgspec
 
 from engine.core.mechanisms.call import CallKind
-from engine.core.mechanisms.continuous import ContinuousVenue, place_fields
+from engine.core.mechanisms.continuous import ContinuousVenue, cancel_fields, place_fields
 from engine.core.mechanisms.dutch import DutchKind
 from engine.core.mechanisms.english import EnglishKind
 from engine.core.mechanisms.sealed import SealedKind
@@ -163,12 +163,12 @@ class Market:
                         events = venue.place_fields(order, fields, timestamp_ms, source_offset)
                         return self._touch(technology_id, events, timestamp_ms, source_offset)
             elif kind is _CANCEL_ORDER:
-                withdrawal = cast(CancelOrder, command)
-                if withdrawal.submitted_by is None:
-                    technology_id = withdrawal.technology_id
+                ids = cancel_fields(cast(CancelOrder, command))
+                if ids[3] is None:  # submitted_by
+                    technology_id = ids[0]
                     venue = self._plain_continuous(technology_id)
                     if venue is not None:
-                        events = venue.cancel(withdrawal, timestamp_ms, source_offset)
+                        events = venue.cancel_fields(ids, timestamp_ms, source_offset)
                         return self._touch(technology_id, events, timestamp_ms, source_offset)
             elif kind is _AMEND_ORDER:
                 amendment = cast(AmendOrder, command)

@@ -116,6 +116,14 @@ _PLACE_FIELDS = (
     "submitted_by",
 )
 assert PlaceOrder.__struct_fields__ == _PLACE_FIELDS, "PlaceFields must follow PlaceOrder"
+#: A cancel_order's fields, likewise.
+CancelFields = tuple[str, str, str, str | None]
+assert CancelOrder.__struct_fields__ == (
+    "technology_id",
+    "participant_id",
+    "client_order_id",
+    "submitted_by",
+), "CancelFields must follow CancelOrder"
 _astuple: Final = msgspec.structs.astuple
 #: The expiry heap is rebuilt without its dead entries once it is at least this long and
 #: twice as long as its live entries were at the last rebuild.
@@ -908,15 +916,20 @@ class ContinuousVenue:
             events.append(self._done(order, order_id, timestamp_ms, source_offset))
 
     def cancel(self, command: CancelOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
-        participant_id = command.participant_id
-        client_order_id = command.client_order_id
+        return self.cancel_fields(cancel_fields(command), timestamp_ms, source_offset)
+
+    def cancel_fields(
+        self, fields: CancelFields, timestamp_ms: int, source_offset: int
+    ) -> list[Event]:
+        """A cancel, whose fields the caller read (:func:`cancel_fields`)."""
+        technology_id, participant_id, client_order_id, _ = fields
         order = self._find(participant_id, client_order_id)
         if order is None:
             # Common (the order filled or ended before the cancel came): built here from the
             # fields read once, as rejection() would build it.
             return [
                 _COMMAND_REJECTED(
-                    command.technology_id,
+                    technology_id,
                     self.next_seq(),
                     timestamp_ms,
                     source_offset,
@@ -1191,6 +1204,11 @@ class ContinuousVenue:
 def place_fields(command: PlaceOrder) -> PlaceFields:
     """All of ``command``'s fields in one call (see PlaceFields)."""
     return cast(PlaceFields, _astuple(command))
+
+
+def cancel_fields(command: CancelOrder) -> CancelFields:
+    """All of ``command``'s fields in one call (see PlaceFields)."""
+    return cast(CancelFields, _astuple(command))
 
 
 def _opposite(side: Side) -> str:
