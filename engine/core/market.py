@@ -21,11 +21,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from heapq import heappop, heappush
+from typing import Final, cast
 
 import msgspec
 
 from engine.core.mechanisms.call import CallKind
-from engine.core.mechanisms.continuous import ContinuousVenue
+from engine.core.mechanisms.continuous import ContinuousVenue, cancel_fields, place_fields
 from engine.core.mechanisms.dutch import DutchKind
 from engine.core.mechanisms.english import EnglishKind
 from engine.core.mechanisms.sealed import SealedKind
@@ -50,6 +51,7 @@ from schemas.commands import (
     ReinstateParticipant,
     SetAccessMode,
     SuspendParticipant,
+    TechnologyCommand,
     Tick,
 )
 from schemas.common import AccessMode, ListingState, Mechanism, RejectReason, Role
@@ -72,16 +74,32 @@ MECHANISMS: dict[str, VenueKind] = {
 }
 
 #: Market views are flushed at every tick and whenever an offset is the last of a block.
-MARKET_DATA_BLOCK = 1024
-_BLOCK_MASK = MARKET_DATA_BLOCK - 1
+MARKET_DATA_BLOCK: Final = 1024
+_BLOCK_MASK: Final = MARKET_DATA_BLOCK - 1
 assert MARKET_DATA_BLOCK & _BLOCK_MASK == 0, "a power of two"
-_OPEN = ListingState.OPEN
-_OPEN_ACCESS = AccessMode.OPEN
-_MEMBERSHIP = frozenset(
+# Final: compiled, each is a C static rather than a lookup in the module's dict at every
+# use; the command classes are aliased for that alone.
+_OPEN: Final = ListingState.OPEN
+_HALTED: Final = ListingState.HALTED
+_CLOSED: Final = ListingState.CLOSED
+_WITHDRAWN: Final = ListingState.WITHDRAWN
+_OPEN_ACCESS: Final = AccessMode.OPEN
+_MEMBERSHIP: Final = frozenset(
     (RegisterParticipant, SuspendParticipant, ReinstateParticipant, SetAccessMode)
 )
+_PLACE_ORDER: Final = PlaceOrder
+_CANCEL_ORDER: Final = CancelOrder
+_AMEND_ORDER: Final = AmendOrder
+_LIST_TECHNOLOGY: Final = ListTechnology
+_MANAGE_LISTING: Final = ManageListing
+_TICK: Final = Tick
+_SELLER: Final = Role.SELLER
+_TECHNOLOGY_HALTED: Final = RejectReason.TECHNOLOGY_HALTED
+_TECHNOLOGY_CLOSED: Final = RejectReason.TECHNOLOGY_CLOSED
+#: Each listing state's text: an enum's ``value`` is a property, slow to read.
+_STATE_TEXT: Final = {state: state.value for state in ListingState}
 #: The role a place_order's owner needs, by side (an unknown side is the venue's to refuse).
-_ROLE_FOR_SIDE = {"bid": Role.BUYER, "offer": Role.SELLER}
+_ROLE_FOR_SIDE: Final = {"bid": Role.BUYER, "offer": _SELLER}
 
 _view_encoder = msgspec.json.Encoder()
 
@@ -128,85 +146,126 @@ class Market:
         offset: the market's only clock, and the position every event is stamped with.
         """
         deadlines = self._deadlines
-        if (
-            type(command) is PlaceOrder
-            and not (deadlines and deadlines[0][0] <= timestamp_ms)
-            and command.expires_at_ms is None
-            and command.submitted_by is None
-            and self.register.mode is _OPEN_ACCESS
-        ):
-            # The hot path: an order for an open continuous book with nothing scheduled.
-            listing = self._listings.get(command.technology_id)
-            if listing is not None and listing.plain:
-                venue = listing.venue
-                # Narrowed, the compiled core calls the continuous book directly rather than
-                # through a Python method call that boxes the time and offset.
-                if isinstance(venue, ContinuousVenue):
-                    events = venue.place(command, timestamp_ms, source_offset)
-                else:
-                    events = venue.place(command, timestamp_ms, source_offset)
-                self._touched[command.technology_id] = None
-                if source_offset & _BLOCK_MASK == _BLOCK_MASK:
-                    self._flush_views(timestamp_ms, source_offset)
-                return events
-        fired = (
-            self._fire_deadlines(timestamp_ms, source_offset)
-            if deadlines and deadlines[0][0] <= timestamp_ms
-            else None
-        )
+        due = bool(deadlines) and deadlines[0][0] <= timestamp_ms
+        if not due and self.register.mode is _OPEN_ACCESS:
+            # The hot path: an order, a cancel or an amend that its owner sent for an open
+            # continuous book with nothing scheduled. Such a book has no live gtd order, and
+            # none of these gives it one, so _after would change nothing but the touched set.
+            # The compiled core calls the book directly, not through a Python method call.
+            kind = type(command)
+            if kind is _PLACE_ORDER:
+                order = cast(PlaceOrder, command)
+                fields = place_fields(order)  # read once, for the book too
+                if fields[8] is None and fields[10] is None:  # expires_at_ms, submitted_by
+                    technology_id = fields[0]
+                    venue = self._plain_continuous(technology_id)
+                    if venue is not None:
+                        events = venue.place_fields(order, fields, timestamp_ms, source_offset)
+                        return self._touch(technology_id, events, timestamp_ms, source_offset)
+            elif kind is _CANCEL_ORDER:
+                ids = cancel_fields(cast(CancelOrder, command))
+                if ids[3] is None:  # submitted_by
+                    technology_id = ids[0]
+                    venue = self._plain_continuous(technology_id)
+                    if venue is not None:
+                        events = venue.cancel_fields(ids, timestamp_ms, source_offset)
+                        return self._touch(technology_id, events, timestamp_ms, source_offset)
+            elif kind is _AMEND_ORDER:
+                amendment = cast(AmendOrder, command)
+                if amendment.submitted_by is None:
+                    technology_id = amendment.technology_id
+                    venue = self._plain_continuous(technology_id)
+                    if venue is not None:
+                        events = venue.amend(amendment, timestamp_ms, source_offset)
+                        return self._touch(technology_id, events, timestamp_ms, source_offset)
+        fired = self._fire_deadlines(timestamp_ms, source_offset) if due else None
         events = self._apply(command, timestamp_ms, source_offset)
         if fired:
             fired.extend(events)
             events = fired
-        if source_offset & _BLOCK_MASK == _BLOCK_MASK or type(command) is Tick:
+        if source_offset & _BLOCK_MASK == _BLOCK_MASK or type(command) is _TICK:
+            self._flush_views(timestamp_ms, source_offset)
+        return events
+
+    def _plain_continuous(self, technology_id: str) -> ContinuousVenue | None:
+        """The continuous book of ``technology_id`` if its listing is plain (see Listing)."""
+        listing = self._listings.get(technology_id)
+        if listing is not None and listing.plain:
+            venue = listing.venue
+            if isinstance(venue, ContinuousVenue):
+                return venue
+        return None
+
+    def _touch(
+        self, technology_id: str, events: list[Event], timestamp_ms: int, source_offset: int
+    ) -> list[Event]:
+        """The hot path's bookkeeping: the view may have changed, and may be due."""
+        touched = self._touched
+        if technology_id not in touched:  # a lookup costs less than a store
+            touched[technology_id] = None
+        if source_offset & _BLOCK_MASK == _BLOCK_MASK:
             self._flush_views(timestamp_ms, source_offset)
         return events
 
     def _apply(self, command: Command, timestamp_ms: int, source_offset: int) -> list[Event]:
-        if type(command) is Tick:
+        kind = type(command)
+        if kind is _TICK:
             return []
-        if type(command) in _MEMBERSHIP:
+        if kind in _MEMBERSHIP:
             return self.register.apply(command, timestamp_ms, source_offset)  # type: ignore[arg-type]
-        assert isinstance(
-            command, PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing
-        )
+        # A cast, not an isinstance assert: asked of msgspec's classes, isinstance goes
+        # through their metaclass for every class the command is not.
+        command = cast(TechnologyCommand, command)
         technology_id = command.technology_id
         listing = self._listings.get(technology_id)
         register = self.register
         if register.checks_needed(command):
-            if type(command) is PlaceOrder:
-                needs = _ROLE_FOR_SIDE.get(command.side)
+            if kind is _PLACE_ORDER:
+                needs = _ROLE_FOR_SIDE.get(cast(PlaceOrder, command).side)
             else:
-                needs = Role.SELLER if type(command) is ListTechnology else None
+                needs = _SELLER if kind is _LIST_TECHNOLOGY else None
             refusal = register.refusal(command, needs)
             if refusal is not None:
                 seq = listing.venue.next_seq() if listing is not None else 0
                 return [rejection(command, seq, *refusal, timestamp_ms, source_offset)]
-        if type(command) is PlaceOrder:
-            if listing is None:
-                return [_unknown_technology(command, timestamp_ms, source_offset)]
-            if listing.state is not ListingState.OPEN:
+        # Narrowed by casts: mypy narrows on type(command) is PlaceOrder, not on the Final
+        # aliases the compiled core reads without a lookup.
+        if kind is _LIST_TECHNOLOGY:
+            return self._list(cast(ListTechnology, command), listing, timestamp_ms, source_offset)
+        if listing is None:
+            return [_unknown_technology(command, timestamp_ms, source_offset)]
+        state = listing.state
+        venue = listing.venue
+        # Each venue call twice over: narrowed, the compiled core calls the continuous book
+        # directly rather than through a Python method call.
+        if kind is _PLACE_ORDER:
+            if state is not _OPEN:
                 return [_not_open(listing, command, timestamp_ms, source_offset)]
-            events = listing.venue.place(command, timestamp_ms, source_offset)
-        elif type(command) is CancelOrder:
-            if listing is None:
-                return [_unknown_technology(command, timestamp_ms, source_offset)]
-            if listing.state in (ListingState.CLOSED, ListingState.WITHDRAWN):
+            order = cast(PlaceOrder, command)
+            if isinstance(venue, ContinuousVenue):
+                events = venue.place(order, timestamp_ms, source_offset)
+            else:
+                events = venue.place(order, timestamp_ms, source_offset)
+        elif kind is _CANCEL_ORDER:
+            if state is _CLOSED or state is _WITHDRAWN:
                 return [_not_open(listing, command, timestamp_ms, source_offset)]
-            events = listing.venue.cancel(command, timestamp_ms, source_offset)
-        elif type(command) is AmendOrder:
-            if listing is None:
-                return [_unknown_technology(command, timestamp_ms, source_offset)]
-            if listing.state is not ListingState.OPEN:
+            withdrawal = cast(CancelOrder, command)
+            if isinstance(venue, ContinuousVenue):
+                events = venue.cancel(withdrawal, timestamp_ms, source_offset)
+            else:
+                events = venue.cancel(withdrawal, timestamp_ms, source_offset)
+        elif kind is _AMEND_ORDER:
+            if state is not _OPEN:
                 return [_not_open(listing, command, timestamp_ms, source_offset)]
-            events = listing.venue.amend(command, timestamp_ms, source_offset)
-        elif type(command) is ManageListing:
-            if listing is None:
-                return [_unknown_technology(command, timestamp_ms, source_offset)]
-            events = self._manage(listing, command, timestamp_ms, source_offset)
+            amendment = cast(AmendOrder, command)
+            if isinstance(venue, ContinuousVenue):
+                events = venue.amend(amendment, timestamp_ms, source_offset)
+            else:
+                events = venue.amend(amendment, timestamp_ms, source_offset)
         else:
-            assert type(command) is ListTechnology
-            return self._list(command, listing, timestamp_ms, source_offset)
+            assert kind is _MANAGE_LISTING
+            manage = cast(ManageListing, command)
+            events = self._manage(listing, manage, timestamp_ms, source_offset)
         self._after(technology_id, listing, events, timestamp_ms, source_offset)
         return events
 
@@ -219,17 +278,24 @@ class Market:
         source_offset: int,
     ) -> None:
         """Bookkeeping after a venue acted: its view, its deadline, whether it ended."""
-        self._touched[technology_id] = None
+        touched = self._touched
+        if technology_id not in touched:  # a lookup costs less than a store
+            touched[technology_id] = None
         venue = listing.venue
-        if venue.ends_by_itself and listing.state is ListingState.OPEN and venue.finished():
-            events.append(
-                self._change_state(listing, ListingState.CLOSED, "", timestamp_ms, source_offset)
-            )
-        deadline = venue.next_deadline()
+        if isinstance(venue, ContinuousVenue):
+            # Narrowed (a direct call): a continuous book never ends by itself, and no order
+            # moves its deadlines.
+            deadline = venue.next_deadline()
+            plain = deadline is None and listing.state is _OPEN
+        else:
+            if venue.ends_by_itself and listing.state is _OPEN and venue.finished():
+                events.append(self._change_state(listing, _CLOSED, "", timestamp_ms, source_offset))
+            deadline = venue.next_deadline()
+            plain = _plain(listing, deadline)
         if deadline is not None and deadline != listing.scheduled:
             heappush(self._deadlines, (deadline, listing.index, technology_id))
         listing.scheduled = deadline
-        listing.plain = _plain(listing, deadline)
+        listing.plain = plain
 
     def _fire_deadlines(self, now_ms: int, source_offset: int) -> list[Event]:
         events: list[Event] = []
@@ -480,7 +546,7 @@ def _plain(listing: Listing, deadline: int | None) -> bool:
 
 
 def _unknown_technology(
-    command: PlaceOrder | CancelOrder | AmendOrder | ManageListing,
+    command: TechnologyCommand,
     timestamp_ms: int,
     source_offset: int,
 ) -> CommandRejected:
@@ -496,16 +562,16 @@ def _unknown_technology(
 
 def _not_open(
     listing: Listing,
-    command: PlaceOrder | CancelOrder | AmendOrder,
+    command: TechnologyCommand,
     timestamp_ms: int,
     source_offset: int,
 ) -> CommandRejected:
-    halted = listing.state is ListingState.HALTED
+    state = listing.state
     return rejection(
         command,
         listing.venue.next_seq(),
-        RejectReason.TECHNOLOGY_HALTED if halted else RejectReason.TECHNOLOGY_CLOSED,
-        f"{command.technology_id} is {listing.state.value}",
+        _TECHNOLOGY_HALTED if state is _HALTED else _TECHNOLOGY_CLOSED,
+        f"{command.technology_id} is {_STATE_TEXT[state]}",
         timestamp_ms,
         source_offset,
     )

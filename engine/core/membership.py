@@ -21,6 +21,7 @@ its first participants.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from engine.core.rules import quoted
 from engine.core.snapshot import MemberSnapshot
@@ -50,8 +51,12 @@ BOOTSTRAP_OPERATOR = "exchange-ops"
 
 TradingCommand = PlaceOrder | CancelOrder | AmendOrder | ListTechnology | ManageListing
 
-_ROLES = {role.value: role for role in Role}
-_OPEN = AccessMode.OPEN
+_ROLES: Final = {role.value: role for role in Role}
+_OPEN: Final = AccessMode.OPEN
+# Final: compiled, C statics rather than lookups in the module's dict on every check.
+_OPERATOR: Final = Role.OPERATOR
+_BROKER: Final = Role.BROKER
+_CANCEL_ORDER: Final = CancelOrder
 
 Refusal = tuple[RejectReason, str]
 
@@ -93,7 +98,7 @@ class Register:
         if participant_id == BOOTSTRAP_OPERATOR:
             return True
         member = self.members.get(participant_id)
-        return member is not None and member.active and Role.OPERATOR in member.roles
+        return member is not None and member.active and _OPERATOR in member.roles
 
     def checks_needed(self, command: TradingCommand) -> bool:
         """False for the common case (open access, a participant acting for itself): the hot
@@ -112,11 +117,14 @@ class Register:
             )
         if self.mode is _OPEN:
             return None
-        cancelling = type(command) is CancelOrder
-        for who in (actor, owner) if actor != owner else (owner,):
-            refused = self._standing(who, cancelling)
+        cancelling = type(command) is _CANCEL_ORDER
+        if actor != owner:  # the actor's standing first, then the owner's
+            refused = self._standing(actor, cancelling)
             if refused is not None:
                 return refused
+        refused = self._standing(owner, cancelling)
+        if refused is not None:
+            return refused
         if needs is not None and not self._holds(owner, needs):
             return (
                 RejectReason.ROLE_NOT_PERMITTED,
@@ -155,7 +163,7 @@ class Register:
         return (
             broker is not None
             and broker.active
-            and Role.BROKER in broker.roles
+            and _BROKER in broker.roles
             and owner in broker.acts_for
         )
 

@@ -31,9 +31,8 @@ order: see :meth:`ContinuousVenue.amend`.
 
 from __future__ import annotations
 
-from collections import deque
 from heapq import heapify, heappop, heappush
-from typing import cast
+from typing import Final, cast
 
 import msgspec
 
@@ -41,7 +40,7 @@ from engine.core.rules import check_listing, check_price, check_quantity, quoted
 from engine.core.snapshot import ContinuousState, RestingOrderState, encode_venue
 from engine.core.venue import ListingRefusal
 from engine.errors import SnapshotError
-from engine.orderbook import Order, OrderBook, SelfTradeCancel
+from engine.orderbook import Fill, Order, OrderBook, SelfTradeCancel
 from schemas.commands import AmendOrder, CancelOrder, ListTechnology, PlaceOrder
 from schemas.common import (
     CancelReason,
@@ -73,21 +72,66 @@ ENDED_ORDERS_REMEMBERED = 100_000
 #: Price levels of each side a market view shows.
 _VIEW_LEVELS = 5
 
-_SIDES = {"bid": Side.BID, "offer": Side.OFFER}
-_ORDER_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
-_TIMES_IN_FORCE = {tif.value: tif for tif in TimeInForce}
-_BID = Side.BID
-_MARKET = OrderType.MARKET
-_IOC = TimeInForce.IOC
-_FOK = TimeInForce.FOK
-_GTD = TimeInForce.GTD
+# The names the hot path reads are Final: compiled, each is a C static, not a lookup in the
+# module's dict at every use (imported names included, hence the aliases of event classes).
+# Events are built with positional arguments, in their fields' order: msgspec matches
+# keywords to fields one by one, a few hundred instructions an event.
+_SIDES: Final = {"bid": Side.BID, "offer": Side.OFFER}
+_ORDER_TYPES: Final = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
+_TIMES_IN_FORCE: Final = {tif.value: tif for tif in TimeInForce}
+_BID: Final = Side.BID
+_OFFER: Final = Side.OFFER
+_LIMIT: Final = OrderType.LIMIT
+_MARKET: Final = OrderType.MARKET
+_IOC: Final = TimeInForce.IOC
+_FOK: Final = TimeInForce.FOK
+_GTD: Final = TimeInForce.GTD
+_SELF_TRADE_PREVENTED: Final = CancelReason.SELF_TRADE_PREVENTED
+_MARKET_ORDER_UNFILLED: Final = CancelReason.MARKET_ORDER_UNFILLED
+_CANCELLED_BY_PARTICIPANT: Final = CancelReason.CANCELLED_BY_PARTICIPANT
+_ORDER_ACCEPTED: Final = OrderAccepted
+_DEAL: Final = Deal
+_ORDER_DONE: Final = OrderDone
+_ORDER_CANCELLED: Final = OrderCancelled
+_ORDER_AMENDED: Final = OrderAmended
+_SELF_TRADE_CANCEL: Final = SelfTradeCancel
+_COMMAND_REJECTED: Final = CommandRejected
+_CANCEL_ORDER_TAG: Final = cast(str, CancelOrder.__struct_config__.tag)
+_UNKNOWN_ORDER: Final = RejectReason.UNKNOWN_ORDER
+#: A place_order's fields in their declared order, as msgspec.structs.astuple reads them: one
+#: call for all of them, where each attribute read of a command costs a generic attribute
+#: lookup (compiled, about 160 instructions). The assert below keeps the two in step.
+PlaceFields = tuple[str, str, str, str, int, str, int | None, str, int | None, bool, str | None]
+_PLACE_FIELDS = (
+    "technology_id",
+    "participant_id",
+    "client_order_id",
+    "side",
+    "quantity",
+    "order_type",
+    "price",
+    "time_in_force",
+    "expires_at_ms",
+    "post_only",
+    "submitted_by",
+)
+assert PlaceOrder.__struct_fields__ == _PLACE_FIELDS, "PlaceFields must follow PlaceOrder"
+#: A cancel_order's fields, likewise.
+CancelFields = tuple[str, str, str, str | None]
+assert CancelOrder.__struct_fields__ == (
+    "technology_id",
+    "participant_id",
+    "client_order_id",
+    "submitted_by",
+), "CancelFields must follow CancelOrder"
+_astuple: Final = msgspec.structs.astuple
 #: The expiry heap is rebuilt without its dead entries once it is at least this long and
 #: twice as long as its live entries were at the last rebuild.
-_EXPIRIES_COMPACT_MIN = 64
+_EXPIRIES_COMPACT_MIN: Final = 64
 #: Participant ids a venue keeps one copy of before it starts over (see _participant).
-_PARTICIPANTS_SHARED_MAX = 10_000
+_PARTICIPANTS_SHARED_MAX: Final = 10_000
 #: Resting prices a venue keeps one copy of before it starts over (see _price).
-_PRICES_SHARED_MAX = 10_000
+_PRICES_SHARED_MAX: Final = 10_000
 
 
 class ContinuousOrder(Order):
@@ -143,6 +187,10 @@ class OrderWithOptions(ContinuousOrder):
 #: ``remaining == 0`` is dead (filled, cancelled, expired, or replaced by an amend).
 _Expiry = tuple[int, int, ContinuousOrder]
 
+#: The ended client order ids of one participant: the id itself while there is one, else a
+#: set of them (as _Owned, a set for a single id would cost more than the id).
+_Ended = str | set[str]
+
 #: The live orders of one participant: the order itself while it has only one (a dict for a
 #: single order would cost more than the joined key string it replaces), else a dict of its
 #: live orders by client order id.
@@ -158,12 +206,16 @@ class ContinuousVenue:
     deadlines_trade = False
 
     __slots__ = (
+        "_deal_prefix",
         "_ended",
+        "_ended_entries",
         "_ended_in_order",
+        "_ended_start",
         "_expiries",
         "_expiries_compact_at",
         "_expiry_arrivals",
         "_live",
+        "_order_prefix",
         "_participants",
         "_prices",
         "book",
@@ -182,6 +234,10 @@ class ContinuousVenue:
         self, technology_id: str, tick_size: int, lot_size: int, reserve_price: int | None
     ) -> None:
         self.technology_id = technology_id
+        #: What every order id and deal id starts with: built once, so an id is one
+        #: concatenation, not a three-part format.
+        self._order_prefix = f"{technology_id}:o"
+        self._deal_prefix = f"{technology_id}:d"
         self.tick_size = tick_size
         self.lot_size = lot_size
         self.reserve_price = reserve_price
@@ -192,18 +248,26 @@ class ContinuousVenue:
         #: Live orders by participant then client order id (see _Owned): the cancel index.
         #: Keyed by strings the orders hold anyway, so an entry costs no string of its own.
         self._live: dict[str, _Owned] = {}
-        #: (participant, client order id) of the most recent ended orders, oldest first.
-        self._ended_in_order: deque[str] = deque()
-        #: The keys in _ended_in_order, to look up. A new order may use neither these nor a
-        #: live order's (not copied here: a set entry for each of a million resting orders
-        #: costs 30-odd bytes each).
-        self._ended: set[str] = set()
+        #: The participant and client order id of the most recent ended orders, oldest
+        #: first, two entries an order, from _ended_start on: the strings the orders held,
+        #: neither a joined key (built and hashed afresh for every order placed and ended)
+        #: nor a tuple (more work for the garbage collector). The dead head is cut off once
+        #: it is half the list.
+        self._ended_in_order: list[str] = []
+        self._ended_start = 0
+        #: How many entries _ended_in_order keeps live: read from the module once per venue,
+        #: not at every ended order.
+        self._ended_entries = 2 * ENDED_ORDERS_REMEMBERED
+        #: The client order ids in _ended_in_order by participant, to look up (see _Ended).
+        #: A new order may use neither these nor a live order's (not copied here: an entry
+        #: for each of a million resting orders costs 30-odd bytes each).
+        self._ended: dict[str, _Ended] = {}
         #: One copy of each participant id for the orders to share (each decoded command
         #: brings its own): 60-odd bytes less per resting order.
         self._participants: dict[str, str] = {}
         #: One copy of each resting price for the orders to share, as participant ids: each
         #: decoded command's price is an int object of its own (32 bytes).
-        self._prices: dict[int, int] = {}
+        self._prices: dict[object, object] = {}
         self.last_price: int | None = None
         self.last_quantity: int | None = None
         #: Live gtd orders by (expiry, arrival): a heap with lazy deletion.
@@ -418,7 +482,7 @@ class ContinuousVenue:
             self.deal_count,
             [self._resting_state(o) for o in book.resting_orders(Side.BID)],
             [self._resting_state(o) for o in book.resting_orders(Side.OFFER)],
-            [_split_key(key) for key in self._ended_in_order],
+            self._ended_pairs(),
             self.last_price,
             self.last_quantity,
             [
@@ -480,10 +544,8 @@ class ContinuousVenue:
             raise SnapshotError(f"snapshot of {state.technology_id} has unknown post-only orders")
         for _, order_id in state.expiries:  # by expiry then arrival: already a heap's order
             venue._schedule(restored[order_id])
-        venue._ended_in_order.extend(
-            _order_key(who, client_order_id) for who, client_order_id in state.ended_client_orders
-        )
-        venue._ended.update(venue._ended_in_order)
+        for who, client_order_id in state.ended_client_orders:
+            venue._add_ended(venue._participant(who), client_order_id)
         return venue
 
     def next_seq(self) -> int:
@@ -503,19 +565,20 @@ class ContinuousVenue:
 
     def _price(self, price: int | None) -> int | None:
         """The venue's copy of a resting order's ``price``, kept like participant ids."""
-        if price is None:
-            return None
+        # Handled as objects: narrowed to an int, the compiled core would unbox the price
+        # and box it afresh, a new int object, for each dict operation.
+        given: object = price
         prices = self._prices
-        shared = prices.get(price)
-        if shared is None:
+        shared = prices.get(given)
+        if shared is None and given is not None:
             if len(prices) >= _PRICES_SHARED_MAX:
                 prices.clear()
-            shared = prices[price] = price
-        return shared
+            shared = prices[given] = given
+        return cast("int | None", shared)
 
     def order_id(self, order: Order) -> str:
         """The order id events and snapshots carry, built from the order's number."""
-        return f"{self.technology_id}:o{cast(ContinuousOrder, order).number}"
+        return self._order_prefix + str(cast(ContinuousOrder, order).number)
 
     def live_order(self, participant_id: str, client_order_id: str) -> ContinuousOrder | None:
         return self._find(participant_id, client_order_id)
@@ -555,18 +618,43 @@ class ContinuousVenue:
             del live[participant_id]
 
     def place(self, command: PlaceOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
-        """A new order. A plain gtc one (limit or market) is the hot path: this one flat
-        function, matching inlined. Any other time in force, an expiry or post-only takes
-        :meth:`_place_with_options`, whose matching (:meth:`_execute`, shared with amends)
-        must stay in step with the loop below."""
-        if command.time_in_force != "gtc" or command.expires_at_ms is not None or command.post_only:
+        return self.place_fields(command, place_fields(command), timestamp_ms, source_offset)
+
+    def place_fields(
+        self, command: PlaceOrder, fields: PlaceFields, timestamp_ms: int, source_offset: int
+    ) -> list[Event]:
+        """A new order, whose fields the caller read (:func:`place_fields`). A plain gtc one
+        (limit or market) is the hot path: this one flat function, matching inlined. Any
+        other time in force, an expiry or post-only takes :meth:`_place_with_options`, whose
+        matching (:meth:`_execute`, shared with amends) must stay in step with the loop
+        below."""
+        (
+            _,
+            participant_id,
+            client_order_id,
+            side_text,
+            quantity,
+            order_type_text,
+            price,
+            time_in_force,
+            expires_at_ms,
+            post_only,
+            _,
+        ) = fields
+        if time_in_force != "gtc" or expires_at_ms is not None or post_only:
             return self._place_with_options(command, timestamp_ms, source_offset)
-        side = _SIDES.get(command.side)
-        order_type = _ORDER_TYPES.get(command.order_type)
-        # Read once: a decoded command's fields are attribute lookups, not slots.
-        participant_id = command.participant_id
-        client_order_id = command.client_order_id
-        refusal = self._refuse_order(command, side, order_type, participant_id, client_order_id)
+        # Compared, not looked up in _SIDES and _ORDER_TYPES: no hash, no dict probe.
+        side = _BID if side_text == "bid" else _OFFER if side_text == "offer" else None
+        order_type = (
+            _LIMIT
+            if order_type_text == "limit"
+            else _MARKET
+            if order_type_text == "market"
+            else None
+        )
+        refusal = self._refuse_order(
+            command, side, order_type, participant_id, client_order_id, quantity, price
+        )
         if refusal is not None:
             reason, detail = refusal
             return [self.reject(command, reason, detail, timestamp_ms, source_offset)]
@@ -575,33 +663,28 @@ class ContinuousVenue:
         technology_id = self.technology_id
         self.order_count += 1
         number = self.order_count
-        order_id = f"{technology_id}:o{number}"
+        order_id = self._order_prefix + str(number)
         order = ContinuousOrder(
-            number,
-            self._participant(participant_id),
-            client_order_id,
-            side,
-            command.price,
-            command.quantity,
+            number, self._participant(participant_id), client_order_id, side, price, quantity
         )
         self.seq += 1
         events: list[Event] = [
-            OrderAccepted(
-                technology_id=technology_id,
-                seq=self.seq,
-                timestamp_ms=timestamp_ms,
-                source_offset=source_offset,
-                order_id=order_id,
-                participant_id=order.participant_id,
-                client_order_id=order.client_order_id,
-                side=side,
-                order_type=order_type,
-                quantity=order.quantity,
-                price=order.price,
+            _ORDER_ACCEPTED(
+                technology_id,
+                self.seq,
+                timestamp_ms,
+                source_offset,
+                order_id,
+                order.participant_id,
+                order.client_order_id,
+                side,
+                order_type,
+                order.quantity,
+                order.price,
             )
         ]
         for execution in self.book.place(order):
-            if type(execution) is SelfTradeCancel:  # rare: a wash trade prevented
+            if type(execution) is _SELF_TRADE_CANCEL:  # rare: a wash trade prevented
                 resting = execution.resting
                 self._forget(resting)
                 events.append(
@@ -611,13 +694,14 @@ class ContinuousVenue:
                         execution.open_quantity,
                         timestamp_ms,
                         source_offset,
-                        CancelReason.SELF_TRADE_PREVENTED,
+                        _SELF_TRADE_PREVENTED,
                     )
                 )
                 continue
             # A plain (resting, quantity, price) tuple: type() is cheaper than isinstance()
-            # here, but mypy only narrows on the latter.
-            resting, quantity, price = execution  # type: ignore[misc]
+            # here, but mypy only narrows on the latter; cast, the compiled core unpacks it
+            # in place rather than through an iterator.
+            resting, quantity, price = cast(Fill, execution)
             self.deal_count += 1
             self.seq += 1
             self.last_price, self.last_quantity = price, quantity
@@ -629,22 +713,22 @@ class ContinuousVenue:
             else:
                 bid, offer, bid_order_id, offer_order_id = resting, order, resting_id, order_id
             events.append(
-                Deal(
-                    technology_id=technology_id,
-                    seq=self.seq,
-                    timestamp_ms=timestamp_ms,
-                    source_offset=source_offset,
-                    deal_id=f"{technology_id}:d{self.deal_count}",
-                    deal_number=self.deal_count,
-                    price=price,
-                    quantity=quantity,
-                    buyer_id=bid.participant_id,
-                    seller_id=offer.participant_id,
-                    bid_order_id=bid_order_id,
-                    offer_order_id=offer_order_id,
-                    bid_client_order_id=bid.client_order_id,
-                    offer_client_order_id=offer.client_order_id,
-                    aggressor_side=side,
+                _DEAL(
+                    technology_id,
+                    self.seq,
+                    timestamp_ms,
+                    source_offset,
+                    self._deal_prefix + str(self.deal_count),  # deal_id
+                    self.deal_count,  # deal_number
+                    price,
+                    quantity,
+                    bid.participant_id,  # buyer_id
+                    offer.participant_id,  # seller_id
+                    bid_order_id,
+                    offer_order_id,
+                    bid.client_order_id,
+                    offer.client_order_id,
+                    side,  # aggressor_side
                 )
             )
             if not resting.remaining:
@@ -660,7 +744,7 @@ class ContinuousVenue:
                     order.remaining,
                     timestamp_ms,
                     source_offset,
-                    CancelReason.MARKET_ORDER_UNFILLED,
+                    _MARKET_ORDER_UNFILLED,
                 )
             )
         else:
@@ -679,7 +763,13 @@ class ContinuousVenue:
         participant_id = command.participant_id
         client_order_id = command.client_order_id
         refusal = self._refuse_order(
-            command, side, order_type, participant_id, client_order_id
+            command,
+            side,
+            order_type,
+            participant_id,
+            client_order_id,
+            command.quantity,
+            command.price,
         ) or self._refuse_options(command, side, order_type, timestamp_ms)
         if refusal is not None:
             return [self.reject(command, *refusal, timestamp_ms, source_offset)]
@@ -688,7 +778,7 @@ class ContinuousVenue:
         tif = _TIMES_IN_FORCE[command.time_in_force]
         self.order_count += 1
         number = self.order_count
-        order_id = f"{self.technology_id}:o{number}"
+        order_id = self._order_prefix + str(number)
         order: ContinuousOrder
         if command.expires_at_ms is None and not command.post_only:  # ioc, fok
             order = ContinuousOrder(
@@ -712,18 +802,18 @@ class ContinuousVenue:
             )
         self.seq += 1
         events: list[Event] = [
-            OrderAccepted(
-                technology_id=self.technology_id,
-                seq=self.seq,
-                timestamp_ms=timestamp_ms,
-                source_offset=source_offset,
-                order_id=order_id,
-                participant_id=order.participant_id,
-                client_order_id=order.client_order_id,
-                side=side,
-                order_type=order_type,
-                quantity=order.quantity,
-                price=order.price,
+            _ORDER_ACCEPTED(
+                self.technology_id,
+                self.seq,
+                timestamp_ms,
+                source_offset,
+                order_id,
+                order.participant_id,
+                order.client_order_id,
+                side,
+                order_type,
+                order.quantity,
+                order.price,
             )
         ]
         if tif is _FOK and self.book.fillable(order) < order.remaining:
@@ -772,7 +862,7 @@ class ContinuousVenue:
         technology_id = self.technology_id
         side = order.side
         for execution in self.book.place(order):
-            if type(execution) is SelfTradeCancel:  # rare: a wash trade prevented
+            if type(execution) is _SELF_TRADE_CANCEL:  # rare: a wash trade prevented
                 resting = execution.resting
                 self._forget(resting)
                 events.append(
@@ -782,13 +872,14 @@ class ContinuousVenue:
                         execution.open_quantity,
                         timestamp_ms,
                         source_offset,
-                        CancelReason.SELF_TRADE_PREVENTED,
+                        _SELF_TRADE_PREVENTED,
                     )
                 )
                 continue
             # A plain (resting, quantity, price) tuple: type() is cheaper than isinstance()
-            # here, but mypy only narrows on the latter.
-            resting, quantity, price = execution  # type: ignore[misc]
+            # here, but mypy only narrows on the latter; cast, the compiled core unpacks it
+            # in place rather than through an iterator.
+            resting, quantity, price = cast(Fill, execution)
             self.deal_count += 1
             self.seq += 1
             self.last_price, self.last_quantity = price, quantity
@@ -800,22 +891,22 @@ class ContinuousVenue:
             else:
                 bid, offer, bid_order_id, offer_order_id = resting, order, resting_id, order_id
             events.append(
-                Deal(
-                    technology_id=technology_id,
-                    seq=self.seq,
-                    timestamp_ms=timestamp_ms,
-                    source_offset=source_offset,
-                    deal_id=f"{technology_id}:d{self.deal_count}",
-                    deal_number=self.deal_count,
-                    price=price,
-                    quantity=quantity,
-                    buyer_id=bid.participant_id,
-                    seller_id=offer.participant_id,
-                    bid_order_id=bid_order_id,
-                    offer_order_id=offer_order_id,
-                    bid_client_order_id=bid.client_order_id,
-                    offer_client_order_id=offer.client_order_id,
-                    aggressor_side=side,
+                _DEAL(
+                    technology_id,
+                    self.seq,
+                    timestamp_ms,
+                    source_offset,
+                    self._deal_prefix + str(self.deal_count),  # deal_id
+                    self.deal_count,  # deal_number
+                    price,
+                    quantity,
+                    bid.participant_id,  # buyer_id
+                    offer.participant_id,  # seller_id
+                    bid_order_id,
+                    offer_order_id,
+                    bid.client_order_id,
+                    offer.client_order_id,
+                    side,  # aggressor_side
                 )
             )
             if not resting.remaining:
@@ -825,16 +916,29 @@ class ContinuousVenue:
             events.append(self._done(order, order_id, timestamp_ms, source_offset))
 
     def cancel(self, command: CancelOrder, timestamp_ms: int, source_offset: int) -> list[Event]:
-        order = self._find(command.participant_id, command.client_order_id)
+        return self.cancel_fields(cancel_fields(command), timestamp_ms, source_offset)
+
+    def cancel_fields(
+        self, fields: CancelFields, timestamp_ms: int, source_offset: int
+    ) -> list[Event]:
+        """A cancel, whose fields the caller read (:func:`cancel_fields`)."""
+        technology_id, participant_id, client_order_id, _ = fields
+        order = self._find(participant_id, client_order_id)
         if order is None:
+            # Common (the order filled or ended before the cancel came): built here from the
+            # fields read once, as rejection() would build it.
             return [
-                self.reject(
-                    command,
-                    RejectReason.UNKNOWN_ORDER,
-                    f"participant {command.participant_id} has no live order "
-                    f"{command.client_order_id} in {self.technology_id}",
+                _COMMAND_REJECTED(
+                    technology_id,
+                    self.next_seq(),
                     timestamp_ms,
                     source_offset,
+                    _CANCEL_ORDER_TAG,  # command
+                    participant_id,
+                    client_order_id,
+                    _UNKNOWN_ORDER,
+                    f"participant {participant_id} has no live order "
+                    f"{client_order_id} in {self.technology_id}",
                 )
             ]
         self._forget(order)
@@ -846,7 +950,7 @@ class ContinuousVenue:
                 open_quantity,
                 timestamp_ms,
                 source_offset,
-                CancelReason.CANCELLED_BY_PARTICIPANT,
+                _CANCELLED_BY_PARTICIPANT,
             )
         ]
 
@@ -867,9 +971,11 @@ class ContinuousVenue:
         order_type: OrderType | None,
         participant_id: str,
         client_order_id: str,
+        quantity: int,
+        price: int | None,
     ) -> tuple[RejectReason, str] | None:
-        """Why ``command`` (whose ``participant_id`` and ``client_order_id`` the caller
-        passes, read once) cannot be placed, if it cannot."""
+        """Why ``command`` (whose fields from ``participant_id`` on the caller passes, read
+        once) cannot be placed, if it cannot."""
         if side is None:
             return RejectReason.UNKNOWN_SIDE, f"side {quoted(command.side)} is not bid or offer"
         if order_type is None:
@@ -877,22 +983,20 @@ class ContinuousVenue:
                 RejectReason.UNKNOWN_ORDER_TYPE,
                 f"order type {quoted(command.order_type)} is not limit or market",
             )
-        refusal = check_quantity(command.quantity, self.lot_size)
+        refusal = check_quantity(quantity, self.lot_size)
         if refusal is not None:
             return refusal
         if order_type is _MARKET:
-            if command.price is not None:
+            if price is not None:
                 return RejectReason.PRICE_NOT_ALLOWED, "a market order takes no price"
-        elif command.price is None:
+        elif price is None:
             return RejectReason.PRICE_REQUIRED, "a limit order needs a price"
         else:
-            refusal = check_price(
-                command.price, command.quantity, self.tick_size, self.reserve_price
-            )
+            refusal = check_price(price, quantity, self.tick_size, self.reserve_price)
             if refusal is not None:
                 return refusal
         if self._find(participant_id, client_order_id) is None:
-            if not self._ended or _order_key(participant_id, client_order_id) not in self._ended:
+            if not self._ended or not self._has_ended(participant_id, client_order_id):
                 return None
         else:
             return (
@@ -992,42 +1096,84 @@ class ContinuousVenue:
         source_offset: int,
     ) -> OrderAmended:
         self.seq += 1
-        return OrderAmended(
-            technology_id=self.technology_id,
-            seq=self.seq,
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            order_id=order_id,
-            participant_id=order.participant_id,
-            client_order_id=order.client_order_id,
-            open_quantity=order.remaining,
-            price=order.price,
-            priority_kept=priority_kept,
+        return _ORDER_AMENDED(
+            self.technology_id,
+            self.seq,
+            timestamp_ms,
+            source_offset,
+            order_id,
+            order.participant_id,
+            order.client_order_id,
+            order.remaining,
+            order.price,
+            priority_kept,
         )
 
     def _remember_ended(self, order: Order) -> None:
         """An ended order's id stays taken until ENDED_ORDERS_REMEMBERED newer ones ended."""
+        self._add_ended(order.participant_id, order.client_order_id)
         in_order = self._ended_in_order
-        key = _order_key(order.participant_id, order.client_order_id)
-        in_order.append(key)
-        self._ended.add(key)
-        if len(in_order) > ENDED_ORDERS_REMEMBERED:
-            self._ended.discard(in_order.popleft())
+        start = self._ended_start
+        if len(in_order) - start > self._ended_entries:
+            self._drop_ended(in_order[start], in_order[start + 1])
+            start += 2
+            if 2 * start >= len(in_order):
+                del in_order[:start]
+                start = 0
+            self._ended_start = start
+
+    def _add_ended(self, participant_id: str, client_order_id: str) -> None:
+        self._ended_in_order.append(participant_id)
+        self._ended_in_order.append(client_order_id)
+        ended = self._ended
+        taken = ended.get(participant_id)
+        if taken is None:
+            ended[participant_id] = client_order_id
+        elif isinstance(taken, set):
+            taken.add(client_order_id)
+        elif taken != client_order_id:
+            ended[participant_id] = {taken, client_order_id}
+
+    def _drop_ended(self, participant_id: str, client_order_id: str) -> None:
+        """Forget one (the oldest) ended id, as discarding it from a set of keys would."""
+        ended = self._ended
+        taken = ended.get(participant_id)
+        if taken is None:
+            return
+        if isinstance(taken, set):
+            taken.discard(client_order_id)
+            if not taken:
+                del ended[participant_id]
+        elif taken == client_order_id:
+            del ended[participant_id]
+
+    def _has_ended(self, participant_id: str, client_order_id: str) -> bool:
+        taken = self._ended.get(participant_id)
+        if taken is None:
+            return False
+        if isinstance(taken, set):
+            return client_order_id in taken
+        return taken == client_order_id
+
+    def _ended_pairs(self) -> list[tuple[str, str]]:
+        """(participant, client order id) of the remembered ended orders, oldest first."""
+        in_order = self._ended_in_order
+        return [(in_order[i], in_order[i + 1]) for i in range(self._ended_start, len(in_order), 2)]
 
     def _done(
         self, order: Order, order_id: str, timestamp_ms: int, source_offset: int
     ) -> OrderDone:
         self._remember_ended(order)
         self.seq += 1
-        return OrderDone(
-            technology_id=self.technology_id,
-            seq=self.seq,
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            order_id=order_id,
-            participant_id=order.participant_id,
-            client_order_id=order.client_order_id,
-            filled_quantity=order.quantity,
+        return _ORDER_DONE(
+            self.technology_id,
+            self.seq,
+            timestamp_ms,
+            source_offset,
+            order_id,
+            order.participant_id,
+            order.client_order_id,
+            order.quantity,
         )
 
     def _cancelled(
@@ -1041,33 +1187,32 @@ class ContinuousVenue:
     ) -> OrderCancelled:
         self._remember_ended(order)
         self.seq += 1
-        return OrderCancelled(
-            technology_id=self.technology_id,
-            seq=self.seq,
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            order_id=order_id,
-            participant_id=order.participant_id,
-            client_order_id=order.client_order_id,
-            filled_quantity=order.quantity - open_quantity,
-            cancelled_quantity=open_quantity,
-            reason=reason,
+        return _ORDER_CANCELLED(
+            self.technology_id,
+            self.seq,
+            timestamp_ms,
+            source_offset,
+            order_id,
+            order.participant_id,
+            order.client_order_id,
+            order.quantity - open_quantity,
+            open_quantity,
+            reason,
         )
 
 
-def _order_key(participant_id: str, client_order_id: str) -> str:
-    """One string for (participant, client order id): identifiers cannot hold the unit
-    separator, and a string, unlike a tuple, is no work for the garbage collector."""
-    return f"{participant_id}\x1f{client_order_id}"
+def place_fields(command: PlaceOrder) -> PlaceFields:
+    """All of ``command``'s fields in one call (see PlaceFields)."""
+    return cast(PlaceFields, _astuple(command))
+
+
+def cancel_fields(command: CancelOrder) -> CancelFields:
+    """All of ``command``'s fields in one call (see PlaceFields)."""
+    return cast(CancelFields, _astuple(command))
 
 
 def _opposite(side: Side) -> str:
     return "offer" if side is _BID else "bid"
-
-
-def _split_key(key: str) -> tuple[str, str]:
-    participant_id, client_order_id = key.split("\x1f")
-    return participant_id, client_order_id
 
 
 def _order_number(technology_id: str, order_id: str) -> int:
