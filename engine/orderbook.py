@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from schemas.common import Side
 
@@ -95,11 +95,12 @@ class SelfTradeCancel(NamedTuple):
 #: What matching an incoming order reports, in the order it happened.
 Execution = Fill | SelfTradeCancel
 
-_BID = Side.BID
+# Final: the compiled book reads them as C constants, not from the module's dict per order.
+_BID: Final = Side.BID
 #: Levels shorter than this are never compacted: scanning them costs more than it saves.
-_COMPACT_MIN = 64
+_COMPACT_MIN: Final = 64
 #: Below every signed key: a market order crosses any price.
-_NO_LIMIT = -(1 << 62)
+_NO_LIMIT: Final = -(1 << 62)
 
 
 class DepthLevel(NamedTuple):
