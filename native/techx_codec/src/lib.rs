@@ -257,7 +257,7 @@ impl<'a> Scanner<'a> {
         let name = name.as_bytes();
         let end = self.at + name.len() + 2;
         match self.bytes.get(self.at..end) {
-            Some([b'"', middle @ .., b'"']) if middle == name => {
+            Some([b'"', middle @ .., b'"']) if same(middle, name) => {
                 self.at = end;
                 true
             }
@@ -420,6 +420,28 @@ impl Kind {
     }
 }
 
+/// `a == b` for two slices of one length, by words where they are long enough: a field name's
+/// compare inlined instead of a call to memcmp.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+    let half = |bytes: &[u8]| u32::from_le_bytes(bytes.try_into().unwrap_or_default());
+    if n >= 8 {
+        // Whole words, then the last word (overlapping) for the rest.
+        a.chunks_exact(8)
+            .zip(b.chunks_exact(8))
+            .all(|(x, y)| word(x) == word(y))
+            && word(&a[n - 8..]) == word(&b[n - 8..])
+    } else if n >= 4 {
+        half(&a[..4]) == half(&b[..4]) && half(&a[n - 4..]) == half(&b[n - 4..])
+    } else {
+        a == b
+    }
+}
+
 /// schemas/common.py `DisplayText` for printable ASCII (all the scanner lets through): 1 to 200
 /// characters, not all of them spaces. DEL, the one ASCII control above space, never gets here.
 fn is_display_text(text: &[u8]) -> bool {
@@ -452,40 +474,52 @@ impl TextCache {
     }
 
     fn slot(text: &[u8]) -> usize {
-        // FxHash over 8-byte words: enough spread for ids; a collision only costs a miss.
+        // FxHash's step over the 8-byte words (the last one overlapping), or the bytes of a
+        // shorter text: enough spread for ids; a collision only costs a miss.
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let step = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(K);
+        let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
         let mut hash = text.len() as u64;
-        for chunk in text.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        if text.len() >= 8 {
+            for chunk in text.chunks_exact(8) {
+                hash = step(hash, word(chunk));
+            }
+            hash = step(hash, word(&text[text.len() - 8..]));
+        } else {
+            hash = step(hash, text.iter().fold(0, |w, &b| w << 8 | u64::from(b)));
         }
         (hash >> (64 - CACHE_SLOTS.trailing_zeros())) as usize
     }
 
     /// The string for `text` (printable ASCII), from the cache when it is there.
     fn get<'py>(&mut self, py: Python<'py>, text: &[u8]) -> Bound<'py, PyAny> {
-        let Ok(length) = u8::try_from(text.len()) else {
-            return new_string(py, text);
-        };
         if text.len() > MAX_IDENTIFIER {
-            return new_string(py, text);
+            return new_string(py, text).into_any();
         }
         let slot = &mut self.slots[Self::slot(text)];
-        if let Some(cached) = slot
-            && cached.bytes[..text.len()] == *text
-            && usize::from(cached.length) == text.len()
-        {
-            return cached.text.bind(py).clone().into_any();
+        match slot {
+            Some(cached)
+                if usize::from(cached.length) == text.len()
+                    && cached.bytes[..text.len()] == *text =>
+            {
+                cached.text.bind(py).clone().into_any()
+            }
+            _ => Self::fill(py, slot, text),
         }
+    }
+
+    /// A miss: a new string (interned if common) that takes the slot.
+    #[cold]
+    #[inline(never)]
+    fn fill<'py>(py: Python<'py>, slot: &mut Option<Cached>, text: &[u8]) -> Bound<'py, PyAny> {
         let object = match COMMON_TEXTS.iter().find(|known| known.as_bytes() == text) {
             Some(known) => PyString::intern(py, known),
-            None => PyString::new(py, std::str::from_utf8(text).unwrap_or_default()),
+            None => new_string(py, text),
         };
         let mut bytes = [0u8; MAX_IDENTIFIER];
         bytes[..text.len()].copy_from_slice(text);
         *slot = Some(Cached {
-            length,
+            length: text.len() as u8, // at most MAX_IDENTIFIER
             bytes,
             text: object.clone().unbind(),
         });
@@ -493,9 +527,11 @@ impl TextCache {
     }
 }
 
-/// Printable ASCII (the scanner lets nothing else through) is valid UTF-8.
-fn new_string<'py>(py: Python<'py>, text: &[u8]) -> Bound<'py, PyAny> {
-    PyString::new(py, std::str::from_utf8(text).unwrap_or_default()).into_any()
+/// A new string of printable ASCII (the scanner lets nothing else through). Python decodes the
+/// bytes, which cannot fail but for memory: then `PyString::new` panics, as it does for that.
+fn new_string<'py>(py: Python<'py>, text: &[u8]) -> Bound<'py, PyString> {
+    PyString::from_bytes(py, text)
+        .unwrap_or_else(|_| PyString::new(py, std::str::from_utf8(text).unwrap_or_default()))
 }
 
 /// Decodes the common command records into the engine's msgspec Structs, or says "not me".
@@ -514,7 +550,7 @@ fn object<'py>(
 ) -> Bound<'py, PyAny> {
     match (value, field.kind) {
         (Some(Value::Str(s)), _) if field.shared => texts.get(py, s),
-        (Some(Value::Str(s)), _) => new_string(py, s),
+        (Some(Value::Str(s)), _) => new_string(py, s).into_any(),
         (Some(Value::Int(n)), _) => n
             .into_pyobject(py)
             .map_or_else(|e| match e {}, Bound::into_any),
@@ -564,15 +600,35 @@ impl CommandDecoder {
         let fields = COMMANDS[index].1;
         // The GIL serialises decoders; a poisoned lock (a panic mid-insert) leaves whole slots.
         let mut texts = self.texts.lock().unwrap_or_else(PoisonError::into_inner);
-        let arguments = PyTuple::new(
-            py,
-            fields
-                .iter()
-                .zip(&slots)
-                .map(|(field, &value)| object(py, &mut texts, field, value)),
-        )?;
+        let mut objects = fields
+            .iter()
+            .zip(&slots)
+            .map(|(field, &value)| object(py, &mut texts, field, value));
+        // The common arities as a vectorcall from an array: no argument tuple to build. The
+        // iterator yields exactly `fields.len()` objects, left to right.
+        let mut next = || objects.next().unwrap_or_else(|| py.None().into_bound(py));
+        let class = class.bind(py);
+        let made = match fields.len() {
+            3 => class.call1((next(), next(), next())),
+            4 => class.call1((next(), next(), next(), next())),
+            6 => class.call1((next(), next(), next(), next(), next(), next())),
+            11 => class.call1((
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+                next(),
+            )),
+            _ => class.call1(PyTuple::new(py, objects)?),
+        };
         drop(texts);
-        class.bind(py).call1(arguments).map(Some)
+        made.map(Some)
     }
 }
 
