@@ -10,14 +10,20 @@
 //! a byte outside printable ASCII, a float, a nested value, a repeated or unknown key, a
 //! value out of range, a command type not listed here -- gives `None`, and the caller runs
 //! the pure path, which alone decides every dead letter's reason and detail. Refusing is
-//! always safe, so this scanner stays small rather than complete.
+//! always safe, so this scanner stays small rather than complete: it takes the tag only as the
+//! first key (where msgspec writes it), and the fields in any order, the declared one
+//! cheapest.
+//!
+//! Texts that recur (technology and participant ids, sides, order types) come from a fixed
+//! table of Python strings, so most records allocate one string (the client order id) and
+//! the engine's dictionaries find those keys' hashes already computed.
 #![forbid(unsafe_code)]
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyString, PyTuple};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, TryLockError};
 
-/// More keys than the largest command has fields: such a record is never fast.
+/// Slots for a command's fields: more than the largest command has.
 const MAX_KEYS: usize = 24;
 /// An identifier's longest length (schemas/common.py `Identifier`).
 const MAX_IDENTIFIER: usize = 64;
@@ -598,36 +604,30 @@ impl CommandDecoder {
             return Ok(None);
         };
         let fields = COMMANDS[index].1;
-        // The GIL serialises decoders; a poisoned lock (a panic mid-insert) leaves whole slots.
-        let mut texts = self.texts.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut objects = fields
-            .iter()
-            .zip(&slots)
-            .map(|(field, &value)| object(py, &mut texts, field, value));
-        // The common arities as a vectorcall from an array: no argument tuple to build. The
-        // iterator yields exactly `fields.len()` objects, left to right.
-        let mut next = || objects.next().unwrap_or_else(|| py.None().into_bound(py));
-        let class = class.bind(py);
-        let made = match fields.len() {
-            3 => class.call1((next(), next(), next())),
-            4 => class.call1((next(), next(), next(), next())),
-            6 => class.call1((next(), next(), next(), next(), next(), next())),
-            11 => class.call1((
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-                next(),
-            )),
-            _ => class.call1(PyTuple::new(py, objects)?),
+        let mut texts = match self.texts.try_lock() {
+            Ok(texts) => texts,
+            // A panic mid-insert: every slot is still whole.
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // Held: a decode from within a Struct's construction, or another thread where
+            // nothing serialises them. Never wait: the pure path decides this one.
+            Err(TryLockError::WouldBlock) => return Ok(None),
         };
+        let mut objects: [Option<Bound<'py, PyAny>>; MAX_KEYS] = [const { None }; MAX_KEYS];
+        for ((field, &value), object_slot) in fields.iter().zip(&slots).zip(&mut objects) {
+            *object_slot = Some(object(py, &mut texts, field, value));
+        }
         drop(texts);
+        // The common arities as a vectorcall from an array: no argument tuple to build.
+        let class = class.bind(py);
+        let made = match (fields.len(), objects) {
+            (3, [a, b, c, ..]) => class.call1((a, b, c)),
+            (4, [a, b, c, d, ..]) => class.call1((a, b, c, d)),
+            (6, [a, b, c, d, e, f, ..]) => class.call1((a, b, c, d, e, f)),
+            (11, [a, b, c, d, e, f, g, h, i, j, k, ..]) => {
+                class.call1((a, b, c, d, e, f, g, h, i, j, k))
+            }
+            (n, objects) => class.call1(PyTuple::new(py, objects.into_iter().take(n))?),
+        };
         made.map(Some)
     }
 }
