@@ -400,7 +400,9 @@ impl<'a> Scanner<'a> {
                 _ => {
                     let key = self.string()?;
                     // Unknown (forbid_unknown_fields), or a second tag: the pure path's.
-                    fields.iter().position(|field| field.name.as_bytes() == key)?
+                    fields
+                        .iter()
+                        .position(|field| field.name.as_bytes() == key)?
                 }
             };
             self.colon()?;
