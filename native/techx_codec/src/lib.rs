@@ -496,7 +496,8 @@ impl TextCache {
         } else {
             hash = step(hash, text.iter().fold(0, |w, &b| w << 8 | u64::from(b)));
         }
-        (hash >> (64 - CACHE_SLOTS.trailing_zeros())) as usize
+        // The top bits: below CACHE_SLOTS, so the conversion cannot fail.
+        usize::try_from(hash >> (64 - CACHE_SLOTS.trailing_zeros())).unwrap_or(0)
     }
 
     /// The string for `text` (printable ASCII), from the cache when it is there.
@@ -527,7 +528,8 @@ impl TextCache {
         let mut bytes = [0u8; MAX_IDENTIFIER];
         bytes[..text.len()].copy_from_slice(text);
         *slot = Some(Cached {
-            length: text.len() as u8, // at most MAX_IDENTIFIER
+            // At most MAX_IDENTIFIER (`get` checked); were it not, 0 would only never match.
+            length: u8::try_from(text.len()).unwrap_or(0),
             bytes,
             text: object.clone().unbind(),
         });
