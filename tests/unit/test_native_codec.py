@@ -393,6 +393,31 @@ def test_decode_command_takes_the_fast_path() -> None:
     assert first.side is second.side
 
 
+def test_the_tag_after_other_keys_is_left_to_the_pure_path() -> None:
+    """The scanner takes the tag only first (where msgspec writes it); elsewhere the record
+    still decodes, through msgspec."""
+    raw = b'{"technology_id":"T1","participant_id":"p","client_order_id":"c","type":"cancel_order"}'
+    assert fast(raw) is None
+    assert codec.decode_command(raw) == pure(raw) is not None
+
+
+def test_recurring_ids_are_shared_and_a_full_cache_stays_exact() -> None:
+    """Ids that recur come from the cache (one object for every record that names them); far
+    more distinct ids than it holds (4096 slots) evict, and every answer stays msgspec's."""
+    template = (
+        b'{"type":"place_order","technology_id":"TECH-%d","participant_id":"p-%d",'
+        b'"client_order_id":"c-%d","side":"bid","quantity":%d,"price":100}'
+    )
+    raws = [template % (n % 9000, n % 7, n, n + 1) for n in range(20_000)]
+    decoded = [fast(raw) for raw in raws]
+    assert decoded == [pure(raw) for raw in raws]
+    first, again = fast(raws[0]), fast(raws[0])
+    assert isinstance(first, PlaceOrder)
+    assert isinstance(again, PlaceOrder)
+    assert first.technology_id is again.technology_id
+    assert first.participant_id is again.participant_id
+
+
 def test_the_fields_match_the_structs() -> None:
     """The scanner's field tables are the Structs' (checked again at every import)."""
     from engine import _native_codec  # noqa: PLC0415 - present: see pytestmark

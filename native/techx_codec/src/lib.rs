@@ -10,13 +10,20 @@
 //! a byte outside printable ASCII, a float, a nested value, a repeated or unknown key, a
 //! value out of range, a command type not listed here -- gives `None`, and the caller runs
 //! the pure path, which alone decides every dead letter's reason and detail. Refusing is
-//! always safe, so this scanner stays small rather than complete.
+//! always safe, so this scanner stays small rather than complete: it takes the tag only as the
+//! first key (where msgspec writes it), and the fields in any order, the declared one
+//! cheapest.
+//!
+//! Texts that recur (technology and participant ids, sides, order types) come from a fixed
+//! table of Python strings, so most records allocate one string (the client order id) and
+//! the engine's dictionaries find those keys' hashes already computed.
 #![forbid(unsafe_code)]
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyString, PyTuple};
+use std::sync::{Mutex, TryLockError};
 
-/// More keys than the largest command has fields: such a record is never fast.
+/// Slots for a command's fields: more than the largest command has.
 const MAX_KEYS: usize = 24;
 /// An identifier's longest length (schemas/common.py `Identifier`).
 const MAX_IDENTIFIER: usize = 64;
@@ -65,10 +72,27 @@ enum Kind {
 struct Field {
     name: &'static str,
     kind: Kind,
+    /// Whether its texts recur across records (ids of technologies and participants, sides,
+    /// order types...): those come from the decoder's bounded cache of Python strings.
+    shared: bool,
 }
 
+/// A field whose texts are unique per record (a client order id, a display name) or a number.
 const fn f(name: &'static str, kind: Kind) -> Field {
-    Field { name, kind }
+    Field {
+        name,
+        kind,
+        shared: false,
+    }
+}
+
+/// A field whose texts recur: see `Field::shared`.
+const fn s(name: &'static str, kind: Kind) -> Field {
+    Field {
+        name,
+        kind,
+        shared: true,
+    }
 }
 
 /// The commands covered, by tag, with their fields in the Structs' declaration order (the
@@ -78,57 +102,57 @@ static COMMANDS: &[(&str, &[Field])] = &[
     (
         "place_order",
         &[
-            f("technology_id", Kind::Ident),
-            f("participant_id", Kind::Ident),
+            s("technology_id", Kind::Ident),
+            s("participant_id", Kind::Ident),
             f("client_order_id", Kind::Ident),
-            f("side", Kind::Text),
+            s("side", Kind::Text),
             f("quantity", Kind::Int),
-            f("order_type", Kind::TextOr("limit")),
+            s("order_type", Kind::TextOr("limit")),
             f("price", Kind::OptInt),
-            f("time_in_force", Kind::TextOr("gtc")),
+            s("time_in_force", Kind::TextOr("gtc")),
             f("expires_at_ms", Kind::OptLogTime),
             f("post_only", Kind::BoolOrFalse),
-            f("submitted_by", Kind::OptIdent),
+            s("submitted_by", Kind::OptIdent),
         ],
     ),
     (
         "cancel_order",
         &[
-            f("technology_id", Kind::Ident),
-            f("participant_id", Kind::Ident),
+            s("technology_id", Kind::Ident),
+            s("participant_id", Kind::Ident),
             f("client_order_id", Kind::Ident),
-            f("submitted_by", Kind::OptIdent),
+            s("submitted_by", Kind::OptIdent),
         ],
     ),
     (
         "amend_order",
         &[
-            f("technology_id", Kind::Ident),
-            f("participant_id", Kind::Ident),
+            s("technology_id", Kind::Ident),
+            s("participant_id", Kind::Ident),
             f("client_order_id", Kind::Ident),
             f("quantity", Kind::OptInt),
             f("price", Kind::OptInt),
-            f("submitted_by", Kind::OptIdent),
+            s("submitted_by", Kind::OptIdent),
         ],
     ),
     (
         "manage_listing",
         &[
-            f("technology_id", Kind::Ident),
-            f("participant_id", Kind::Ident),
-            f("action", Kind::Text),
-            f("submitted_by", Kind::OptIdent),
+            s("technology_id", Kind::Ident),
+            s("participant_id", Kind::Ident),
+            s("action", Kind::Text),
+            s("submitted_by", Kind::OptIdent),
         ],
     ),
     (
         "list_technology",
         &[
-            f("technology_id", Kind::Ident),
-            f("participant_id", Kind::Ident),
+            s("technology_id", Kind::Ident),
+            s("participant_id", Kind::Ident),
             f("name", Kind::Display),
             f("tick_size", Kind::Int),
             f("lot_size", Kind::Int),
-            f("mechanism", Kind::TextOr("continuous")),
+            s("mechanism", Kind::TextOr("continuous")),
             f("reserve_price", Kind::OptInt),
             f("starting_price", Kind::OptInt),
             f("min_increment", Kind::OptInt),
@@ -142,36 +166,37 @@ static COMMANDS: &[(&str, &[Field])] = &[
             f("price_step", Kind::OptInt),
             f("step_interval_ms", Kind::OptInt),
             f("offered_quantity", Kind::OptInt),
-            f("submitted_by", Kind::OptIdent),
+            s("submitted_by", Kind::OptIdent),
         ],
     ),
     (
         "suspend_participant",
         &[
-            f("participant_id", Kind::Ident),
-            f("member_id", Kind::Ident),
-            f("submitted_by", Kind::OptIdent),
+            s("participant_id", Kind::Ident),
+            s("member_id", Kind::Ident),
+            s("submitted_by", Kind::OptIdent),
         ],
     ),
     (
         "reinstate_participant",
         &[
-            f("participant_id", Kind::Ident),
-            f("member_id", Kind::Ident),
-            f("submitted_by", Kind::OptIdent),
+            s("participant_id", Kind::Ident),
+            s("member_id", Kind::Ident),
+            s("submitted_by", Kind::OptIdent),
         ],
     ),
     (
         "set_access_mode",
         &[
-            f("participant_id", Kind::Ident),
-            f("mode", Kind::Text),
-            f("submitted_by", Kind::OptIdent),
+            s("participant_id", Kind::Ident),
+            s("mode", Kind::Text),
+            s("submitted_by", Kind::OptIdent),
         ],
     ),
 ];
 
-/// Texts that recur in almost every record: built once, shared by every Struct.
+/// Texts that recur in almost every record: interned when first cached, so the engine's
+/// comparisons with its own literals ("bid", "limit"...) find the same object.
 const COMMON_TEXTS: &[&str] = &[
     "bid",
     "offer",
@@ -195,7 +220,7 @@ const COMMON_TEXTS: &[&str] = &[
     "members_only",
 ];
 
-/// A scalar JSON value, borrowed from the record; every other JSON value is refused.
+/// A field's value as the record spells it, already checked against the field's kind.
 #[derive(Clone, Copy)]
 enum Value<'a> {
     /// A string of printable ASCII without escapes, quotes excluded.
@@ -232,6 +257,28 @@ impl<'a> Scanner<'a> {
         (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
     }
 
+    /// The key `name` exactly, quotes included, without scanning it byte by byte: a key is
+    /// the text up to its first unescaped quote, and no field name holds a quote or an escape.
+    fn key_is(&mut self, name: &str) -> bool {
+        let name = name.as_bytes();
+        let end = self.at + name.len() + 2;
+        match self.bytes.get(self.at..end) {
+            Some([b'"', middle @ .., b'"']) if same(middle, name) => {
+                self.at = end;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The colon between a key and its value, with the whitespace around it.
+    fn colon(&mut self) -> Option<()> {
+        self.skip_whitespace();
+        self.expect(b':')?;
+        self.skip_whitespace();
+        Some(())
+    }
+
     /// A string's contents. Only printable ASCII (no escapes): its bytes are then exactly
     /// the decoded characters, so lengths and patterns can be checked on the bytes.
     fn string(&mut self) -> Option<&'a [u8]> {
@@ -240,6 +287,23 @@ impl<'a> Scanner<'a> {
         let length = rest.iter().position(|&c| !PLAIN[usize::from(c)])?;
         if rest[length] != b'"' {
             return None; // an escape, a control or a non-ASCII byte
+        }
+        self.at += length + 1;
+        Some(&rest[..length])
+    }
+
+    /// A string that is an `Identifier` (schemas/common.py): 1 to 64 of [A-Za-z0-9._:-],
+    /// starting with a letter or digit, checked in the one pass that finds its end.
+    fn identifier(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let rest = self.bytes.get(self.at..)?;
+        if !rest.first()?.is_ascii_alphanumeric() {
+            return None;
+        }
+        // The quote is not an identifier byte: the first non-identifier byte must be it.
+        let length = rest.iter().position(|&c| !IDENTIFIER[usize::from(c)])?;
+        if rest[length] != b'"' || length > MAX_IDENTIFIER {
+            return None;
         }
         self.at += length + 1;
         Some(&rest[..length])
@@ -276,67 +340,113 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn value(&mut self) -> Option<Value<'a>> {
-        Some(match self.peek()? {
-            b'"' => Value::Str(self.string()?),
-            b't' => {
+    /// A value that passes every constraint msgspec checks for a field of `kind`.
+    fn value(&mut self, kind: Kind) -> Option<Value<'a>> {
+        Some(match (self.peek()?, kind) {
+            (b'"', Kind::Ident | Kind::OptIdent) => Value::Str(self.identifier()?),
+            (b'"', Kind::Text | Kind::TextOr(_)) => Value::Str(self.string()?),
+            (b'"', Kind::Display) => {
+                Value::Str(self.string().filter(|text| is_display_text(text))?)
+            }
+            (b'-' | b'0'..=b'9', Kind::Int | Kind::OptInt) => Value::Int(self.integer()?),
+            (b'0'..=b'9', Kind::OptLogTime) => Value::Int(self.integer()?),
+            (b't', Kind::BoolOrFalse) => {
                 self.literal(b"true")?;
                 Value::Bool(true)
             }
-            b'f' => {
+            (b'f', Kind::BoolOrFalse) => {
                 self.literal(b"false")?;
                 Value::Bool(false)
             }
-            b'n' => {
+            (b'n', Kind::OptIdent | Kind::OptInt | Kind::OptLogTime) => {
                 self.literal(b"null")?;
                 Value::Null
             }
-            b'-' | b'0'..=b'9' => Value::Int(self.integer()?),
             _ => return None,
         })
     }
 
-    /// The record as one flat object of scalars, up to `MAX_KEYS` entries, nothing after it.
-    fn object(&mut self, entries: &mut [(&'a [u8], Value<'a>); MAX_KEYS]) -> Option<usize> {
+    /// The record as one flat object: the tag first (as every msgspec writer puts it), then
+    /// the command's fields, each at most once, nothing after it. Fills `slots` in the
+    /// fields' order and gives the command's index in `COMMANDS`.
+    fn command(&mut self, slots: &mut [Option<Value<'a>>; MAX_KEYS]) -> Option<usize> {
         self.skip_whitespace();
         self.expect(b'{')?;
         self.skip_whitespace();
-        let mut count = 0;
+        if !self.key_is("type") {
+            return None; // the tag elsewhere, or escaped: the pure path's
+        }
+        self.colon()?;
+        let tag = self.string()?;
+        let index = COMMANDS
+            .iter()
+            .position(|(name, _)| name.as_bytes() == tag)?;
+        let fields = COMMANDS[index].1;
+        // Writers put the fields in declaration order: try the one after the last first.
+        let mut next = 0;
         loop {
-            let key = self.string()?;
-            self.skip_whitespace();
-            self.expect(b':')?;
-            self.skip_whitespace();
-            let value = self.value()?;
-            *entries.get_mut(count)? = (key, value);
-            count += 1;
             self.skip_whitespace();
             match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.skip_whitespace();
-                }
+                b',' => self.at += 1,
                 b'}' => {
                     self.at += 1;
                     break;
                 }
                 _ => return None,
             }
+            self.skip_whitespace();
+            let at = match fields.get(next) {
+                Some(field) if self.key_is(field.name) => next,
+                _ => {
+                    let key = self.string()?;
+                    // Unknown (forbid_unknown_fields), or a second tag: the pure path's.
+                    fields
+                        .iter()
+                        .position(|field| field.name.as_bytes() == key)?
+                }
+            };
+            self.colon()?;
+            let value = self.value(fields[at].kind)?;
+            if slots[at].replace(value).is_some() {
+                return None; // a repeated key: the pure path refuses it
+            }
+            next = at + 1;
         }
         self.skip_whitespace();
-        (self.at == self.bytes.len()).then_some(count)
+        let complete = fields
+            .iter()
+            .zip(slots.iter())
+            .all(|(field, value)| value.is_some() || field.kind.has_default());
+        (complete && self.at == self.bytes.len()).then_some(index)
     }
 }
 
-/// schemas/common.py `Identifier`: 1 to 64 of [A-Za-z0-9._:-], starting with a letter or digit.
-fn is_identifier(text: &[u8]) -> bool {
-    match text.split_first() {
-        Some((first, rest)) => {
-            text.len() <= MAX_IDENTIFIER
-                && first.is_ascii_alphanumeric()
-                && rest.iter().all(|&c| IDENTIFIER[usize::from(c)])
-        }
-        None => false,
+impl Kind {
+    /// Whether the record may leave the field out.
+    fn has_default(self) -> bool {
+        !matches!(self, Kind::Ident | Kind::Text | Kind::Display | Kind::Int)
+    }
+}
+
+/// `a == b` for two slices of one length, by words where they are long enough: a field name's
+/// compare inlined instead of a call to memcmp.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+    let half = |bytes: &[u8]| u32::from_le_bytes(bytes.try_into().unwrap_or_default());
+    if n >= 8 {
+        // Whole words, then the last word (overlapping) for the rest.
+        a.chunks_exact(8)
+            .zip(b.chunks_exact(8))
+            .all(|(x, y)| word(x) == word(y))
+            && word(&a[n - 8..]) == word(&b[n - 8..])
+    } else if n >= 4 {
+        half(&a[..4]) == half(&b[..4]) && half(&a[n - 4..]) == half(&b[n - 4..])
+    } else {
+        a == b
     }
 }
 
@@ -346,22 +456,92 @@ fn is_display_text(text: &[u8]) -> bool {
     text.len() <= MAX_DISPLAY_TEXT && text.iter().any(|&c| c != b' ')
 }
 
-/// Whether a field's value (or its absence) passes every constraint msgspec would check.
-fn admits(kind: Kind, value: Option<Value<'_>>) -> bool {
-    match (kind, value) {
-        (Kind::Ident | Kind::OptIdent, Some(Value::Str(s))) => is_identifier(s),
-        (Kind::Display, Some(Value::Str(s))) => is_display_text(s),
-        (Kind::Text | Kind::TextOr(_), Some(Value::Str(_))) => true,
-        (Kind::Int | Kind::OptInt, Some(Value::Int(_))) => true,
-        (Kind::OptLogTime, Some(Value::Int(n))) => n >= 0,
-        (Kind::BoolOrFalse, Some(Value::Bool(_))) => true,
-        (Kind::OptIdent | Kind::OptInt | Kind::OptLogTime, Some(Value::Null)) => true,
-        (
-            Kind::OptIdent | Kind::TextOr(_) | Kind::OptInt | Kind::OptLogTime | Kind::BoolOrFalse,
-            None,
-        ) => true,
-        _ => false,
+/// How many Python strings the decoder keeps: the technologies, participants and texts of a
+/// busy partition fit, and hostile records that make up new ones only evict, never grow it.
+const CACHE_SLOTS: usize = 4096;
+
+/// One cached string: its bytes (up to an identifier's length) and the object.
+struct Cached {
+    length: u8,
+    bytes: [u8; MAX_IDENTIFIER],
+    text: Py<PyString>,
+}
+
+/// A fixed table of Python strings keyed by their bytes, one per slot, the last one made
+/// winning its slot: a repeated id costs a hash and a compare instead of a new object (whose
+/// hash Python then also computes again).
+struct TextCache {
+    slots: Vec<Option<Cached>>,
+}
+
+impl TextCache {
+    fn new() -> Self {
+        Self {
+            slots: (0..CACHE_SLOTS).map(|_| None).collect(),
+        }
     }
+
+    fn slot(text: &[u8]) -> usize {
+        // FxHash's step over the 8-byte words (the last one overlapping), or the bytes of a
+        // shorter text: enough spread for ids; a collision only costs a miss.
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let step = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(K);
+        let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+        let mut hash = text.len() as u64;
+        if text.len() >= 8 {
+            for chunk in text.chunks_exact(8) {
+                hash = step(hash, word(chunk));
+            }
+            hash = step(hash, word(&text[text.len() - 8..]));
+        } else {
+            hash = step(hash, text.iter().fold(0, |w, &b| w << 8 | u64::from(b)));
+        }
+        // The top bits: below CACHE_SLOTS, so the conversion cannot fail.
+        usize::try_from(hash >> (64 - CACHE_SLOTS.trailing_zeros())).unwrap_or(0)
+    }
+
+    /// The string for `text` (printable ASCII), from the cache when it is there.
+    fn get<'py>(&mut self, py: Python<'py>, text: &[u8]) -> Bound<'py, PyAny> {
+        if text.len() > MAX_IDENTIFIER {
+            return new_string(py, text).into_any();
+        }
+        let slot = &mut self.slots[Self::slot(text)];
+        match slot {
+            Some(cached)
+                if usize::from(cached.length) == text.len()
+                    && cached.bytes[..text.len()] == *text =>
+            {
+                cached.text.bind(py).clone().into_any()
+            }
+            _ => Self::fill(py, slot, text),
+        }
+    }
+
+    /// A miss: a new string (interned if common) that takes the slot.
+    #[cold]
+    #[inline(never)]
+    fn fill<'py>(py: Python<'py>, slot: &mut Option<Cached>, text: &[u8]) -> Bound<'py, PyAny> {
+        let object = match COMMON_TEXTS.iter().find(|known| known.as_bytes() == text) {
+            Some(known) => PyString::intern(py, known),
+            None => new_string(py, text),
+        };
+        let mut bytes = [0u8; MAX_IDENTIFIER];
+        bytes[..text.len()].copy_from_slice(text);
+        *slot = Some(Cached {
+            // At most MAX_IDENTIFIER (`get` checked); were it not, 0 would only never match.
+            length: u8::try_from(text.len()).unwrap_or(0),
+            bytes,
+            text: object.clone().unbind(),
+        });
+        object.into_any()
+    }
+}
+
+/// A new string of printable ASCII (the scanner lets nothing else through). Python decodes the
+/// bytes, which cannot fail but for memory: then `PyString::new` panics, as it does for that.
+fn new_string<'py>(py: Python<'py>, text: &[u8]) -> Bound<'py, PyString> {
+    PyString::from_bytes(py, text)
+        .unwrap_or_else(|_| PyString::new(py, std::str::from_utf8(text).unwrap_or_default()))
 }
 
 /// Decodes the common command records into the engine's msgspec Structs, or says "not me".
@@ -369,40 +549,25 @@ fn admits(kind: Kind, value: Option<Value<'_>>) -> bool {
 struct CommandDecoder {
     /// The Struct class of each entry of `COMMANDS`, where the caller gave one.
     classes: Vec<Option<Py<PyAny>>>,
-    texts: Vec<Py<PyString>>,
+    texts: Mutex<TextCache>,
 }
 
-impl CommandDecoder {
-    /// A side, order type, time in force...: shared when common, else a new string.
-    fn text<'py>(&self, py: Python<'py>, text: &[u8]) -> Bound<'py, PyAny> {
-        for (known, object) in COMMON_TEXTS.iter().zip(&self.texts) {
-            if known.as_bytes() == text {
-                return object.bind(py).clone().into_any();
-            }
-        }
-        PyString::new(py, std::str::from_utf8(text).unwrap_or_default()).into_any()
-    }
-
-    fn object<'py>(
-        &self,
-        py: Python<'py>,
-        kind: Kind,
-        value: Option<Value<'_>>,
-    ) -> Bound<'py, PyAny> {
-        match (value, kind) {
-            (Some(Value::Str(s)), Kind::Text | Kind::TextOr(_)) => self.text(py, s),
-            // Printable ASCII (the scanner let nothing else through) is valid UTF-8.
-            (Some(Value::Str(s)), _) => {
-                PyString::new(py, std::str::from_utf8(s).unwrap_or_default()).into_any()
-            }
-            (Some(Value::Int(n)), _) => n
-                .into_pyobject(py)
-                .map_or_else(|e| match e {}, Bound::into_any),
-            (Some(Value::Bool(b)), _) => PyBool::new(py, b).to_owned().into_any(),
-            (None, Kind::TextOr(default)) => self.text(py, default.as_bytes()),
-            (None, Kind::BoolOrFalse) => PyBool::new(py, false).to_owned().into_any(),
-            _ => py.None().into_bound(py),
-        }
+fn object<'py>(
+    py: Python<'py>,
+    texts: &mut TextCache,
+    field: &Field,
+    value: Option<Value<'_>>,
+) -> Bound<'py, PyAny> {
+    match (value, field.kind) {
+        (Some(Value::Str(s)), _) if field.shared => texts.get(py, s),
+        (Some(Value::Str(s)), _) => new_string(py, s).into_any(),
+        (Some(Value::Int(n)), _) => n
+            .into_pyobject(py)
+            .map_or_else(|e| match e {}, Bound::into_any),
+        (Some(Value::Bool(b)), _) => PyBool::new(py, b).to_owned().into_any(),
+        (None, Kind::TextOr(default)) => texts.get(py, default.as_bytes()),
+        (None, Kind::BoolOrFalse) => PyBool::new(py, false).to_owned().into_any(),
+        _ => py.None().into_bound(py),
     }
 }
 
@@ -410,18 +575,14 @@ impl CommandDecoder {
 impl CommandDecoder {
     /// `classes` maps a command's tag to its Struct class; tags it leaves out stay slow.
     #[new]
-    fn new(py: Python<'_>, classes: &Bound<'_, PyDict>) -> PyResult<Self> {
+    fn new(classes: &Bound<'_, PyDict>) -> PyResult<Self> {
         let mut found = Vec::with_capacity(COMMANDS.len());
         for (tag, _) in COMMANDS {
             found.push(classes.get_item(tag)?.map(Bound::unbind));
         }
-        let texts = COMMON_TEXTS
-            .iter()
-            .map(|t| PyString::intern(py, t).unbind())
-            .collect();
         Ok(Self {
             classes: found,
-            texts,
+            texts: Mutex::new(TextCache::new()),
         })
     }
 
@@ -435,61 +596,43 @@ impl CommandDecoder {
         let Ok(raw) = raw.cast_exact::<PyBytes>() else {
             return Ok(None);
         };
-        let raw = raw.as_bytes();
-        let mut entries = [(&[][..], Value::Null); MAX_KEYS];
-        let Some(count) = (Scanner { bytes: raw, at: 0 }).object(&mut entries) else {
-            return Ok(None);
-        };
-        let entries = &entries[..count];
-        // The tag, exactly once (a repeat is a duplicate key: the pure path refuses it).
-        let mut tags = entries.iter().filter(|(key, _)| *key == b"type");
-        let (Some((_, Value::Str(tag))), None) = (tags.next(), tags.next()) else {
-            return Ok(None);
-        };
-        let Some(index) = COMMANDS
-            .iter()
-            .position(|(name, _)| name.as_bytes() == *tag)
-        else {
+        let mut slots: [Option<Value<'_>>; MAX_KEYS] = [None; MAX_KEYS];
+        let Some(index) = (Scanner {
+            bytes: raw.as_bytes(),
+            at: 0,
+        })
+        .command(&mut slots) else {
             return Ok(None);
         };
         let Some(class) = &self.classes[index] else {
             return Ok(None);
         };
         let fields = COMMANDS[index].1;
-        let mut slots: [Option<Value<'_>>; MAX_KEYS] = [None; MAX_KEYS];
-        // Writers put the fields in declaration order: try the one after the last first.
-        let mut next = 0;
-        for &(key, value) in entries {
-            if key == b"type" {
-                continue;
-            }
-            let at = match fields.get(next) {
-                Some(field) if field.name.as_bytes() == key => next,
-                _ => match fields.iter().position(|field| field.name.as_bytes() == key) {
-                    Some(at) => at,
-                    None => return Ok(None), // unknown (forbid_unknown_fields): the pure path's
-                },
-            };
-            if slots[at].replace(value).is_some() {
-                return Ok(None); // a repeated key: the pure path refuses it
-            }
-            next = at + 1;
+        let mut texts = match self.texts.try_lock() {
+            Ok(texts) => texts,
+            // A panic mid-insert: every slot is still whole.
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // Held: a decode from within a Struct's construction, or another thread where
+            // nothing serialises them. Never wait: the pure path decides this one.
+            Err(TryLockError::WouldBlock) => return Ok(None),
+        };
+        let mut objects: [Option<Bound<'py, PyAny>>; MAX_KEYS] = [const { None }; MAX_KEYS];
+        for ((field, &value), object_slot) in fields.iter().zip(&slots).zip(&mut objects) {
+            *object_slot = Some(object(py, &mut texts, field, value));
         }
-        if !fields
-            .iter()
-            .zip(&slots)
-            .all(|(field, &value)| admits(field.kind, value))
-        {
-            return Ok(None);
-        }
-        let arguments = PyTuple::new(
-            py,
-            fields
-                .iter()
-                .zip(&slots)
-                .map(|(field, &value)| self.object(py, field.kind, value)),
-        )?;
-        class.bind(py).call1(arguments).map(Some)
+        drop(texts);
+        // The common arities as a vectorcall from an array: no argument tuple to build.
+        let class = class.bind(py);
+        let made = match (fields.len(), objects) {
+            (3, [a, b, c, ..]) => class.call1((a, b, c)),
+            (4, [a, b, c, d, ..]) => class.call1((a, b, c, d)),
+            (6, [a, b, c, d, e, f, ..]) => class.call1((a, b, c, d, e, f)),
+            (11, [a, b, c, d, e, f, g, h, i, j, k, ..]) => {
+                class.call1((a, b, c, d, e, f, g, h, i, j, k))
+            }
+            (n, objects) => class.call1(PyTuple::new(py, objects.into_iter().take(n))?),
+        };
+        made.map(Some)
     }
 }
 
