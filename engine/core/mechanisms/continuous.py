@@ -624,10 +624,9 @@ class ContinuousVenue:
         self, command: PlaceOrder, fields: PlaceFields, timestamp_ms: int, source_offset: int
     ) -> list[Event]:
         """A new order, whose fields the caller read (:func:`place_fields`). A plain gtc one
-        (limit or market) is the hot path: this one flat function, matching inlined. Any
-        other time in force, an expiry or post-only takes :meth:`_place_with_options`, whose
-        matching (:meth:`_execute`, shared with amends) must stay in step with the loop
-        below."""
+        (limit or market) is the hot path; any other time in force, an expiry or post-only
+        takes :meth:`_place_with_options`. Both match through :meth:`_execute`, shared with
+        amends."""
         (
             _,
             participant_id,
@@ -683,60 +682,10 @@ class ContinuousVenue:
                 order.price,
             )
         ]
-        for execution in self.book.place(order):
-            if type(execution) is _SELF_TRADE_CANCEL:  # rare: a wash trade prevented
-                resting = execution.resting
-                self._forget(resting)
-                events.append(
-                    self._cancelled(
-                        resting,
-                        self.order_id(resting),
-                        execution.open_quantity,
-                        timestamp_ms,
-                        source_offset,
-                        _SELF_TRADE_PREVENTED,
-                    )
-                )
-                continue
-            # A plain (resting, quantity, price) tuple: type() is cheaper than isinstance()
-            # here, but mypy only narrows on the latter; cast, the compiled core unpacks it
-            # in place rather than through an iterator.
-            resting, quantity, price = cast(Fill, execution)
-            self.deal_count += 1
-            self.seq += 1
-            self.last_price, self.last_quantity = price, quantity
-            resting_id = self.order_id(resting)
-            bid: Order
-            offer: Order
-            if side is _BID:
-                bid, offer, bid_order_id, offer_order_id = order, resting, order_id, resting_id
-            else:
-                bid, offer, bid_order_id, offer_order_id = resting, order, resting_id, order_id
-            events.append(
-                _DEAL(
-                    technology_id,
-                    self.seq,
-                    timestamp_ms,
-                    source_offset,
-                    self._deal_prefix + str(self.deal_count),  # deal_id
-                    self.deal_count,  # deal_number
-                    price,
-                    quantity,
-                    bid.participant_id,  # buyer_id
-                    offer.participant_id,  # seller_id
-                    bid_order_id,
-                    offer_order_id,
-                    bid.client_order_id,
-                    offer.client_order_id,
-                    side,  # aggressor_side
-                )
-            )
-            if not resting.remaining:
-                self._forget(resting)
-                events.append(self._done(resting, resting_id, timestamp_ms, source_offset))
+        self._execute(order, order_id, events, timestamp_ms, source_offset)
         if not order.remaining:
-            events.append(self._done(order, order_id, timestamp_ms, source_offset))
-        elif order_type is _MARKET:
+            return events
+        if order_type is _MARKET:
             events.append(
                 self._cancelled(
                     order,
