@@ -113,41 +113,15 @@ def dead_letter_rows(topic: str, batches: Iterable[SettlementBatch]) -> Iterator
 
 def deal_arrays(batches: Iterable[SettlementBatch]) -> Columns:
     """:data:`DEAL_COLUMNS` but the topic, one list per column."""
-    columns: Columns = [[] for _ in DEAL_COLUMNS[1:]]
-    (ids, technologies, numbers, seqs, prices, quantities, buyers, sellers, bids, offers, sides,
-     times, partitions, offsets) = columns  # fmt: skip
-    for batch in batches:
-        partition = batch.partition
-        for deal in batch.deals:
-            ids.append(deal.deal_id)
-            technologies.append(deal.technology_id)
-            numbers.append(deal.deal_number)
-            seqs.append(deal.seq)
-            prices.append(deal.price)
-            quantities.append(deal.quantity)
-            buyers.append(deal.buyer_id)
-            sellers.append(deal.seller_id)
-            bids.append(deal.bid_order_id)
-            offers.append(deal.offer_order_id)
-            sides.append(deal.aggressor_side.value)
-            times.append(deal.timestamp_ms)
-            partitions.append(partition)
-            offsets.append(deal.source_offset)
-    return columns
+    return _by_column(deal_rows("", batches), len(DEAL_COLUMNS))
 
 
 def outcome_arrays(batches: Iterable[SettlementBatch]) -> Columns:
     """:data:`OUTCOME_COLUMNS` but the topic, one list per column."""
-    columns: Columns = [[] for _ in OUTCOME_COLUMNS[1:]]
-    partitions, offsets, technologies, types, participants, client_ids, events = columns
-    for batch in batches:
-        partition = batch.partition
-        for outcome in batch.outcomes:
-            partitions.append(partition)
-            offsets.append(outcome.offset)
-            technologies.append(outcome.technology_id)
-            types.append(outcome.command_type)
-            participants.append(outcome.participant_id)
-            client_ids.append(outcome.client_order_id)
-            events.append(outcome.events_json)
-    return columns
+    return _by_column(outcome_rows("", batches), len(OUTCOME_COLUMNS))
+
+
+def _by_column(rows: Iterable[Row], width: int) -> Columns:
+    """The rows turned into columns, less the first (the topic, passed once)."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    return columns[1:] if columns else [[] for _ in range(width - 1)]
