@@ -44,7 +44,7 @@ import urllib.request
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.fresh import fresh_settings, publish_backlog
+from bench.fresh import discard, fresh_settings, publish_backlog
 from bench.io_only import io_only_with_cpu
 from bench.targets import against
 from engine.consumers.log_reader import read_partition
@@ -259,7 +259,7 @@ def _percentile(values: list[int], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
 
-async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by phase
+async def run(
     orders: int,
     rate: int,
     seconds: float,
@@ -268,12 +268,36 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
     guarantee: str | None,
     with_io_only: bool = False,
     recovery: bool = True,
+    keep: bool = False,
 ) -> dict[str, float]:
-    """Both phases (and the I/O-only pipeline first when asked); returns the numbers."""
+    """Both phases (and the I/O-only pipeline first when asked); returns the numbers. The
+    run's topics and database are dropped afterwards unless ``keep``."""
+    made: list[Settings] = []
+    try:
+        return await _run(
+            orders, rate, seconds, technologies, seed, guarantee, with_io_only, recovery, made
+        )
+    finally:
+        if not keep:
+            await discard(made)
+
+
+async def _run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by phase
+    orders: int,
+    rate: int,
+    seconds: float,
+    technologies: int,
+    seed: int,
+    guarantee: str | None,
+    with_io_only: bool,
+    recovery: bool,
+    made: list[Settings],
+) -> dict[str, float]:
     results: dict[str, float] = {}
     tag = str(int(time.time()))
     if with_io_only:
         io_settings = await fresh_settings(f"{tag}_io", guarantee)
+        made.append(io_settings)
         await publish_backlog(io_settings, orders, seed, technologies)
         # Nothing else runs in this process meanwhile: its CPU time is the pipeline's.
         results["e2e_io_only"], io_cpu = await io_only_with_cpu(io_settings, orders + technologies)
@@ -288,6 +312,7 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
             "commands (its one process, as the engine's below)"
         )
     settings = await fresh_settings(tag, guarantee)
+    made.append(settings)
     flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
     backlog = flow.listing_commands() + flow.next_commands(orders)
     print(
@@ -404,6 +429,9 @@ def main() -> None:
     parser.add_argument(
         "--no-recovery", action="store_true", help="skip timing a restart on the whole log"
     )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run's topics and database afterwards"
+    )
     args = parser.parse_args()
     asyncio.run(
         run(
@@ -415,6 +443,7 @@ def main() -> None:
             args.guarantee,
             args.io_only,
             recovery=not args.no_recovery,
+            keep=args.keep,
         )
     )
 
