@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
-import subprocess
-import sys
 
 import msgspec
 import pytest
@@ -21,6 +18,7 @@ from engine.core.batch import LogRecord, PartitionProcessor, SettlementBatch
 from engine.core.codec import encode
 from engine.producers.simulation import OrderFlow, generated_listings
 from tests.fuzz.generators import stream
+from tests.unit.fresh_interpreter import run_core
 
 _encoder = msgspec.msgpack.Encoder()
 
@@ -65,25 +63,12 @@ def outputs_digest() -> str:
     return digest.hexdigest()
 
 
-def _run_core(code: str, pure: bool) -> subprocess.CompletedProcess[str]:
-    """``code`` in a fresh interpreter, whose core modules are compiled or forced pure."""
-    env = dict(os.environ, **{native.PURE_PYTHON_ENV: "1" if pure else ""})
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=native.ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
-
 def _digest_in_process(pure: bool) -> tuple[bool, str]:
     code = (
         "from engine import native; from tests.unit.test_compiled_core import outputs_digest; "
         "print(native.COMPILED, outputs_digest())"
     )
-    result = _run_core(code, pure)
+    result = run_core(code, pure)
     assert result.returncode == 0, result.stderr
     compiled, digest = result.stdout.split()
     return compiled == "True", digest
@@ -105,5 +90,5 @@ def test_pure_python_can_be_forced() -> None:
         "import sys, engine.core.batch; from engine import native; "
         "print(all(sys.modules[m].__file__.endswith('.py') for m in native.COMPILED_MODULES))"
     )
-    result = _run_core(code, pure=True)
+    result = run_core(code, pure=True)
     assert result.stdout.split() == ["True"], result.stderr

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +21,11 @@ from hypothesis import strategies as st
 
 from bench.matching import _commands, _records
 from bench.mix import exchange_mix
-from engine import native, native_codec
+from engine import native_codec
 from engine.core import codec
 from engine.core.codec import TICK_RECORD, encode
 from schemas.commands import COMMAND_TYPES, Command, PlaceOrder, RegisterParticipant
+from tests.unit.fresh_interpreter import run_core
 
 pytestmark = pytest.mark.skipif(
     native_codec.fast_decode is None,
@@ -440,13 +438,5 @@ def test_a_stale_or_missing_manifest_is_not_current(tmp_path: Path) -> None:
 def test_pure_python_turns_the_fast_path_off() -> None:
     """TECHX_PURE_PYTHON=1 is the reference: no Rust either."""
     code = "from engine import native_codec as n; print(n.fast_decode is None, n.STATUS)"
-    env = dict(os.environ, **{native.PURE_PYTHON_ENV: "1"})
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=native.ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_core(code, pure=True)
     assert done.stdout.split()[:2] == ["True", "python"], done.stderr
