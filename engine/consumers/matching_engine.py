@@ -145,6 +145,8 @@ class MatchingEngine:
         self._to_recover: asyncio.Queue[tuple[int, list[TopicPartition]]] = asyncio.Queue()
         self._to_settle: asyncio.Queue[list[_InFlight] | None] = asyncio.Queue(_PIPELINE_DEPTH)
         self._to_confirm: asyncio.Queue[_Delivery | None] = asyncio.Queue(_PUBLISH_DEPTH)
+        #: The group offset commit in flight (lag bookkeeping, beside the match loop).
+        self._offset_commit: asyncio.Task[None] | None = None
         self.commands_processed = 0
         self.deals_settled = 0
         #: Commands replayed by recoveries: what snapshots save.
@@ -463,14 +465,13 @@ class MatchingEngine:
     # -- the pipeline --------------------------------------------------------------------
 
     async def _match_stage(self) -> None:
-        committing: list[asyncio.Task[None]] = []
         try:
-            await self._match_until_stopped(committing)
+            await self._match_until_stopped()
         finally:
-            if committing:  # bounded by _OFFSET_COMMIT_TIMEOUT_S; raises no KafkaError
-                await committing[-1]
+            if self._offset_commit is not None:  # bounded by _OFFSET_COMMIT_TIMEOUT_S
+                await self._offset_commit
 
-    async def _match_until_stopped(self, committing: list[asyncio.Task[None]]) -> None:
+    async def _match_until_stopped(self) -> None:
         settings, consumer = self._settings, self._consumer
         last_commit = last_progress = time.monotonic()
         progress_mark = 0
@@ -487,11 +488,11 @@ class MatchingEngine:
                 else:
                     await self._flush_published_marks()
             if now - last_commit >= _OFFSET_COMMIT_INTERVAL_S and (
-                not committing or committing[-1].done()
+                self._offset_commit is None or self._offset_commit.done()
             ):
                 # Beside matching, not in its way: awaited here, the broker round trip held
                 # every fetch behind it once a second.
-                committing[:] = [asyncio.create_task(self._commit_group_offsets())]
+                self._offset_commit = asyncio.create_task(self._commit_group_offsets())
                 last_commit = now
             if now - last_progress >= _PROGRESS_INTERVAL_S:
                 done = self.commands_processed - progress_mark
