@@ -659,28 +659,14 @@ class ContinuousVenue:
             return [self.reject(command, reason, detail, timestamp_ms, source_offset)]
         assert side is not None
         assert order_type is not None
-        technology_id = self.technology_id
         self.order_count += 1
         number = self.order_count
         order_id = self._order_prefix + str(number)
         order = ContinuousOrder(
             number, self._participant(participant_id), client_order_id, side, price, quantity
         )
-        self.seq += 1
         events: list[Event] = [
-            _ORDER_ACCEPTED(
-                technology_id,
-                self.seq,
-                timestamp_ms,
-                source_offset,
-                order_id,
-                order.participant_id,
-                order.client_order_id,
-                side,
-                order_type,
-                order.quantity,
-                order.price,
-            )
+            self._accepted(order, order_id, order_type, timestamp_ms, source_offset)
         ]
         self._execute(order, order_id, events, timestamp_ms, source_offset)
         if not order.remaining:
@@ -749,21 +735,8 @@ class ContinuousVenue:
                 command.expires_at_ms,
                 command.post_only,
             )
-        self.seq += 1
         events: list[Event] = [
-            _ORDER_ACCEPTED(
-                self.technology_id,
-                self.seq,
-                timestamp_ms,
-                source_offset,
-                order_id,
-                order.participant_id,
-                order.client_order_id,
-                side,
-                order_type,
-                order.quantity,
-                order.price,
-            )
+            self._accepted(order, order_id, order_type, timestamp_ms, source_offset)
         ]
         if tif is _FOK and self.book.fillable(order) < order.remaining:
             events.append(
@@ -796,6 +769,29 @@ class ContinuousVenue:
             self._cancelled(order, order_id, open_quantity, timestamp_ms, source_offset, reason)
         )
         return events
+
+    def _accepted(
+        self,
+        order: ContinuousOrder,
+        order_id: str,
+        order_type: OrderType,
+        timestamp_ms: int,
+        source_offset: int,
+    ) -> Event:
+        self.seq += 1
+        return _ORDER_ACCEPTED(
+            self.technology_id,
+            self.seq,
+            timestamp_ms,
+            source_offset,
+            order_id,
+            order.participant_id,
+            order.client_order_id,
+            order.side,
+            order_type,
+            order.quantity,
+            order.price,
+        )
 
     def _execute(
         self,
