@@ -44,7 +44,7 @@ import urllib.request
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.fresh import discard, fresh_settings, publish_backlog
+from bench.fresh import discarded_afterwards, fresh_settings, publish_backlog
 from bench.io_only import io_only_with_cpu
 from bench.targets import against
 from engine.consumers.log_reader import read_partition
@@ -259,7 +259,7 @@ def _percentile(values: list[int], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
 
-async def run(
+async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by phase
     orders: int,
     rate: int,
     seconds: float,
@@ -272,143 +272,129 @@ async def run(
 ) -> dict[str, float]:
     """Both phases (and the I/O-only pipeline first when asked); returns the numbers. The
     run's topics and database are dropped afterwards unless ``keep``."""
-    made: list[Settings] = []
-    try:
-        return await _run(
-            orders, rate, seconds, technologies, seed, guarantee, with_io_only, recovery, made
-        )
-    finally:
-        if not keep:
-            await discard(made)
-
-
-async def _run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by phase
-    orders: int,
-    rate: int,
-    seconds: float,
-    technologies: int,
-    seed: int,
-    guarantee: str | None,
-    with_io_only: bool,
-    recovery: bool,
-    made: list[Settings],
-) -> dict[str, float]:
-    results: dict[str, float] = {}
-    tag = str(int(time.time()))
-    if with_io_only:
-        io_settings = await fresh_settings(f"{tag}_io", guarantee)
-        made.append(io_settings)
-        await publish_backlog(io_settings, orders, seed, technologies)
-        # Nothing else runs in this process meanwhile: its CPU time is the pipeline's.
-        results["e2e_io_only"], io_cpu = await io_only_with_cpu(io_settings, orders + technologies)
-        results["io_only_cpu_s_per_100k"] = io_cpu / (orders + technologies) * 100_000
-        print(
-            f"  io-only      {orders + technologies:>9,} commands at "
-            f"{results['e2e_io_only']:>9,.0f} commands/s (Kafka in -> PostgreSQL -> Kafka out, "
-            f"no matching, outputs {io_settings.output_guarantee})"
-        )
-        print(
-            f"  io-only cpu  {io_cpu:.2f} s = {results['io_only_cpu_s_per_100k']:.2f} s per 100k "
-            "commands (its one process, as the engine's below)"
-        )
-    settings = await fresh_settings(tag, guarantee)
-    made.append(settings)
-    flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
-    backlog = flow.listing_commands() + flow.next_commands(orders)
-    print(
-        f"end-to-end benchmark: {technologies} technologies, {settings.partitions} partitions, "
-        f"engine batch <= {settings.batch_max_records} records, outputs "
-        f"{settings.output_guarantee}"
-    )
-
-    async with TradingClient(settings, client_id="bench-frontend") as client:
-        started = time.monotonic()
-        await client.send_many(backlog)
-        published_s = time.monotonic() - started
-        print(
-            f"  publish      {len(backlog):>9,} commands in {published_s:6.2f} s = "
-            f"{len(backlog) / published_s:>9,.0f} commands/s (front-end send_many)"
-        )
-
-        port = _free_port()
-        engine = _start_engine(settings, metrics_port=port)
-        try:
-            await _wait_metrics(port, engine)
-            phase = _Phase(engine, port)
-            await phase.start()
-            first, done = await _wait_settled(settings, len(backlog), engine, "backlog")
-            print(
-                f"  backlog      {len(backlog):>9,} commands settled in {done - first:6.2f} s "
-                f"= {len(backlog) / (done - first):>9,.0f} commands/s "
-                f"(Kafka in -> PostgreSQL -> Kafka out)"
+    async with discarded_afterwards(keep) as made:
+        results: dict[str, float] = {}
+        tag = str(int(time.time()))
+        if with_io_only:
+            io_settings = await fresh_settings(f"{tag}_io", guarantee)
+            made.append(io_settings)
+            await publish_backlog(io_settings, orders, seed, technologies)
+            # Nothing else runs in this process meanwhile: its CPU time is the pipeline's.
+            results["e2e_io_only"], io_cpu = await io_only_with_cpu(
+                io_settings, orders + technologies
             )
-            results["e2e_engine"] = len(backlog) / (done - first)
-            await phase.report(len(backlog), results, "backlog")
-            if "e2e_io_only" in results:
-                results["e2e_vs_io_only"] = results["e2e_engine"] / results["e2e_io_only"]
-                print(f"  engine/io    {against('e2e_vs_io_only', results['e2e_vs_io_only'])}")
-            if "io_only_cpu_s_per_100k" in results:
-                # What the ratio would be if each process had a core to itself: both are
-                # CPU-bound in one Python process; far steadier than wall time on a busy machine.
-                cpu_ratio = results["io_only_cpu_s_per_100k"] / results["backlog_cpu_s_per_100k"]
-                results["e2e_vs_io_only_cpu"] = cpu_ratio
-                print(f"  engine/io    by CPU {against('e2e_vs_io_only_cpu', cpu_ratio)}")
-
-            since = await _deal_ends(settings)
-            seen_stop = asyncio.Event()
-            seen = asyncio.create_task(_visible_latencies(settings, since, seen_stop))
-            total = len(backlog)
-            await phase.start()
-            slice_s = 0.01
-            per_slice = max(1, int(rate * slice_s))
-            deadline = time.monotonic() + seconds
-            next_at = time.monotonic()
-            while time.monotonic() < deadline:
-                total += await client.send_many(flow.next_commands(per_slice))
-                next_at += slice_s
-                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            offered = total - len(backlog)
-            sent_s = time.monotonic() - (deadline - seconds)
-            _, settled_at = await _wait_settled(settings, total, engine, "offered load")
-            results["sustained_rate"] = offered / max(sent_s, settled_at - (deadline - seconds))
-            await phase.report(offered, results, "offered")
-            await asyncio.sleep(1.0)  # the last transactions commit; the reader catches up
-            seen_stop.set()
-            visible = await seen
-            latencies = await _deal_latencies(settings, since)
-            if latencies:
-                results["latency_p50_ms"] = _percentile(latencies, 50)
-                results["latency_p99_ms"] = _percentile(latencies, 99)
-                print(
-                    f"  latency      {offered:>9,} commands offered at {rate:,}/s for "
-                    f"{seconds:.0f} s, {len(latencies):,} deals, command-in to deal-published:"
-                )
-                print(
-                    f"               p50 {_percentile(latencies, 50):.0f} ms   "
-                    f"p90 {_percentile(latencies, 90):.0f} ms   "
-                    f"p99 {_percentile(latencies, 99):.0f} ms   max {max(latencies)} ms"
-                )
-            if visible:
-                print(
-                    f"               command-in to deal received by a read_committed "
-                    f"subscriber ({len(visible):,} deals):"
-                )
-                print(
-                    f"               p50 {_percentile(visible, 50):.0f} ms   "
-                    f"p90 {_percentile(visible, 90):.0f} ms   "
-                    f"p99 {_percentile(visible, 99):.0f} ms   max {max(visible)} ms"
-                )
-        finally:
-            stopping = time.monotonic()
-            engine.send_signal(signal.SIGTERM)
-            code = engine.wait(timeout=60)
+            results["io_only_cpu_s_per_100k"] = io_cpu / (orders + technologies) * 100_000
             print(
-                f"  shutdown     engine exited {code} {time.monotonic() - stopping:.2f} s "
-                f"after SIGTERM"
+                f"  io-only      {orders + technologies:>9,} commands at "
+                f"{results['e2e_io_only']:>9,.0f} commands/s (Kafka in -> PostgreSQL -> Kafka out, "
+                f"no matching, outputs {io_settings.output_guarantee})"
             )
-    if recovery:
-        await _measure_recovery(settings)
-    return results
+            print(
+                f"  io-only cpu  {io_cpu:.2f} s = "
+                f"{results['io_only_cpu_s_per_100k']:.2f} s per 100k "
+                "commands (its one process, as the engine's below)"
+            )
+        settings = await fresh_settings(tag, guarantee)
+        made.append(settings)
+        flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
+        backlog = flow.listing_commands() + flow.next_commands(orders)
+        print(
+            f"end-to-end benchmark: {technologies} technologies, {settings.partitions} partitions, "
+            f"engine batch <= {settings.batch_max_records} records, outputs "
+            f"{settings.output_guarantee}"
+        )
+
+        async with TradingClient(settings, client_id="bench-frontend") as client:
+            started = time.monotonic()
+            await client.send_many(backlog)
+            published_s = time.monotonic() - started
+            print(
+                f"  publish      {len(backlog):>9,} commands in {published_s:6.2f} s = "
+                f"{len(backlog) / published_s:>9,.0f} commands/s (front-end send_many)"
+            )
+
+            port = _free_port()
+            engine = _start_engine(settings, metrics_port=port)
+            try:
+                await _wait_metrics(port, engine)
+                phase = _Phase(engine, port)
+                await phase.start()
+                first, done = await _wait_settled(settings, len(backlog), engine, "backlog")
+                print(
+                    f"  backlog      {len(backlog):>9,} commands settled in {done - first:6.2f} s "
+                    f"= {len(backlog) / (done - first):>9,.0f} commands/s "
+                    f"(Kafka in -> PostgreSQL -> Kafka out)"
+                )
+                results["e2e_engine"] = len(backlog) / (done - first)
+                await phase.report(len(backlog), results, "backlog")
+                if "e2e_io_only" in results:
+                    results["e2e_vs_io_only"] = results["e2e_engine"] / results["e2e_io_only"]
+                    print(f"  engine/io    {against('e2e_vs_io_only', results['e2e_vs_io_only'])}")
+                if "io_only_cpu_s_per_100k" in results:
+                    # What the ratio would be if each process had a core to itself: both
+                    # are CPU-bound in one Python process; far steadier than wall time on a
+                    # busy machine.
+                    cpu_ratio = (
+                        results["io_only_cpu_s_per_100k"] / results["backlog_cpu_s_per_100k"]
+                    )
+                    results["e2e_vs_io_only_cpu"] = cpu_ratio
+                    print(f"  engine/io    by CPU {against('e2e_vs_io_only_cpu', cpu_ratio)}")
+
+                since = await _deal_ends(settings)
+                seen_stop = asyncio.Event()
+                seen = asyncio.create_task(_visible_latencies(settings, since, seen_stop))
+                total = len(backlog)
+                await phase.start()
+                slice_s = 0.01
+                per_slice = max(1, int(rate * slice_s))
+                deadline = time.monotonic() + seconds
+                next_at = time.monotonic()
+                while time.monotonic() < deadline:
+                    total += await client.send_many(flow.next_commands(per_slice))
+                    next_at += slice_s
+                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                offered = total - len(backlog)
+                sent_s = time.monotonic() - (deadline - seconds)
+                _, settled_at = await _wait_settled(settings, total, engine, "offered load")
+                results["sustained_rate"] = offered / max(sent_s, settled_at - (deadline - seconds))
+                await phase.report(offered, results, "offered")
+                await asyncio.sleep(1.0)  # the last transactions commit; the reader catches up
+                seen_stop.set()
+                visible = await seen
+                latencies = await _deal_latencies(settings, since)
+                if latencies:
+                    results["latency_p50_ms"] = _percentile(latencies, 50)
+                    results["latency_p99_ms"] = _percentile(latencies, 99)
+                    print(
+                        f"  latency      {offered:>9,} commands offered at {rate:,}/s for "
+                        f"{seconds:.0f} s, {len(latencies):,} deals, command-in to deal-published:"
+                    )
+                    print(
+                        f"               p50 {_percentile(latencies, 50):.0f} ms   "
+                        f"p90 {_percentile(latencies, 90):.0f} ms   "
+                        f"p99 {_percentile(latencies, 99):.0f} ms   max {max(latencies)} ms"
+                    )
+                if visible:
+                    print(
+                        f"               command-in to deal received by a read_committed "
+                        f"subscriber ({len(visible):,} deals):"
+                    )
+                    print(
+                        f"               p50 {_percentile(visible, 50):.0f} ms   "
+                        f"p90 {_percentile(visible, 90):.0f} ms   "
+                        f"p99 {_percentile(visible, 99):.0f} ms   max {max(visible)} ms"
+                    )
+            finally:
+                stopping = time.monotonic()
+                engine.send_signal(signal.SIGTERM)
+                code = engine.wait(timeout=60)
+                print(
+                    f"  shutdown     engine exited {code} {time.monotonic() - stopping:.2f} s "
+                    f"after SIGTERM"
+                )
+        if recovery:
+            await _measure_recovery(settings)
+        return results
 
 
 def main() -> None:

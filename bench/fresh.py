@@ -7,6 +7,8 @@ records and a long-lived development stack can host them all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -64,13 +66,19 @@ async def remove(base: Settings, settings: Settings) -> None:
         await admin.close()
 
 
-async def discard(made: list[Settings]) -> None:
-    """Drop the topics and databases of finished runs: kept, a development stack's runs grew
-    to hundreds of databases (28 GB) and PostgreSQL's fsync slowed down for everything."""
-    if made:
-        base = await stack_settings()
-        for settings in made:
-            await remove(base, settings)
+@contextlib.asynccontextmanager
+async def discarded_afterwards(keep: bool = False) -> AsyncIterator[list[Settings]]:
+    """A list to put each run's fresh settings in: their topics and databases are dropped on
+    the way out unless ``keep``. Kept, a development stack's runs grew to hundreds of
+    databases (28 GB) and PostgreSQL's fsync slowed down for everything."""
+    made: list[Settings] = []
+    try:
+        yield made
+    finally:
+        if made and not keep:
+            base = await stack_settings()
+            for settings in made:
+                await remove(base, settings)
 
 
 async def publish_backlog(settings: Settings, orders: int, seed: int, technologies: int) -> None:
