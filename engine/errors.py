@@ -86,7 +86,8 @@ class OutputsAheadError(TechXError):
 
 
 class LogTruncatedError(TechXError):
-    """Commands needed to rebuild a market were deleted from the log (retention)."""
+    """Commands needed to rebuild a market are not in the log: deleted by retention, or
+    the topic was recreated (or lost records) after PostgreSQL settled them."""
 
 
 class PublishFailedError(TechXError):

@@ -26,7 +26,8 @@ async def read_partition(
 ) -> AsyncGenerator[list[ConsumerRecord[bytes, bytes]], None]:
     """Yield record lists of ``partition`` from ``start`` up to ``end`` (exclusive).
 
-    ``end=None`` reads to the partition's end as it was when reading began.
+    ``end=None`` reads to the partition's end as it was when reading began. Raises
+    LogTruncatedError if the log no longer holds all of ``start..end``.
     """
     consumer = AIOKafkaConsumer(
         **settings.kafka_options(),
@@ -43,10 +44,20 @@ async def read_partition(
         await consumer.start()
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
+        log_end = (await consumer.end_offsets([tp]))[tp]
         if end is None:
-            end = (await consumer.end_offsets([tp]))[tp]
+            end = log_end
         if start >= end:
             return
+        if log_end < end:
+            # Without this check the reader would wait for records that never come: the
+            # caller (recovery: PostgreSQL's commit point) knows of offsets the log lacks.
+            raise LogTruncatedError(
+                f"{topic}[{partition}] ends at offset {log_end}, but offsets up to {end - 1} "
+                "were settled: the topic was deleted and created again, or the broker lost "
+                "records, so the market cannot be rebuilt from it. Restore the topic, or run "
+                "against a fresh database"
+            )
         first_kept = (await consumer.beginning_offsets([tp]))[tp]
         if start < first_kept:
             raise LogTruncatedError(

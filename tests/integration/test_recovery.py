@@ -13,7 +13,7 @@ from engine.core.batch import LogRecord, PartitionProcessor
 from engine.core.codec import decode_event, encode
 from engine.core.market import Market
 from engine.core.partitioning import partition_for
-from engine.errors import DeterminismError, FencedError
+from engine.errors import DeterminismError, FencedError, LogTruncatedError
 from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings
@@ -219,6 +219,25 @@ async def test_a_replay_that_disagrees_with_postgresql_stops_the_engine(
     with pytest.raises(BaseExceptionGroup) as failure:
         await asyncio.wait_for(run_engine(settings, asyncio.Event(), asyncio.Event()), 60)
     assert failure.group_contains(DeterminismError)
+
+
+async def test_a_log_shorter_than_what_postgresql_settled_stops_the_engine(
+    settings: Settings,
+) -> None:
+    """A command topic deleted and created again under a database that outlived it (a dev
+    stack rebuilt beside old data, a restore gone wrong): recovery cannot rebuild the
+    markets, and it says so at once instead of waiting for records that never come."""
+    async with TradingClient(settings) as client, running_engine(settings):
+        await client.send_many(_stream(200))
+        await wait_until_settled(settings)
+    async with connected(settings.database_url) as connection:
+        await connection.execute(
+            "UPDATE partition_state SET next_offset = next_offset + 50, "
+            "published_offset = published_offset + 50"
+        )
+    with pytest.raises(BaseExceptionGroup) as failure:
+        await asyncio.wait_for(run_engine(settings, asyncio.Event(), asyncio.Event()), 30)
+    assert failure.group_contains(LogTruncatedError, match="were settled")
 
 
 async def test_recovery_starts_from_the_latest_snapshot(settings: Settings) -> None:
