@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import secrets
 import shlex
 import shutil
 import time
@@ -41,6 +42,8 @@ TIMEOUT_S = 60
 MAX_SOCKET_DIR_LEN = 90
 BINARIES = ("initdb", "pg_ctl", "postgres", "psql")
 INSTALL_POSTGRES = "apt-get install postgresql-15"
+#: In the state dir: what tells it from an earlier state dir at the same path.
+STACK_ID_FILE = "stack-id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +83,37 @@ def cluster_home(settings: StackSettings, *, as_root: bool) -> Path:
     """Folder for the cluster's data, log and socket.
 
     As root, initdb and pg_ctl run as the ``postgres`` user, which cannot enter a clone under
-    /root; the folder then goes to /tmp, named after the state dir and port so that two
-    checkouts (or two ports) never share a cluster.
+    /root; the folder then goes to /tmp, named after the state dir, its stack id and the port,
+    so that two checkouts (or two ports) never share a cluster, and neither does a state dir
+    made again at the same path: a fresh clone where an old one was would otherwise find the
+    old clone's settled offsets beside a new, empty broker.
     """
     if not as_root:
         return settings.state_dir.resolve() / "postgres"
-    digest = hashlib.sha256(str(settings.state_dir.resolve()).encode()).hexdigest()[:10]
+    identity = str(settings.state_dir.resolve())
+    stack_id = _read_stack_id(settings)
+    if stack_id is not None:
+        identity += f"\n{stack_id}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
     return Path("/tmp") / f"techx-pg-{digest}-{settings.postgres_port}"
+
+
+def claim_stack_id(settings: StackSettings) -> None:
+    """Give a new state dir its own id before its cluster is made.
+
+    A state dir that already ran PostgreSQL without one (made before stack ids) keeps none,
+    so it keeps its cluster.
+    """
+    state_dir = settings.state_dir.resolve()
+    if _read_stack_id(settings) is not None or (state_dir / "postgres").exists():
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(state_dir / STACK_ID_FILE, f"{secrets.token_hex(8)}\n")
+
+
+def _read_stack_id(settings: StackSettings) -> str | None:
+    path = settings.state_dir.resolve() / STACK_ID_FILE
+    return path.read_text().strip() if path.exists() else None
 
 
 def find_binaries(settings: StackSettings) -> Path:
@@ -116,6 +143,7 @@ def preflight(settings: StackSettings) -> Path:
 
 def start(settings: StackSettings, bin_dir: Path) -> None:
     """initdb on first use, pg_ctl start, then make sure the techx role and database exist."""
+    claim_stack_id(settings)
     paths = _paths(settings)
     address = f"127.0.0.1:{settings.postgres_port}"
     pid = _running_pid(paths)

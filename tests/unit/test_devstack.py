@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Callable
@@ -124,6 +125,30 @@ def test_postgres_lives_in_tmp_per_checkout_and_port_when_root(tmp_path: Path) -
 
     assert home == Path(f"/tmp/techx-pg-{digest}-35432")
     assert other_port != home
+
+
+def test_a_state_dir_made_again_at_the_same_path_gets_a_cluster_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """A fresh clone where a deleted one was must not find the old clone's database (its
+    settled offsets) beside its new, empty broker: recovery would wait for a log that is gone."""
+    settings = _settings(tmp_path)
+    postgres.claim_stack_id(settings)
+    first = postgres.cluster_home(settings, as_root=True)
+    postgres.claim_stack_id(settings)
+    assert postgres.cluster_home(settings, as_root=True) == first, "the id is kept"
+
+    shutil.rmtree(tmp_path / "state")
+    postgres.claim_stack_id(settings)
+    assert postgres.cluster_home(settings, as_root=True) != first
+
+
+def test_a_state_dir_from_before_stack_ids_keeps_its_cluster(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    before = postgres.cluster_home(settings, as_root=True)
+    (tmp_path / "state" / "postgres").mkdir(parents=True)  # it ran PostgreSQL already
+    postgres.claim_stack_id(settings)
+    assert postgres.cluster_home(settings, as_root=True) == before
 
 
 def test_missing_postgres_binaries_say_what_to_install(tmp_path: Path) -> None:
