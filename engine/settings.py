@@ -101,10 +101,11 @@ class Settings:
     #: partition, so ``read_committed`` subscribers see every event once; ``at_least_once``:
     #: plain idempotent sends, lower latency, subscribers dedupe after an engine crash.
     output_guarantee: str = "exactly_once"
-    #: Exactly once: the least time between the starts of two Kafka transactions of one
-    #: partition. Each transaction costs the broker fixed work (markers on every output topic,
-    #: its transaction log); batches that arrive meanwhile join the next one. Measured at 5k
-    #: orders/s on 2 shared cores: 60 ms halves the broker's CPU and the latency against 0.
+    #: Exactly once: how long a partition's Kafka transaction stays open. Events are sent
+    #: into it as soon as they are settled and become visible to ``read_committed``
+    #: subscribers when it commits. Each commit costs the broker fixed work (markers on every
+    #: output topic, its transaction log), and events wait for the commit only to be seen,
+    #: not to be appended.
     commit_interval_ms: int = 50
     #: Where ``techx run`` serves /metrics, /healthz and /readyz (0: no server). All
     #: interfaces by default, like Prometheus exporters: Prometheus and the kubelet call in.

@@ -59,10 +59,11 @@ _PROGRESS_INTERVAL_S = 10.0
 _REPLAY_PROGRESS_EVERY = 100_000
 #: Batches allowed between two stages: enough to overlap, few enough to bound memory.
 _PIPELINE_DEPTH = 2
-#: Settled batches allowed to wait for the broker. Deeper than the other stages because a
-#: Kafka transaction takes 10-30 ms whatever its size: batches queued meanwhile go out
-#: together in the next one, instead of holding PostgreSQL commits (and matching) back.
-_PUBLISH_DEPTH = 16
+#: Settlements allowed to wait for the broker. Deeper than the other stages because with
+#: exactly-once outputs a batch is confirmed only when its transaction commits, up to the
+#: commit interval (50 ms) plus a commit later: at a few hundred small settlements a second,
+#: a shallower queue would hold PostgreSQL commits (and matching) back until the commit.
+_PUBLISH_DEPTH = 64
 #: Records matched between two yields to the event loop (about 1.5 ms of CPU), so settle and
 #: confirm round trips, and heartbeats during a long replay, are not held up. Every await in
 #: those stages waits a loop turn, and a PostgreSQL settlement takes some 25 turns: behind

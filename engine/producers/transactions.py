@@ -13,10 +13,12 @@ command offset they reach are committed in one transaction:
   so the position read back at takeover is exactly what ``read_committed`` subscribers can
   see: what lies below it is never sent again, what lies above it was never visible.
 
-One committer task per partition takes the batches in order and, when the broker is slower
-than matching, several at once in one transaction: a transaction costs a few round trips
-(about 10 ms here) whatever its size. A batch's transaction never commits before the ones
-queued ahead of it.
+One committer task per partition takes the batches in order. A batch's events are sent
+as soon as it is settled, into the partition's open transaction, which stays open for the
+commit interval and then commits with every batch sent meanwhile: a transaction costs a few
+round trips (about 10 ms here) whatever its size, and events appended early cost nothing, as
+``read_committed`` subscribers see them only at the commit. (Kafka Streams works the same
+way.) A batch's transaction never commits before the ones queued ahead of it.
 
 A failed transaction (the broker restarted under the producer, or a stale engine's late
 InitProducerId fenced it) is retried with a fresh producer, which reads the committed
@@ -93,8 +95,6 @@ class _PartitionOutputs:
     queue: asyncio.Queue[_Pending] = field(default_factory=asyncio.Queue)
     #: The last attempt failed: the producer is replaced before the next.
     broken: bool = False
-    #: When the last transaction began, in event-loop time.
-    last_started: float = float("-inf")
     committer: asyncio.Task[None] | None = None
     #: Set once a transaction failed for good: every later batch fails with it.
     failure: TechXError | None = None
@@ -219,53 +219,44 @@ class TransactionalPublisher:
 
     async def _commit_in_order(self, partition: int, outputs: _PartitionOutputs) -> None:
         """The partition's committer: one transaction at a time, batches first in first out."""
-        loop = asyncio.get_running_loop()
-        interval_s = self._settings.commit_interval_ms / 1000
         while True:
-            pending = [await outputs.queue.get()]
-            # A transaction costs the broker the same whatever its size: what arrives within
-            # the commit interval of the last one's start goes out together in the next.
-            wait = outputs.last_started + interval_s - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            outputs.last_started = loop.time()
-            while len(pending) < _MOST_BATCHES_PER_TRANSACTION and not outputs.queue.empty():
-                pending.append(outputs.queue.get_nowait())
-            # A batch with no events (ticks that fired nothing) needs no transaction: a replay
-            # from before it makes no events either.
-            batches = [batch for batch, _ in pending if outputs_of(batch, self._settings.topics)]
+            transaction = _Transaction([await outputs.queue.get()])
             try:
-                if batches:
-                    await retrying(
-                        "publish",
-                        partial(self._deliver, partition, outputs, batches),
-                        give_up=self._is_closing,
-                        partition=partition,
-                    )
+                await retrying(
+                    "publish",
+                    partial(self._deliver, partition, outputs, transaction),
+                    give_up=self._is_closing,
+                    partition=partition,
+                )
             except TechXError as e:
                 outputs.failure = e
-                for _, future in pending:
+                for _, future in transaction.pending:
                     if not future.done():
                         future.set_exception(e)
                 _fail_queued(outputs, e)
                 return
-            for _, future in pending:
+            for _, future in transaction.pending:
                 if not future.done():
                     future.set_result(None)
 
     async def _deliver(
-        self, partition: int, outputs: _PartitionOutputs, batches: list[SettlementBatch]
+        self, partition: int, outputs: _PartitionOutputs, transaction: _Transaction
     ) -> None:
-        """One attempt at committing ``batches``. After a failed attempt the producer is
-        replaced first, and only what its committed position does not cover is sent."""
+        """One attempt at committing ``transaction``. The first streams: it sends what comes
+        from the queue until the commit interval ends. After a failed attempt the producer is
+        replaced first, and only what its committed position does not cover is sent again."""
         if outputs.broken:
             position = await self._reopen(partition, outputs)
-            batches[:] = _above(batches, position, partition)
-            if not batches:
+            transaction.batches[:] = _above(transaction.batches, position, partition)
+            if not transaction.batches:
                 return
         try:
             async with asyncio.timeout(TRANSACTION_TIMEOUT_MS / 1000):
-                await self._transaction(outputs.producer, partition, batches)
+                if transaction.attempted:
+                    await self._resend(outputs.producer, partition, transaction.batches)
+                else:
+                    transaction.attempted = True
+                    await self._stream(outputs, partition, transaction)
         except (KafkaError, IllegalOperation, TimeoutError) as e:
             # Whatever failed (the broker restarted under the sender, a stale engine's
             # InitProducerId fenced this producer, a transaction hung, the producer's state
@@ -292,23 +283,104 @@ class TransactionalPublisher:
         log.info("outputs_reopened", partition=partition, committed_position=position)
         return position
 
-    async def _transaction(
+    async def _stream(
+        self, outputs: _PartitionOutputs, partition: int, transaction: _Transaction
+    ) -> None:
+        """Send each batch into the open transaction as soon as it is queued; commit once the
+        commit interval since the first send has passed (or the transaction is full).
+
+        A batch with no events (ticks that fired nothing) needs no transaction: a replay from
+        before it makes no events either. Alone, it ends at once.
+        """
+        loop = asyncio.get_running_loop()
+        producer = outputs.producer
+        deliveries: list[asyncio.Future[object]] = []
+        closes_at: float | None = None
+        sent = 0
+        try:
+            while True:
+                for batch, _ in transaction.pending[sent:]:
+                    messages_by_topic = outputs_of(batch, self._settings.topics)
+                    if not messages_by_topic:
+                        continue
+                    if closes_at is None:
+                        await producer.begin_transaction()
+                        closes_at = loop.time() + self._settings.commit_interval_ms / 1000
+                    transaction.batches.append(batch)
+                    for topic, messages in messages_by_topic:
+                        deliveries.extend(
+                            await send_in_batches(producer, topic, partition, messages)
+                        )
+                sent = len(transaction.pending)
+                if sent >= _MOST_BATCHES_PER_TRANSACTION or not await _joined(
+                    outputs.queue, transaction, closes_at
+                ):
+                    break
+            if transaction.batches:
+                await self._commit(producer, partition, transaction.batches, deliveries)
+        finally:
+            _retrieve_failures(deliveries)
+
+    async def _resend(
         self, producer: AIOKafkaProducer, partition: int, batches: list[SettlementBatch]
     ) -> None:
-        commands_tp = TopicPartition(self._settings.topics.commands, partition)
+        """Commit ``batches`` again in one transaction, after a failed attempt."""
         deliveries: list[asyncio.Future[object]] = []
         try:
             await producer.begin_transaction()
             for batch in batches:
                 for topic, messages in outputs_of(batch, self._settings.topics):
                     deliveries.extend(await send_in_batches(producer, topic, partition, messages))
-            await producer.send_offsets_to_transaction(
-                {commands_tp: batches[-1].next_offset}, self._group
-            )
-            await asyncio.gather(*deliveries)
-            await producer.commit_transaction()
+            await self._commit(producer, partition, batches, deliveries)
         finally:
             _retrieve_failures(deliveries)
+
+    async def _commit(
+        self,
+        producer: AIOKafkaProducer,
+        partition: int,
+        batches: list[SettlementBatch],
+        deliveries: list[asyncio.Future[object]],
+    ) -> None:
+        """End the open transaction with the command offset its last batch reaches."""
+        commands_tp = TopicPartition(self._settings.topics.commands, partition)
+        await producer.send_offsets_to_transaction(
+            {commands_tp: batches[-1].next_offset}, self._group
+        )
+        await asyncio.gather(*deliveries)
+        await producer.commit_transaction()
+
+
+@dataclass(slots=True)
+class _Transaction:
+    """The batches one transaction takes: it grows while the transaction is open."""
+
+    pending: list[_Pending]
+    #: The batches that have events, in order: what a retry sends again.
+    batches: list[SettlementBatch] = field(default_factory=list)
+    #: The first attempt (the one that streams) has run.
+    attempted: bool = False
+
+
+async def _joined(
+    queue: asyncio.Queue[_Pending], transaction: _Transaction, closes_at: float | None
+) -> bool:
+    """Take the next queued batch into the transaction: at once if one waits, else only
+    while the transaction is open and its interval has not run out."""
+    if not queue.empty():
+        transaction.pending.append(queue.get_nowait())
+        return True
+    if closes_at is None:
+        return False
+    remaining = closes_at - asyncio.get_running_loop().time()
+    if remaining <= 0:
+        return False
+    try:
+        async with asyncio.timeout(remaining):
+            transaction.pending.append(await queue.get())
+    except TimeoutError:
+        return False
+    return True
 
 
 def _above(

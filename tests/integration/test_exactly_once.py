@@ -4,15 +4,17 @@ pure replay makes them, whatever the previous owner of a partition left behind."
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
+from engine.core.batch import SettlementBatch
 from engine.core.partitioning import partition_for
 from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
-from engine.producers.transactions import transactional_id
+from engine.producers.transactions import TransactionalPublisher, transactional_id
 from engine.settings import Settings
 from engine.store.connection import connected
 from schemas.commands import TechnologyCommand
@@ -137,3 +139,44 @@ async def test_a_stale_engines_late_takeover_does_not_stop_the_owner(settings: S
         assert not engine.done(), "the owner went on"
 
     await _assert_every_topic_is_the_replay(settings)
+
+
+def _deal_batch(first_offset: int, value: bytes) -> SettlementBatch:
+    return SettlementBatch(0, first_offset, first_offset + 1, deals_out=[(b"k", value, [])])
+
+
+async def _always_owner() -> bool:
+    return True
+
+
+async def test_events_are_appended_at_once_and_seen_only_when_their_transaction_commits(
+    settings: Settings,
+) -> None:
+    """Latency without giving up exactly once: a settled batch's events reach the log at
+    once, inside the open transaction, and later batches join it until its interval ends;
+    read_committed subscribers see them all together at its commit, and not before."""
+    settings = replace(settings, commit_interval_ms=1_500)
+    publisher = TransactionalPublisher(settings)
+    deals = settings.topics.deals
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        futures = await publisher.send([_deal_batch(0, b"first")])
+        while await _read_uncommitted(settings, deals, 0) != [b"first"]:
+            assert loop.time() - sent_at < 1.0, "the first batch was not appended at once"
+            await asyncio.sleep(0.02)
+        futures += await publisher.send([_deal_batch(1, b"second")])
+        while await _read_uncommitted(settings, deals, 0) != [b"first", b"second"]:
+            assert loop.time() - sent_at < 1.2, "a later batch did not join the open transaction"
+            await asyncio.sleep(0.02)
+        assert not any(f.done() for f in futures), "committed before the interval ended"
+        assert (await read_topic(settings, deals))[0] == []
+        await asyncio.gather(*futures)
+        assert loop.time() - sent_at >= 1.4
+        committed = (await read_topic(settings, deals))[0]
+        assert [r.value for r in committed] == [b"first", b"second"]
+        # One transaction: the two events, then one commit marker.
+        assert committed[-1].offset == 1
+    finally:
+        await publisher.close()
