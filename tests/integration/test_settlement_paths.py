@@ -1,8 +1,9 @@
 """The two ways a settlement reaches PostgreSQL write the same rows and fence the same way.
 
 Small settlements go in one call to ``techx_settle`` (migration 009), larger ones, and any
-with dead letters or a snapshot, in a transaction with COPY; the engine cannot tell which
-ran, so neither may differ in what it stores or refuses.
+with dead letters or a snapshot, in a transaction with COPY (a large one, one transaction
+per partition side by side); the engine cannot tell which ran, so neither may differ in
+what it stores or refuses.
 """
 
 from __future__ import annotations
@@ -115,11 +116,14 @@ async def test_a_stale_owner_is_refused_and_nothing_is_written(
     assert [row[0] for row in state] == [0]
 
 
-async def test_an_offset_moved_midway_writes_nothing_of_the_settlement(
+async def test_a_fenced_partition_of_a_settlement_writes_nothing(
     settings: Settings, path: str
 ) -> None:
-    """Two partitions in one settlement, the second fenced: the first's offset does not move
-    either (all or nothing), and the refusal names the second."""
+    """Two partitions in one settlement, the second fenced: the refusal names the second and
+    nothing of it is written. A small settlement is one transaction, so the first's offset
+    does not move either; a large one settles its partitions side by side, each in its own
+    transaction, so the first (still this engine's) is settled, and a restart resumes after
+    it: either way every partition's offset matches its rows."""
     store = await SettlementStore.connect(settings.database_url, settings.topics.commands)
     try:
         first_claim = await store.claim(0)
@@ -134,9 +138,34 @@ async def test_an_offset_moved_midway_writes_nothing_of_the_settlement(
         assert refused.value.partition == 1
     finally:
         await store.close()
+    together = path == "one_call"
     state = await fetch_all(settings, "SELECT partition, next_offset FROM partition_state")
-    assert sorted(tuple(r) for r in state) == [(0, 0), (1, 0)]
-    assert (await fetch_all(settings, "SELECT count(*) FROM command_outcomes"))[0][0] == 0
+    assert sorted(tuple(r) for r in state) == [(0, 0 if together else batch.next_offset), (1, 0)]
+    outcomes = await fetch_all(settings, "SELECT count(*) FROM command_outcomes")
+    assert outcomes[0][0] == (0 if together else len(batch.outcomes))
+
+
+async def test_a_settlement_retried_after_its_commits_is_not_applied_twice(
+    settings: Settings, path: str
+) -> None:
+    """A retry of a whole settlement whose partitions all committed (their answers lost) is
+    recognised, whether it ran as one transaction or as one per partition."""
+    store = await SettlementStore.connect(settings.database_url, settings.topics.commands)
+    try:
+        first_claim, second_claim = await store.claim(0), await store.claim(1)
+        batch = _batches(settings, 1)[0]
+        items = [
+            Settlement(batch, first_claim, 0, 0),
+            Settlement(SettlementBatch(1, 0, 7), second_claim, 0, 0),
+        ]
+        await store.settle(items)
+        await store.settle(items)
+    finally:
+        await store.close()
+    state = await fetch_all(settings, "SELECT partition, next_offset FROM partition_state")
+    assert sorted(tuple(r) for r in state) == [(0, batch.next_offset), (1, 7)]
+    outcomes = await fetch_all(settings, "SELECT count(*) FROM command_outcomes")
+    assert outcomes[0][0] == len(batch.outcomes)
 
 
 async def test_a_retry_after_a_lost_commit_answer_adds_nothing(
