@@ -12,6 +12,7 @@ from aiokafka.errors import ProducerFenced
 
 from engine.core.batch import SettlementBatch
 from engine.core.partitioning import partition_for
+from engine.errors import PublishFailedError
 from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
 from engine.producers.transactions import TransactionalPublisher, transactional_id
@@ -223,6 +224,31 @@ async def test_a_transaction_fenced_while_open_is_committed_again_whole(
         assert await reader.open_partition(0, _always_owner) == 3
     finally:
         await reader.close()
+
+
+async def test_closing_a_partition_fails_the_batches_of_its_open_transaction(
+    settings: Settings,
+) -> None:
+    """close_partition while the committer holds batches in an open transaction: their
+    futures fail (none is left pending for ever, none resolves as committed), and the next
+    owner sees nothing of them."""
+    settings = replace(settings, commit_interval_ms=5_000)
+    publisher = TransactionalPublisher(settings)
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+        futures = await publisher.send([_deal_batch(0, b"first")])
+        await _until_appended(settings, [b"first"], within_s=2)
+        futures += await publisher.send([_deal_batch(1, b"second")])
+        await _until_appended(settings, [b"first", b"second"], within_s=2)
+        await publisher.close_partition(0)
+        assert all(f.done() for f in futures), "a batch's future was left pending"
+        for future in futures:
+            with pytest.raises(PublishFailedError):
+                future.result()
+        assert await publisher.open_partition(0, _always_owner) is None
+        assert (await read_topic(settings, settings.topics.deals))[0] == []
+    finally:
+        await publisher.close()
 
 
 async def test_with_no_commit_interval_every_queued_batch_commits_in_order(
