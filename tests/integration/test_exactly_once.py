@@ -198,12 +198,12 @@ async def test_a_transaction_fenced_while_open_is_committed_again_whole(
     """A stale InitProducerId fences the producer while its transaction is open and batches
     keep joining it: the attempt fails, and the retry commits every batch taken, in order,
     once, with the offset of the last one that has events; no future resolves before."""
-    settings = replace(settings, commit_interval_ms=1_000)
+    settings = replace(settings, commit_interval_ms=3_000)
     publisher = TransactionalPublisher(settings)
     try:
         assert await publisher.open_partition(0, _always_owner) is None
         futures = await publisher.send([_deal_batch(0, b"first")])
-        await _until_appended(settings, [b"first"], within_s=0.8)
+        await _until_appended(settings, [b"first"], within_s=2)
         stale = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             transactional_id=transactional_id(settings, 0),
@@ -214,7 +214,7 @@ async def test_a_transaction_fenced_while_open_is_committed_again_whole(
         futures += await publisher.send([_deal_batch(2, b"second")])
         futures += await publisher.send([SettlementBatch(0, 3, 4)])  # no events, last
         assert not any(f.done() for f in futures)
-        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        await asyncio.wait_for(asyncio.gather(*futures), 15)
         committed = (await read_topic(settings, settings.topics.deals))[0]
         assert [r.value for r in committed] == [b"first", b"second"]
     finally:
