@@ -105,7 +105,7 @@ class Settings:
     #: into it as soon as they are settled and become visible to ``read_committed``
     #: subscribers when it commits. Each commit costs the broker fixed work (markers on every
     #: output topic, its transaction log), and events wait for the commit only to be seen,
-    #: not to be appended.
+    #: not to be appended. At most LONGEST_COMMIT_INTERVAL_MS.
     commit_interval_ms: int = 50
     #: Where ``techx run`` serves /metrics, /healthz and /readyz (0: no server). All
     #: interfaces by default, like Prometheus exporters: Prometheus and the kubelet call in.
@@ -142,7 +142,11 @@ class Settings:
                 env, "TECHX_OUTPUT_GUARANTEE", base.output_guarantee, OUTPUT_GUARANTEES
             ),
             commit_interval_ms=_int(
-                env, "TECHX_COMMIT_INTERVAL_MS", base.commit_interval_ms, minimum=0
+                env,
+                "TECHX_COMMIT_INTERVAL_MS",
+                base.commit_interval_ms,
+                minimum=0,
+                maximum=LONGEST_COMMIT_INTERVAL_MS,
             ),
             metrics_host=_host(env, "TECHX_METRICS_HOST", base.metrics_host),
             metrics_port=_int(env, "TECHX_METRICS_PORT", base.metrics_port, 0, maximum=65_535),
@@ -171,6 +175,10 @@ def _gateway(env: Mapping[str, str], base: GatewaySettings) -> GatewaySettings:
 
 
 OUTPUT_GUARANTEES = ("exactly_once", "at_least_once")
+#: A partition's transaction stays open this long at most: half the broker's transaction
+#: timeout (transactions.TRANSACTION_TIMEOUT_MS, 10 s), which also bounds each attempt. Open
+#: longer, every transaction would time out, be aborted and be sent again.
+LONGEST_COMMIT_INTERVAL_MS = 5_000
 _LOG_FORMATS = ("auto", "json", "console")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 #: Kafka's legal characters for topic names; group ids and prefixes keep to them too.

@@ -228,6 +228,15 @@ class TransactionalPublisher:
                     give_up=self._is_closing,
                     partition=partition,
                 )
+            except asyncio.CancelledError:
+                # close_partition: the batches taken from the queue fail like those still in
+                # it, or whoever awaits them waits for ever.
+                for _, future in transaction.pending:
+                    if not future.done():
+                        future.set_exception(
+                            PublishFailedError(f"partition {partition} was closed")
+                        )
+                raise
             except TechXError as e:
                 outputs.failure = e
                 for _, future in transaction.pending:

@@ -12,6 +12,7 @@ from aiokafka.errors import ProducerFenced
 
 from engine.core.batch import SettlementBatch
 from engine.core.partitioning import partition_for
+from engine.errors import PublishFailedError
 from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
 from engine.producers.transactions import TransactionalPublisher, transactional_id
@@ -180,3 +181,93 @@ async def test_events_are_appended_at_once_and_seen_only_when_their_transaction_
         assert committed[-1].offset == 1
     finally:
         await publisher.close()
+
+
+async def _until_appended(settings: Settings, values: list[bytes], within_s: float) -> None:
+    """Wait until the deals partition 0 holds ``values`` (committed or not)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while await _read_uncommitted(settings, settings.topics.deals, 0) != values:
+        assert loop.time() - started < within_s, f"{values} were not appended"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_transaction_fenced_while_open_is_committed_again_whole(
+    settings: Settings,
+) -> None:
+    """A stale InitProducerId fences the producer while its transaction is open and batches
+    keep joining it: the attempt fails, and the retry commits every batch taken, in order,
+    once, with the offset of the last one that has events; no future resolves before."""
+    settings = replace(settings, commit_interval_ms=3_000)
+    publisher = TransactionalPublisher(settings)
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+        futures = await publisher.send([_deal_batch(0, b"first")])
+        await _until_appended(settings, [b"first"], within_s=2)
+        stale = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            transactional_id=transactional_id(settings, 0),
+        )
+        await stale.start()  # the broker aborts the open transaction
+        await stale.stop()
+        futures += await publisher.send([SettlementBatch(0, 1, 2)])  # no events
+        futures += await publisher.send([_deal_batch(2, b"second")])
+        futures += await publisher.send([SettlementBatch(0, 3, 4)])  # no events, last
+        assert not any(f.done() for f in futures)
+        await asyncio.wait_for(asyncio.gather(*futures), 15)
+        committed = (await read_topic(settings, settings.topics.deals))[0]
+        assert [r.value for r in committed] == [b"first", b"second"]
+    finally:
+        await publisher.close()
+    reader = TransactionalPublisher(settings)
+    try:
+        assert await reader.open_partition(0, _always_owner) == 3
+    finally:
+        await reader.close()
+
+
+async def test_closing_a_partition_fails_the_batches_of_its_open_transaction(
+    settings: Settings,
+) -> None:
+    """close_partition while the committer holds batches in an open transaction: their
+    futures fail (none is left pending for ever, none resolves as committed), and the next
+    owner sees nothing of them."""
+    settings = replace(settings, commit_interval_ms=5_000)
+    publisher = TransactionalPublisher(settings)
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+        futures = await publisher.send([_deal_batch(0, b"first")])
+        await _until_appended(settings, [b"first"], within_s=2)
+        futures += await publisher.send([_deal_batch(1, b"second")])
+        await _until_appended(settings, [b"first", b"second"], within_s=2)
+        await publisher.close_partition(0)
+        assert all(f.done() for f in futures), "a batch's future was left pending"
+        for future in futures:
+            with pytest.raises(PublishFailedError):
+                future.result()
+        assert await publisher.open_partition(0, _always_owner) is None
+        assert (await read_topic(settings, settings.topics.deals))[0] == []
+    finally:
+        await publisher.close()
+
+
+async def test_with_no_commit_interval_every_queued_batch_commits_in_order(
+    settings: Settings,
+) -> None:
+    """commit_interval_ms=0: a transaction takes what is queued and commits at once."""
+    settings = replace(settings, commit_interval_ms=0)
+    publisher = TransactionalPublisher(settings)
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+        values = [f"deal {i}".encode() for i in range(100)]
+        futures = await publisher.send([_deal_batch(i, v) for i, v in enumerate(values)])
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        committed = (await read_topic(settings, settings.topics.deals))[0]
+        assert [r.value for r in committed] == values
+    finally:
+        await publisher.close()
+    reader = TransactionalPublisher(settings)
+    try:
+        assert await reader.open_partition(0, _always_owner) == 100
+    finally:
+        await reader.close()

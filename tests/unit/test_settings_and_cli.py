@@ -30,6 +30,8 @@ from engine.settings import Settings
         ("TECHX_TOPIC_PREFIX", "a b", "TECHX_TOPIC_PREFIX must be 1-200 letters"),
         ("TECHX_DATABASE_URL", "not-a-url", "must be a postgresql:// URL"),
         ("TECHX_COMMIT_INTERVAL_MS", "-1", "must be at least 0"),
+        # Open that long, a transaction would meet its 10 s timeout and be sent again.
+        ("TECHX_COMMIT_INTERVAL_MS", "10000", "must be at most 5000"),
         # Set but empty is a mistake (a variable half-written in a unit file), not the default.
         ("TECHX_DATABASE_URL", "", 'must be a postgresql:// URL .*, not ""'),
         ("TECHX_KAFKA_BOOTSTRAP", "", 'must be host:port.*, not ""'),
