@@ -237,12 +237,20 @@ class TransactionalPublisher:
                             PublishFailedError(f"partition {partition} was closed")
                         )
                 raise
-            except TechXError as e:
-                outputs.failure = e
+            except Exception as e:
+                # A TechXError gave up retrying; anything else is a bug here or in the client.
+                # Either way the committer ends, and every batch it holds or will be given
+                # fails with the error, so the engine stops instead of waiting for ever.
+                failure = (
+                    e
+                    if isinstance(e, TechXError)
+                    else PublishFailedError(f"partition {partition}'s committer failed: {e!r}")
+                )
+                outputs.failure = failure
                 for _, future in transaction.pending:
                     if not future.done():
-                        future.set_exception(e)
-                _fail_queued(outputs, e)
+                        future.set_exception(failure)
+                _fail_queued(outputs, failure)
                 return
             for _, future in transaction.pending:
                 if not future.done():
@@ -312,10 +320,11 @@ class TransactionalPublisher:
                     messages_by_topic = outputs_of(batch, self._settings.topics)
                     if not messages_by_topic:
                         continue
+                    # Recorded before anything can fail: a retry sends what is recorded.
+                    transaction.batches.append(batch)
                     if closes_at is None:
                         await producer.begin_transaction()
                         closes_at = loop.time() + self._settings.commit_interval_ms / 1000
-                    transaction.batches.append(batch)
                     for topic, messages in messages_by_topic:
                         deliveries.extend(
                             await send_in_batches(producer, topic, partition, messages)

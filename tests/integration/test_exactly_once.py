@@ -13,6 +13,7 @@ from aiokafka.errors import ProducerFenced
 from engine.core.batch import SettlementBatch
 from engine.core.partitioning import partition_for
 from engine.errors import PublishFailedError
+from engine.producers import transactions
 from engine.producers.client import TradingClient
 from engine.producers.simulation import OrderFlow, generated_listings
 from engine.producers.transactions import TransactionalPublisher, transactional_id
@@ -271,3 +272,28 @@ async def test_with_no_commit_interval_every_queued_batch_commits_in_order(
         assert await reader.open_partition(0, _always_owner) == 100
     finally:
         await reader.close()
+
+
+async def test_a_bug_in_the_committer_fails_its_batches_instead_of_leaving_them_pending(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error that is no TechXError (a bug, a client's assertion) ends the committer: the
+    batches it holds, those queued and those sent later fail with a PublishFailedError
+    naming it, so the engine stops instead of waiting for ever."""
+    publisher = TransactionalPublisher(settings)
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+
+        def broken(batch: SettlementBatch, topics: object) -> list[object]:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(transactions, "outputs_of", broken)
+        futures = await publisher.send([_deal_batch(0, b"first"), _deal_batch(1, b"second")])
+        done, _ = await asyncio.wait(futures, timeout=10)
+        assert len(done) == 2, "a batch's future was left pending"
+        later = await publisher.send([_deal_batch(2, b"third")])
+        for future in [*futures, *later]:
+            with pytest.raises(PublishFailedError, match="a bug"):
+                future.result()
+    finally:
+        await publisher.close()
