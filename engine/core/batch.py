@@ -52,6 +52,10 @@ _EXCHANGE_WIDE: Final[frozenset[type[Command]]] = _MEMBERSHIP | {Tick}
 _NO_HEADERS: Final[list[tuple[str, bytes]]] = []
 #: What a command that caused no event published.
 _NO_EVENTS: Final = b"[]"
+_OPEN_ARRAY: Final = b"["
+_COMMA: Final = b","
+_CLOSE_ARRAY: Final = b"]"
+_NOTHING: Final = b""
 #: Most record keys remembered as correctly routed here; past it keys are checked each time,
 #: so foreign ids (each one a key that hashes here) cannot grow the memory without bound.
 _MOST_ROUTED_KEYS: Final = 65_536
@@ -222,6 +226,7 @@ class PartitionProcessor:
         deals, outcomes = batch.deals, batch.outcomes
         deals_out, executions_out = batch.deals_out, batch.executions_out
         encoding = self._encoding
+        market = self.market
         for record in records:
             try:
                 command = self._decoded(record.value)
@@ -255,13 +260,20 @@ class PartitionProcessor:
                 events = self._applied(command, record.timestamp, offset)
                 client_order_id = getattr(command, "client_order_id", "")
             if events:
-                values = []
+                # The outcome's JSON array, joined once: "[", each event and a comma, the last
+                # comma replaced by "]".
+                parts = [_OPEN_ARRAY]
+                own_events_only = market.own_events_only
                 for event in events:
                     value = encode_reusing(event, encoding)
-                    values.append(value)
+                    parts.append(value)
+                    parts.append(_COMMA)
                     # A deadline of another technology may fire before this command: its
                     # events go out under their own technology's key.
-                    event_key = key if event.technology_id == technology_id else _key(event)
+                    if own_events_only or event.technology_id == technology_id:
+                        event_key = key
+                    else:
+                        event_key = _key(event)
                     if type(event) is _DEAL:
                         deals_out.append((event_key, value, _NO_HEADERS))
                         deals.append(event)
@@ -269,7 +281,8 @@ class PartitionProcessor:
                         executions_out.append((event_key, value, _NO_HEADERS))
                         if type(event) is _COMMAND_REJECTED:
                             batch.rejections.append(event.reason.value)
-                events_json = b"[" + b",".join(values) + b"]"
+                parts[-1] = _CLOSE_ARRAY
+                events_json = _NOTHING.join(parts)
             else:
                 events_json = _NO_EVENTS
             outcomes.append(

@@ -126,7 +126,7 @@ class Listing:
 class Market:
     """All technologies whose commands arrive on one partition."""
 
-    __slots__ = ("_deadlines", "_listings", "_touched", "register", "views_out")
+    __slots__ = ("_deadlines", "_listings", "_touched", "own_events_only", "register", "views_out")
 
     def __init__(self) -> None:
         self._listings: dict[str, Listing] = {}
@@ -138,6 +138,10 @@ class Market:
         self._touched: dict[str, None] = {}
         #: Market views made by the commands applied so far; the caller takes them away.
         self.views_out: list[MarketView] = []
+        #: Whether all events of the last command were its own technology's: true on the hot
+        #: path (only the command's venue acted, nothing fell due). Otherwise deadlines of other
+        #: technologies may have fired, and whoever keys events by technology reads each one's.
+        self.own_events_only = False
 
     def apply(self, command: Command, timestamp_ms: int, source_offset: int) -> list[Event]:
         """Apply one command; returns the events it caused, in the order they happened.
@@ -178,6 +182,7 @@ class Market:
                     if venue is not None:
                         events = venue.amend(amendment, timestamp_ms, source_offset)
                         return self._touch(technology_id, events, timestamp_ms, source_offset)
+        self.own_events_only = False
         fired = self._fire_deadlines(timestamp_ms, source_offset) if due else None
         events = self._apply(command, timestamp_ms, source_offset)
         if fired:
@@ -200,6 +205,7 @@ class Market:
         self, technology_id: str, events: list[Event], timestamp_ms: int, source_offset: int
     ) -> list[Event]:
         """The hot path's bookkeeping: the view may have changed, and may be due."""
+        self.own_events_only = True
         touched = self._touched
         if technology_id not in touched:  # a lookup costs less than a store
             touched[technology_id] = None
