@@ -52,10 +52,6 @@ _EXCHANGE_WIDE: Final[frozenset[type[Command]]] = _MEMBERSHIP | {Tick}
 _NO_HEADERS: Final[list[tuple[str, bytes]]] = []
 #: What a command that caused no event published.
 _NO_EVENTS: Final = b"[]"
-_OPEN_ARRAY: Final = b"["
-_COMMA: Final = b","
-_CLOSE_ARRAY: Final = b"]"
-_NOTHING: Final = b""
 #: Most record keys remembered as correctly routed here; past it keys are checked each time,
 #: so foreign ids (each one a key that hashes here) cannot grow the memory without bound.
 _MOST_ROUTED_KEYS: Final = 65_536
@@ -260,14 +256,11 @@ class PartitionProcessor:
                 events = self._applied(command, record.timestamp, offset)
                 client_order_id = getattr(command, "client_order_id", "")
             if events:
-                # The outcome's JSON array, joined once: "[", each event and a comma, the last
-                # comma replaced by "]".
-                parts = [_OPEN_ARRAY]
+                values = []
                 own_events_only = market.own_events_only
                 for event in events:
                     value = encode_reusing(event, encoding)
-                    parts.append(value)
-                    parts.append(_COMMA)
+                    values.append(value)
                     # A deadline of another technology may fire before this command: its
                     # events go out under their own technology's key.
                     if own_events_only or event.technology_id == technology_id:
@@ -281,8 +274,10 @@ class PartitionProcessor:
                         executions_out.append((event_key, value, _NO_HEADERS))
                         if type(event) is _COMMAND_REJECTED:
                             batch.rejections.append(event.reason.value)
-                parts[-1] = _CLOSE_ARRAY
-                events_json = _NOTHING.join(parts)
+                if len(values) == 1:  # the common case: no join
+                    events_json = b"[" + value + b"]"
+                else:
+                    events_json = b"[" + b",".join(values) + b"]"
             else:
                 events_json = _NO_EVENTS
             outcomes.append(
