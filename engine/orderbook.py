@@ -101,6 +101,10 @@ _BID: Final = Side.BID
 _COMPACT_MIN: Final = 64
 #: Below every signed key: a market order crosses any price.
 _NO_LIMIT: Final = -(1 << 62)
+#: A level's queue operations, called as functions: compiled, ``queue.popleft()`` looks the
+#: method up by name at every fill, these call it directly.
+_POPLEFT: Final = deque.popleft
+_APPEND: Final = deque.append
 
 
 class DepthLevel(NamedTuple):
@@ -164,10 +168,10 @@ class OrderBook:
                 resting = queue[0]
                 available = resting.remaining
                 if not available:  # cancelled earlier: drop it now
-                    queue.popleft()
+                    _POPLEFT(queue)
                     continue
                 if resting.participant_id == own_participant:
-                    queue.popleft()
+                    _POPLEFT(queue)
                     resting.remaining = 0
                     level.live_quantity -= available
                     level.live_count -= 1
@@ -179,7 +183,7 @@ class OrderBook:
                 level.live_quantity -= traded
                 fills.append((resting, traded, price))
                 if traded == available:
-                    queue.popleft()
+                    _POPLEFT(queue)
                     level.live_count -= 1
             if not level.live_count:
                 opposite_keys.pop()
@@ -193,7 +197,7 @@ class OrderBook:
                     own_keys.append(own_key)  # the common case: a new best price
                 else:
                     own_keys.insert(bisect_left(own_keys, own_key), own_key)
-            own_level.orders.append(order)
+            _APPEND(own_level.orders, order)
             own_level.live_quantity += wanted
             own_level.live_count += 1
         return fills

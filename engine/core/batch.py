@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 from engine.core.codec import MAX_COMMAND_BYTES, decode_command, encode_reusing, encode_view
 from engine.core.market import Market
@@ -40,19 +40,25 @@ _MAX_DLQ_DETAIL_BYTES = 1024
 #: Present when the value was cut to MAX_COMMAND_BYTES; holds the original length.
 DLQ_TRUNCATED_HEADER = "techx.dlq.truncated.from"
 
-_COMMAND_TAGS: dict[type[Command], str] = {
+# Final, the names the hot loop reads: compiled, each is a C static rather than a lookup in
+# the module's dict at every record (imported classes included, hence the aliases).
+_COMMAND_TAGS: Final[dict[type[Command], str]] = {
     command_type: str(command_type.__struct_config__.tag) for command_type in Command.__args__
 }
-_MEMBERSHIP: frozenset[type[Command]] = frozenset(MEMBERSHIP_COMMAND_TYPES)
+_MEMBERSHIP: Final[frozenset[type[Command]]] = frozenset(MEMBERSHIP_COMMAND_TYPES)
 #: Commands for no technology: any key, written to every partition, no routing checks.
-_EXCHANGE_WIDE: frozenset[type[Command]] = _MEMBERSHIP | {Tick}
+_EXCHANGE_WIDE: Final[frozenset[type[Command]]] = _MEMBERSHIP | {Tick}
 #: Outputs carry no headers; one shared empty list instead of one per message.
-_NO_HEADERS: list[tuple[str, bytes]] = []
+_NO_HEADERS: Final[list[tuple[str, bytes]]] = []
 #: What a command that caused no event published.
-_NO_EVENTS = b"[]"
+_NO_EVENTS: Final = b"[]"
 #: Most record keys remembered as correctly routed here; past it keys are checked each time,
 #: so foreign ids (each one a key that hashes here) cannot grow the memory without bound.
-_MOST_ROUTED_KEYS = 65_536
+_MOST_ROUTED_KEYS: Final = 65_536
+_TICK: Final = Tick
+_DEAL: Final = Deal
+_COMMAND_REJECTED: Final = CommandRejected
+_COMMAND_OUTCOME: Final = CommandOutcome
 
 KafkaMessage = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
@@ -152,7 +158,7 @@ class PartitionProcessor:
         self.market = market if market is not None else Market()
         self._decode = decode
         self._after_apply = after_apply
-        #: Where events are encoded, kept from one to the next (see encode_reusing).
+        #: Where events are encoded, kept from one command to the next (see encode_reusing).
         self._encoding = bytearray()
         #: Record keys that passed the routing checks, with the technology id they equal:
         #: the same key and id pass again without decoding the key or hashing the id.
@@ -167,14 +173,14 @@ class PartitionProcessor:
         refusal = self._misrouted(command, record.key)
         if refusal is not None:
             return refusal
-        return command, self._applied(command, record)
+        return command, self._applied(command, record.timestamp, record.offset)
 
     def _decoded(self, value: bytes | None) -> Command:
         decode = self._decode
         return decode_command(value) if decode is None else decode(value)
 
-    def _applied(self, command: Command, record: CommandRecord) -> list[Event]:
-        events = self.market.apply(command, record.timestamp, record.offset)
+    def _applied(self, command: Command, timestamp_ms: int, offset: int) -> list[Event]:
+        events = self.market.apply(command, timestamp_ms, offset)
         after_apply = self._after_apply
         if after_apply is not None:
             after_apply(command, events)
@@ -216,6 +222,7 @@ class PartitionProcessor:
         deals, outcomes = batch.deals, batch.outcomes
         deals_out, executions_out = batch.deals_out, batch.executions_out
         encoding = self._encoding
+        market = self.market
         for record in records:
             try:
                 command = self._decoded(record.value)
@@ -224,14 +231,15 @@ class PartitionProcessor:
                 continue
             command_type = type(command)
             key = record.key
-            if command_type is Tick:
-                events = self._applied(command, record)
+            offset = record.offset  # read once: a record's attribute is a generic lookup
+            if command_type is _TICK:
+                events = self._applied(command, record.timestamp, offset)
                 if not events:
                     continue  # a tick that found nothing due leaves no trace
                 technology_id = participant_id = ""  # every event goes under its own key
                 client_order_id = ""
             elif command_type in _MEMBERSHIP:
-                events = self._applied(command, record)
+                events = self._applied(command, record.timestamp, offset)
                 # Exchange-wide events (technology "") go under the record's key.
                 technology_id = client_order_id = ""
                 participant_id = cast(MembershipCommand, command).participant_id
@@ -245,29 +253,36 @@ class PartitionProcessor:
                         continue
                     if key is not None and len(self._routed) < _MOST_ROUTED_KEYS:
                         self._routed[key] = technology_id
-                events = self._applied(command, record)
+                events = self._applied(command, record.timestamp, offset)
                 client_order_id = getattr(command, "client_order_id", "")
             if events:
                 values = []
+                own_events_only = market.own_events_only
                 for event in events:
                     value = encode_reusing(event, encoding)
                     values.append(value)
                     # A deadline of another technology may fire before this command: its
                     # events go out under their own technology's key.
-                    event_key = key if event.technology_id == technology_id else _key(event)
-                    if type(event) is Deal:
+                    if own_events_only or event.technology_id == technology_id:
+                        event_key = key
+                    else:
+                        event_key = _key(event)
+                    if type(event) is _DEAL:
                         deals_out.append((event_key, value, _NO_HEADERS))
                         deals.append(event)
                     else:
                         executions_out.append((event_key, value, _NO_HEADERS))
-                        if type(event) is CommandRejected:
+                        if type(event) is _COMMAND_REJECTED:
                             batch.rejections.append(event.reason.value)
-                events_json = b"[" + b",".join(values) + b"]"
+                if len(values) == 1:  # the common case: no join
+                    events_json = b"[" + value + b"]"
+                else:
+                    events_json = b"[" + b",".join(values) + b"]"
             else:
                 events_json = _NO_EVENTS
             outcomes.append(
-                CommandOutcome(
-                    record.offset,
+                _COMMAND_OUTCOME(
+                    offset,
                     technology_id,
                     _COMMAND_TAGS[command_type],
                     participant_id,

@@ -121,12 +121,15 @@ class Listing:
     #: Open, no order can move its deadlines, nothing scheduled: a plain order needs none of
     #: the bookkeeping (a cache of those three facts for the hot path, kept by _after).
     plain: bool = False
+    #: Whether the technology is in the market's touched set: read on the hot path, where it
+    #: costs less than a lookup in the set.
+    touched: bool = False
 
 
 class Market:
     """All technologies whose commands arrive on one partition."""
 
-    __slots__ = ("_deadlines", "_listings", "_touched", "register", "views_out")
+    __slots__ = ("_deadlines", "_listings", "_touched", "own_events_only", "register", "views_out")
 
     def __init__(self) -> None:
         self._listings: dict[str, Listing] = {}
@@ -138,6 +141,10 @@ class Market:
         self._touched: dict[str, None] = {}
         #: Market views made by the commands applied so far; the caller takes them away.
         self.views_out: list[MarketView] = []
+        #: Whether all events of the last command were its own technology's: true on the hot
+        #: path (only the command's venue acted, nothing fell due). Otherwise deadlines of other
+        #: technologies may have fired, and whoever keys events by technology reads each one's.
+        self.own_events_only = False
 
     def apply(self, command: Command, timestamp_ms: int, source_offset: int) -> list[Event]:
         """Apply one command; returns the events it caused, in the order they happened.
@@ -158,26 +165,36 @@ class Market:
                 fields = place_fields(order)  # read once, for the book too
                 if fields[8] is None and fields[10] is None:  # expires_at_ms, submitted_by
                     technology_id = fields[0]
-                    venue = self._plain_continuous(technology_id)
-                    if venue is not None:
+                    listing = self._plain_continuous(technology_id)
+                    if listing is not None:
+                        venue = cast(ContinuousVenue, listing.venue)
                         events = venue.place_fields(order, fields, timestamp_ms, source_offset)
-                        return self._touch(technology_id, events, timestamp_ms, source_offset)
+                        return self._touch(
+                            listing, technology_id, events, timestamp_ms, source_offset
+                        )
             elif kind is _CANCEL_ORDER:
                 ids = cancel_fields(cast(CancelOrder, command))
                 if ids[3] is None:  # submitted_by
                     technology_id = ids[0]
-                    venue = self._plain_continuous(technology_id)
-                    if venue is not None:
+                    listing = self._plain_continuous(technology_id)
+                    if listing is not None:
+                        venue = cast(ContinuousVenue, listing.venue)
                         events = venue.cancel_fields(ids, timestamp_ms, source_offset)
-                        return self._touch(technology_id, events, timestamp_ms, source_offset)
+                        return self._touch(
+                            listing, technology_id, events, timestamp_ms, source_offset
+                        )
             elif kind is _AMEND_ORDER:
                 amendment = cast(AmendOrder, command)
                 if amendment.submitted_by is None:
                     technology_id = amendment.technology_id
-                    venue = self._plain_continuous(technology_id)
-                    if venue is not None:
+                    listing = self._plain_continuous(technology_id)
+                    if listing is not None:
+                        venue = cast(ContinuousVenue, listing.venue)
                         events = venue.amend(amendment, timestamp_ms, source_offset)
-                        return self._touch(technology_id, events, timestamp_ms, source_offset)
+                        return self._touch(
+                            listing, technology_id, events, timestamp_ms, source_offset
+                        )
+        self.own_events_only = False
         fired = self._fire_deadlines(timestamp_ms, source_offset) if due else None
         events = self._apply(command, timestamp_ms, source_offset)
         if fired:
@@ -187,22 +204,26 @@ class Market:
             self._flush_views(timestamp_ms, source_offset)
         return events
 
-    def _plain_continuous(self, technology_id: str) -> ContinuousVenue | None:
-        """The continuous book of ``technology_id`` if its listing is plain (see Listing)."""
+    def _plain_continuous(self, technology_id: str) -> Listing | None:
+        """The listing of ``technology_id`` if it is plain (see Listing) and continuous."""
         listing = self._listings.get(technology_id)
-        if listing is not None and listing.plain:
-            venue = listing.venue
-            if isinstance(venue, ContinuousVenue):
-                return venue
+        if listing is not None and listing.plain and isinstance(listing.venue, ContinuousVenue):
+            return listing
         return None
 
     def _touch(
-        self, technology_id: str, events: list[Event], timestamp_ms: int, source_offset: int
+        self,
+        listing: Listing,
+        technology_id: str,
+        events: list[Event],
+        timestamp_ms: int,
+        source_offset: int,
     ) -> list[Event]:
         """The hot path's bookkeeping: the view may have changed, and may be due."""
-        touched = self._touched
-        if technology_id not in touched:  # a lookup costs less than a store
-            touched[technology_id] = None
+        self.own_events_only = True
+        if not listing.touched:
+            listing.touched = True
+            self._touched[technology_id] = None
         if source_offset & _BLOCK_MASK == _BLOCK_MASK:
             self._flush_views(timestamp_ms, source_offset)
         return events
@@ -278,9 +299,9 @@ class Market:
         source_offset: int,
     ) -> None:
         """Bookkeeping after a venue acted: its view, its deadline, whether it ended."""
-        touched = self._touched
-        if technology_id not in touched:  # a lookup costs less than a store
-            touched[technology_id] = None
+        if not listing.touched:
+            listing.touched = True
+            self._touched[technology_id] = None
         venue = listing.venue
         if isinstance(venue, ContinuousVenue):
             # Narrowed (a direct call): a continuous book never ends by itself, and no order
@@ -319,6 +340,7 @@ class Market:
     def _flush_views(self, timestamp_ms: int, source_offset: int) -> None:
         for technology_id in self._touched:
             listing = self._listings[technology_id]
+            listing.touched = False
             view = listing.venue.view(listing.state, timestamp_ms, source_offset)
             # Compared without its time and offset: only a change of what it shows counts.
             shown = _view_encoder.encode(
@@ -394,6 +416,8 @@ class Market:
                 listing.scheduled = deadline
             listing.plain = _plain(listing, deadline)
         market._touched = dict.fromkeys(state.touched)
+        for technology_id in state.touched:
+            market._listings[technology_id].touched = True
         market.register = Register.restore(state.members, state.access_mode)
         return market
 

@@ -856,3 +856,24 @@ def test_an_english_auction_ends_on_time_through_a_halt() -> None:
     assert market.listing_state("E9") is ListingState.HALTED
     market.apply(ManageListing("E9", "uni", "resume"), ends + 2, 4)
     assert market.listing_state("E9") is ListingState.CLOSED
+
+
+def test_own_events_only_says_when_every_event_is_the_commands_technologys() -> None:
+    """The flag the batch trusts instead of reading each event's technology: true after a plain
+    order, false when a deadline of another technology fired before the command."""
+    market = Market()
+    market.apply(listing("T1"), TS, 0)
+    market.apply(listing("T2"), TS, 1)
+    market.apply(PlaceOrder("T2", "p2", "g1", "bid", LOT, "limit", 100, "gtd", TS + 100), TS, 2)
+
+    events = market.apply(bid("p1", "c1", LOT, 100, "T1"), TS + 50, 3)
+    assert market.own_events_only
+    assert {e.technology_id for e in events} == {"T1"}
+
+    events = market.apply(bid("p1", "c2", LOT, 100, "T1"), TS + 200, 4)  # T2's gtd expires first
+    assert not market.own_events_only
+    assert [e.technology_id for e in events] == ["T2", "T1"]
+    assert isinstance(events[0], OrderCancelled)
+
+    market.apply(bid("p1", "c3", LOT, 100, "T1"), TS + 300, 5)
+    assert market.own_events_only
