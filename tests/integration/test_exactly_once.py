@@ -147,6 +147,15 @@ def _deal_batch(first_offset: int, value: bytes) -> SettlementBatch:
     return SettlementBatch(0, first_offset, first_offset + 1, deals_out=[(b"k", value, [])])
 
 
+async def _committed_position(settings: Settings) -> int | None:
+    """How far partition 0's committed outputs reach, as the next owner reads it."""
+    reader = TransactionalPublisher(settings)
+    try:
+        return await reader.open_partition(0, _always_owner)
+    finally:
+        await reader.close()
+
+
 async def _always_owner() -> bool:
     return True
 
@@ -193,6 +202,22 @@ async def _until_appended(settings: Settings, values: list[bytes], within_s: flo
         await asyncio.sleep(0.02)
 
 
+async def _first_batch_appended(
+    settings: Settings,
+) -> tuple[TransactionalPublisher, list[asyncio.Future[None]]]:
+    """A publisher of partition 0 whose open transaction holds one appended batch, "first"
+    (the interval must leave it open a while); the caller closes the publisher."""
+    publisher = TransactionalPublisher(settings)
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+        futures = await publisher.send([_deal_batch(0, b"first")])
+        await _until_appended(settings, [b"first"], within_s=2)
+    except BaseException:
+        await publisher.close()
+        raise
+    return publisher, futures
+
+
 async def test_a_transaction_fenced_while_open_is_committed_again_whole(
     settings: Settings,
 ) -> None:
@@ -200,11 +225,8 @@ async def test_a_transaction_fenced_while_open_is_committed_again_whole(
     keep joining it: the attempt fails, and the retry commits every batch taken, in order,
     once, with the offset of the last one that has events; no future resolves before."""
     settings = replace(settings, commit_interval_ms=3_000)
-    publisher = TransactionalPublisher(settings)
+    publisher, futures = await _first_batch_appended(settings)
     try:
-        assert await publisher.open_partition(0, _always_owner) is None
-        futures = await publisher.send([_deal_batch(0, b"first")])
-        await _until_appended(settings, [b"first"], within_s=2)
         stale = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             transactional_id=transactional_id(settings, 0),
@@ -220,11 +242,7 @@ async def test_a_transaction_fenced_while_open_is_committed_again_whole(
         assert [r.value for r in committed] == [b"first", b"second"]
     finally:
         await publisher.close()
-    reader = TransactionalPublisher(settings)
-    try:
-        assert await reader.open_partition(0, _always_owner) == 3
-    finally:
-        await reader.close()
+    assert await _committed_position(settings) == 3
 
 
 async def test_closing_a_partition_fails_the_batches_of_its_open_transaction(
@@ -234,11 +252,8 @@ async def test_closing_a_partition_fails_the_batches_of_its_open_transaction(
     futures fail (none is left pending for ever, none resolves as committed), and the next
     owner sees nothing of them."""
     settings = replace(settings, commit_interval_ms=5_000)
-    publisher = TransactionalPublisher(settings)
+    publisher, futures = await _first_batch_appended(settings)
     try:
-        assert await publisher.open_partition(0, _always_owner) is None
-        futures = await publisher.send([_deal_batch(0, b"first")])
-        await _until_appended(settings, [b"first"], within_s=2)
         futures += await publisher.send([_deal_batch(1, b"second")])
         await _until_appended(settings, [b"first", b"second"], within_s=2)
         await publisher.close_partition(0)
@@ -267,11 +282,7 @@ async def test_with_no_commit_interval_every_queued_batch_commits_in_order(
         assert [r.value for r in committed] == values
     finally:
         await publisher.close()
-    reader = TransactionalPublisher(settings)
-    try:
-        assert await reader.open_partition(0, _always_owner) == 100
-    finally:
-        await reader.close()
+    assert await _committed_position(settings) == 100
 
 
 async def test_a_bug_in_the_committer_fails_its_batches_instead_of_leaving_them_pending(
