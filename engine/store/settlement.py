@@ -56,6 +56,8 @@ SESSION_BOUNDS = {
 #: per settlement, 0.55-0.67 ms against 0.70-0.81 at ~35 rows, even at ~140, 2.3 against
 #: 1.4 ms at ~420 (asyncpg encodes arrays slower than COPY records).
 ONE_CALL_MOST_ROWS = 128
+#: Rows above which a settlement of several partitions goes one transaction per partition.
+SIDE_BY_SIDE_LEAST_ROWS = ONE_CALL_MOST_ROWS + 1
 _SETTLE_IN_ONE_CALL = (
     "SELECT techx_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
     " $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
@@ -443,7 +445,7 @@ def _side_by_side(items: list[Settlement]) -> list[list[Settlement]]:
     """A large settlement split by partition (each partition's items in order); a small one
     whole, as one round trip costs less than several."""
     rows = sum(len(i.batch.deals) + len(i.batch.outcomes) for i in items)
-    if rows <= ONE_CALL_MOST_ROWS:
+    if rows < SIDE_BY_SIDE_LEAST_ROWS:
         return [items]
     by_partition: dict[int, list[Settlement]] = {}
     for item in items:

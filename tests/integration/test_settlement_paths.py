@@ -31,6 +31,7 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
     """Every test below runs once down each path (the size limit picks the path)."""
     limit = 10**9 if request.param == "one_call" else -1
     monkeypatch.setattr(settlement, "ONE_CALL_MOST_ROWS", limit)
+    monkeypatch.setattr(settlement, "SIDE_BY_SIDE_LEAST_ROWS", limit + 1)
     return str(request.param)
 
 
