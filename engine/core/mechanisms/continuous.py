@@ -651,6 +651,9 @@ class ContinuousVenue:
             if order_type_text == "market"
             else None
         )
+        # The venue's copy first: the index lookups below then find their keys by identity,
+        # without comparing the strings.
+        participant_id = self._participant(participant_id)
         refusal = self._refuse_order(
             command, side, order_type, participant_id, client_order_id, quantity, price
         )
@@ -662,9 +665,7 @@ class ContinuousVenue:
         self.order_count += 1
         number = self.order_count
         order_id = self._order_prefix + str(number)
-        order = ContinuousOrder(
-            number, self._participant(participant_id), client_order_id, side, price, quantity
-        )
+        order = ContinuousOrder(number, participant_id, client_order_id, side, price, quantity)
         events: list[Event] = [
             self._accepted(order, order_id, order_type, timestamp_ms, source_offset)
         ]
