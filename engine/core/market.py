@@ -102,6 +102,9 @@ _STATE_TEXT: Final = {state: state.value for state in ListingState}
 _ROLE_FOR_SIDE: Final = {"bid": Role.BUYER, "offer": _SELLER}
 
 _view_encoder = msgspec.json.Encoder()
+# Bound once, Final: compiled, each is called without a lookup by name at every view.
+_encode_shown: Final = _view_encoder.encode
+_replace: Final = msgspec.structs.replace
 
 
 @dataclass(slots=True)
@@ -343,9 +346,7 @@ class Market:
             listing.touched = False
             view = listing.venue.view(listing.state, timestamp_ms, source_offset)
             # Compared without its time and offset: only a change of what it shows counts.
-            shown = _view_encoder.encode(
-                msgspec.structs.replace(view, timestamp_ms=0, source_offset=0)
-            )
+            shown = _encode_shown(_replace(view, timestamp_ms=0, source_offset=0))
             if shown != listing.last_view:
                 listing.last_view = shown
                 self.views_out.append(view)

@@ -280,6 +280,34 @@ def test_level_with_only_cancelled_orders_left_disappears_after_matching() -> No
     assert trades(book.place(bid(101, 1))) == [("next", 1, 101)]
 
 
+def test_a_new_price_after_levels_emptied_shows_only_its_own_orders() -> None:
+    """Emptied levels are reused for new prices: none may bring back an old order or total."""
+    book = OrderBook()
+    filled, dead = offer(100, 5, "filled"), offer(100, 5, "dead")
+    book.place(filled)
+    book.place(dead)
+    book.place(offer(101, 5, "behind"))
+    book.cancel(dead)
+    book.place(bid(100, 5))  # the 100 level empties with "dead" still queued
+    cancelled = bid(90, 7, "cancelled")
+    book.place(cancelled)
+    book.cancel(cancelled)  # the 90 level empties by a cancel
+    for price in (95, 96, 97):
+        book.place(bid(price, 2, f"new{price}"))
+    assert book.depth(Side.BID) == [
+        DepthLevel(97, 2, 1),
+        DepthLevel(96, 2, 1),
+        DepthLevel(95, 2, 1),
+    ]
+    assert ids(book.resting_orders(Side.BID)) == ["new97", "new96", "new95"]
+    assert trades(book.place(offer(None, 6))) == [
+        ("new97", 2, 97),
+        ("new96", 2, 96),
+        ("new95", 2, 95),
+    ]
+    assert book.depth(Side.OFFER) == [DepthLevel(101, 5, 1)]
+
+
 def test_depth_aggregates_per_price_bids_descending_offers_ascending() -> None:
     """Depth sums live quantity and counts orders per price; bids best (high) first, offers low."""
     book = OrderBook()

@@ -70,7 +70,7 @@ from schemas.events import (
 ENDED_ORDERS_REMEMBERED = 100_000
 
 #: Price levels of each side a market view shows.
-_VIEW_LEVELS = 5
+_VIEW_LEVELS: Final = 5
 
 # The names the hot path reads are Final: compiled, each is a C static, not a lookup in the
 # module's dict at every use (imported names included, hence the aliases of event classes).
@@ -94,6 +94,9 @@ _DEAL: Final = Deal
 _ORDER_DONE: Final = OrderDone
 _ORDER_CANCELLED: Final = OrderCancelled
 _ORDER_AMENDED: Final = OrderAmended
+_MARKET_VIEW: Final = MarketView
+_PRICE_LEVEL: Final = PriceLevel
+_CONTINUOUS: Final = Mechanism.CONTINUOUS
 _SELF_TRADE_CANCEL: Final = SelfTradeCancel
 _COMMAND_REJECTED: Final = CommandRejected
 _CANCEL_ORDER_TAG: Final = cast(str, CancelOrder.__struct_config__.tag)
@@ -458,16 +461,16 @@ class ContinuousVenue:
 
     def view(self, state: ListingState, timestamp_ms: int, source_offset: int) -> MarketView:
         book = self.book
-        return MarketView(
-            technology_id=self.technology_id,
-            timestamp_ms=timestamp_ms,
-            source_offset=source_offset,
-            mechanism=Mechanism.CONTINUOUS,
-            state=state,
-            bids=[PriceLevel(p, q, n) for p, q, n in book.top(Side.BID, _VIEW_LEVELS)],
-            offers=[PriceLevel(p, q, n) for p, q, n in book.top(Side.OFFER, _VIEW_LEVELS)],
-            last_price=self.last_price,
-            last_quantity=self.last_quantity,
+        return _MARKET_VIEW(
+            self.technology_id,
+            timestamp_ms,
+            source_offset,
+            _CONTINUOUS,  # mechanism
+            state,
+            [_PRICE_LEVEL(p, q, n) for p, q, n in book.top(_BID, _VIEW_LEVELS)],  # bids
+            [_PRICE_LEVEL(p, q, n) for p, q, n in book.top(_OFFER, _VIEW_LEVELS)],  # offers
+            self.last_price,
+            self.last_quantity,
         )
 
     def to_state(self) -> ContinuousState:
@@ -651,6 +654,9 @@ class ContinuousVenue:
             if order_type_text == "market"
             else None
         )
+        # The venue's copy first: the index lookups below then find their keys by identity,
+        # without comparing the strings.
+        participant_id = self._participant(participant_id)
         refusal = self._refuse_order(
             command, side, order_type, participant_id, client_order_id, quantity, price
         )
@@ -662,9 +668,7 @@ class ContinuousVenue:
         self.order_count += 1
         number = self.order_count
         order_id = self._order_prefix + str(number)
-        order = ContinuousOrder(
-            number, self._participant(participant_id), client_order_id, side, price, quantity
-        )
+        order = ContinuousOrder(number, participant_id, client_order_id, side, price, quantity)
         events: list[Event] = [
             self._accepted(order, order_id, order_type, timestamp_ms, source_offset)
         ]
