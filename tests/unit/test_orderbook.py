@@ -265,14 +265,20 @@ def test_cancelled_order_is_skipped_by_later_matching() -> None:
     assert book.resting_orders(Side.BID) == [incoming]
 
 
-def test_level_with_only_cancelled_orders_left_disappears_after_matching() -> None:
-    """A level whose live orders all fill leaves the book even if cancelled orders remain queued."""
+def _offers_at_100_with_a_cancelled_one_queued() -> OrderBook:
+    """Offers ``live`` then ``dead`` (cancelled, still queued) at 100, and ``next`` at 101."""
     book = OrderBook()
     live, dead = offer(100, 5, "live"), offer(100, 5, "dead")
     book.place(live)
     book.place(dead)
     book.place(offer(101, 5, "next"))
     book.cancel(dead)
+    return book
+
+
+def test_level_with_only_cancelled_orders_left_disappears_after_matching() -> None:
+    """A level whose live orders all fill leaves the book even if cancelled orders remain queued."""
+    book = _offers_at_100_with_a_cancelled_one_queued()
     assert trades(book.place(bid(100, 5))) == [("live", 5, 100)]
     assert book.best_offer() == 101
     assert book.depth(Side.OFFER) == [DepthLevel(101, 5, 1)]
@@ -282,12 +288,7 @@ def test_level_with_only_cancelled_orders_left_disappears_after_matching() -> No
 
 def test_a_new_price_after_levels_emptied_shows_only_its_own_orders() -> None:
     """Emptied levels are reused for new prices: none may bring back an old order or total."""
-    book = OrderBook()
-    filled, dead = offer(100, 5, "filled"), offer(100, 5, "dead")
-    book.place(filled)
-    book.place(dead)
-    book.place(offer(101, 5, "behind"))
-    book.cancel(dead)
+    book = _offers_at_100_with_a_cancelled_one_queued()
     book.place(bid(100, 5))  # the 100 level empties with "dead" still queued
     cancelled = bid(90, 7, "cancelled")
     book.place(cancelled)
