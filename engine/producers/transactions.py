@@ -260,20 +260,20 @@ class TransactionalPublisher:
         self, partition: int, outputs: _PartitionOutputs, transaction: _Transaction
     ) -> None:
         """One attempt at committing ``transaction``. The first streams: it sends what comes
-        from the queue until the commit interval ends. After a failed attempt the producer is
-        replaced first, and only what its committed position does not cover is sent again."""
+        from the queue until the commit interval ends. After a failed attempt (the producer
+        is broken: only a failed attempt breaks it) the producer is replaced first, and only
+        what its committed position does not cover is sent again."""
         if outputs.broken:
             position = await self._reopen(partition, outputs)
             transaction.batches[:] = _above(transaction.batches, position, partition)
             if not transaction.batches:
                 return
+            attempt = partial(self._resend, outputs.producer, partition, transaction.batches)
+        else:
+            attempt = partial(self._stream, outputs, partition, transaction)
         try:
             async with asyncio.timeout(TRANSACTION_TIMEOUT_MS / 1000):
-                if transaction.attempted:
-                    await self._resend(outputs.producer, partition, transaction.batches)
-                else:
-                    transaction.attempted = True
-                    await self._stream(outputs, partition, transaction)
+                await attempt()
         except (KafkaError, IllegalOperation, TimeoutError) as e:
             # Whatever failed (the broker restarted under the sender, a stale engine's
             # InitProducerId fenced this producer, a transaction hung, the producer's state
@@ -376,8 +376,6 @@ class _Transaction:
     pending: list[_Pending]
     #: The batches that have events, in order: what a retry sends again.
     batches: list[SettlementBatch] = field(default_factory=list)
-    #: The first attempt (the one that streams) has run.
-    attempted: bool = False
 
 
 async def _joined(
