@@ -8,6 +8,10 @@ acknowledges batch k-1:
     match (consumer, markets) -> settle (one transaction per fetch)
         -> publish (hand to the producer) -> confirm (await delivery, advance published)
 
+With exactly-once outputs publish comes first: a batch's events go into the partition's
+open Kafka transaction while PostgreSQL settles it, and the transaction commits only once
+it is settled (see ``engine.producers.transactions``).
+
 Order is kept because each stage is one task taking batches first-in first-out. A partition
 is handed back only after both queues are drained. Any stage failing stops the whole engine
 (and a waiting rebalance): PostgreSQL holds a consistent commit point, so a restart loses
@@ -556,6 +560,30 @@ class MatchingEngine:
             Settlement(i.batch, i.worker.claim, i.expected_offset, i.worker.published_offset)
             for i in in_flight
         ]
+        batches = [item.batch for item in in_flight]
+        if self._publisher.transactional:
+            # Appended while PostgreSQL settles, but committed (made visible) only after:
+            # the append no longer waits for PostgreSQL's WAL flush, and a batch that is
+            # never settled is aborted with its transaction.
+            settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            sent_at = time.monotonic()
+            futures = await self._hand_over(batches, settled)
+            try:
+                await self._settle_in_store(in_flight, items)
+            except BaseException as e:
+                settled.set_exception(
+                    PublishFailedError(f"batches handed over were not settled: {e!r}")
+                )
+                settled.exception()  # retrieved: a committer that already ended never reads it
+                raise
+            settled.set_result(None)
+        else:
+            await self._settle_in_store(in_flight, items)
+            sent_at = time.monotonic()
+            futures = await self._hand_over(batches, None)
+        await self._to_confirm.put((in_flight, futures, sent_at))
+
+    async def _settle_in_store(self, in_flight: list[_InFlight], items: list[Settlement]) -> None:
         # FencedError is not retriable: another engine owns a partition now, and this
         # process stops instead of guessing what else it may have missed.
         started = time.monotonic()
@@ -565,11 +593,14 @@ class MatchingEngine:
             item.worker.settled_offset = item.batch.next_offset
             self.commands_processed += item.batch.commands
             self.deals_settled += item.batch.deal_count
+
+    async def _hand_over(
+        self, batches: list[SettlementBatch], settled: asyncio.Future[None] | None
+    ) -> Sequence[asyncio.Future[Any]]:
         try:
-            futures = await self._publisher.send([item.batch for item in in_flight])
+            return await self._publisher.send(batches, settled)
         except TechXError as e:
-            raise PublishFailedError(f"handing settled events to the producer: {e}") from e
-        await self._to_confirm.put((in_flight, futures, time.monotonic()))
+            raise PublishFailedError(f"handing events to the producer: {e}") from e
 
     async def _confirm_stage(self) -> None:
         while (delivery := await self._to_confirm.get()) is not None:

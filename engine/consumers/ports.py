@@ -74,7 +74,14 @@ class EventSink(Protocol):
 
     async def close_partition(self, partition: int) -> None: ...
 
-    async def send(self, batches: list[SettlementBatch]) -> Sequence[asyncio.Future[Any]]: ...
+    #: Whether appended events stay invisible until the sink commits them (Kafka
+    #: transactions). Then the engine hands a batch over before PostgreSQL has settled it,
+    #: with a ``settled`` future the sink's commit waits for.
+    transactional: bool
+
+    async def send(
+        self, batches: list[SettlementBatch], settled: asyncio.Future[None] | None = None
+    ) -> Sequence[asyncio.Future[Any]]: ...
 
     async def publish(self, batches: list[SettlementBatch]) -> None: ...
 

@@ -57,11 +57,21 @@ class EventPublisher:
         except KafkaError as e:
             raise publish_error(e) from e
 
-    async def send(self, batches: list[SettlementBatch]) -> list[asyncio.Future[object]]:
+    #: At least once: an appended event is visible at once, so it must be settled first.
+    transactional = False
+
+    async def send(
+        self, batches: list[SettlementBatch], settled: asyncio.Future[None] | None = None
+    ) -> list[asyncio.Future[object]]:
         """Hand the batches' messages to the producer; the futures resolve on delivery.
 
-        Returning before delivery lets the engine settle the next batch meanwhile.
+        Returning before delivery lets the engine settle the next batch meanwhile. The
+        batches must be settled already: plain sends cannot wait for ``settled``.
         """
+        if settled is not None:
+            raise PublishFailedError(
+                "at-least-once outputs are visible once appended: settle the batches first"
+            )
         pending: list[asyncio.Future[object]] = []
         try:
             for batch in batches:

@@ -14,11 +14,13 @@ command offset they reach are committed in one transaction:
   see: what lies below it is never sent again, what lies above it was never visible.
 
 One committer task per partition takes the batches in order. A batch's events are sent
-as soon as it is settled, into the partition's open transaction, which stays open for the
-commit interval and then commits with every batch sent meanwhile: a transaction costs a few
-round trips (about 10 ms here) whatever its size, and events appended early cost nothing, as
-``read_committed`` subscribers see them only at the commit. (Kafka Streams works the same
-way.) A batch's transaction never commits before the ones queued ahead of it.
+as soon as it is matched, into the partition's open transaction, while PostgreSQL settles
+it; the transaction stays open for the commit interval and then commits with every batch
+sent meanwhile, once each of them is settled. A transaction costs a few round trips (about
+10 ms here) whatever its size, and events appended early cost nothing, as ``read_committed``
+subscribers see them only at the commit. (Kafka Streams works the same way.) A batch that
+is never settled (the engine was fenced) takes its transaction down with it: aborted,
+never seen. A batch's transaction never commits before the ones queued ahead of it.
 
 A failed transaction (the broker restarted under the producer, or a stale engine's late
 InitProducerId fenced it) is retried with a fresh producer, which reads the committed
@@ -84,7 +86,9 @@ def outputs_group(group_id: str) -> str:
     return f"{group_id}.outputs"
 
 
-_Pending = tuple[SettlementBatch, "asyncio.Future[None]"]
+#: A batch, the future its transaction's commit resolves, and the future the engine resolves
+#: once PostgreSQL has settled it (None: settled already).
+_Pending = tuple[SettlementBatch, "asyncio.Future[None]", "asyncio.Future[None] | None"]
 
 
 @dataclass(slots=True)
@@ -171,8 +175,20 @@ class TransactionalPublisher:
             await self._admin.close()
             self._admin = None
 
-    async def send(self, batches: list[SettlementBatch]) -> list[asyncio.Future[None]]:
-        """Queue the batches; each future resolves once its transaction is committed."""
+    #: Appended events stay invisible until the commit: the engine may hand a batch over
+    #: before PostgreSQL settles it, and the commit waits for its ``settled``.
+    transactional = True
+
+    async def send(
+        self, batches: list[SettlementBatch], settled: asyncio.Future[None] | None = None
+    ) -> list[asyncio.Future[None]]:
+        """Queue the batches; each future resolves once its transaction is committed.
+
+        ``settled``, when given, is resolved by the engine once PostgreSQL has settled the
+        batches (or failed with why they never will be). Their events are appended at once,
+        into the open transaction, but no transaction that holds them commits before it: an
+        unsettled batch's events are aborted, never seen by ``read_committed`` subscribers.
+        """
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[None]] = []
         for batch in batches:
@@ -185,7 +201,7 @@ class TransactionalPublisher:
             elif outputs.failure is not None:
                 future.set_exception(outputs.failure)
             else:
-                outputs.queue.put_nowait((batch, future))
+                outputs.queue.put_nowait((batch, future, settled))
             futures.append(future)
         return futures
 
@@ -231,7 +247,7 @@ class TransactionalPublisher:
             except asyncio.CancelledError:
                 # close_partition: the batches taken from the queue fail like those still in
                 # it, or whoever awaits them waits for ever.
-                for _, future in transaction.pending:
+                for _, future, _ in transaction.pending:
                     if not future.done():
                         future.set_exception(
                             PublishFailedError(f"partition {partition} was closed")
@@ -247,12 +263,12 @@ class TransactionalPublisher:
                     else PublishFailedError(f"partition {partition}'s committer failed: {e!r}")
                 )
                 outputs.failure = failure
-                for _, future in transaction.pending:
+                for _, future, _ in transaction.pending:
                     if not future.done():
                         future.set_exception(failure)
                 _fail_queued(outputs, failure)
                 return
-            for _, future in transaction.pending:
+            for _, future, _ in transaction.pending:
                 if not future.done():
                     future.set_result(None)
 
@@ -268,7 +284,7 @@ class TransactionalPublisher:
             transaction.batches[:] = _above(transaction.batches, position, partition)
             if not transaction.batches:
                 return
-            attempt = partial(self._resend, outputs.producer, partition, transaction.batches)
+            attempt = partial(self._resend, outputs.producer, partition, transaction)
         else:
             attempt = partial(self._stream, outputs, partition, transaction)
         try:
@@ -316,7 +332,7 @@ class TransactionalPublisher:
         sent = 0
         try:
             while True:
-                for batch, _ in transaction.pending[sent:]:
+                for batch, _, _ in transaction.pending[sent:]:
                     messages_by_topic = outputs_of(batch, self._settings.topics)
                     if not messages_by_topic:
                         continue
@@ -335,21 +351,21 @@ class TransactionalPublisher:
                 ):
                     break
             if transaction.batches:
-                await self._commit(producer, partition, transaction.batches, deliveries)
+                await self._commit(producer, partition, transaction, deliveries)
         finally:
             _retrieve_failures(deliveries)
 
     async def _resend(
-        self, producer: AIOKafkaProducer, partition: int, batches: list[SettlementBatch]
+        self, producer: AIOKafkaProducer, partition: int, transaction: _Transaction
     ) -> None:
-        """Commit ``batches`` again in one transaction, after a failed attempt."""
+        """Commit the transaction's batches again in one transaction, after a failed attempt."""
         deliveries: list[asyncio.Future[object]] = []
         try:
             await producer.begin_transaction()
-            for batch in batches:
+            for batch in transaction.batches:
                 for topic, messages in outputs_of(batch, self._settings.topics):
                     deliveries.extend(await send_in_batches(producer, topic, partition, messages))
-            await self._commit(producer, partition, batches, deliveries)
+            await self._commit(producer, partition, transaction, deliveries)
         finally:
             _retrieve_failures(deliveries)
 
@@ -357,13 +373,20 @@ class TransactionalPublisher:
         self,
         producer: AIOKafkaProducer,
         partition: int,
-        batches: list[SettlementBatch],
+        transaction: _Transaction,
         deliveries: list[asyncio.Future[object]],
     ) -> None:
-        """End the open transaction with the command offset its last batch reaches."""
+        """End the open transaction with the command offset its last batch reaches, once
+        PostgreSQL has settled every batch in it; abort it if one will never be."""
+        try:
+            await asyncio.gather(*(s for _, _, s in transaction.pending if s is not None))
+        except TechXError:
+            with contextlib.suppress(KafkaError, IllegalOperation):
+                await producer.abort_transaction()
+            raise
         commands_tp = TopicPartition(self._settings.topics.commands, partition)
         await producer.send_offsets_to_transaction(
-            {commands_tp: batches[-1].next_offset}, self._group
+            {commands_tp: transaction.batches[-1].next_offset}, self._group
         )
         await asyncio.gather(*deliveries)
         await producer.commit_transaction()
@@ -435,7 +458,7 @@ def _seen(future: asyncio.Future[object]) -> None:
 
 def _fail_queued(outputs: _PartitionOutputs, error: TechXError) -> None:
     while not outputs.queue.empty():
-        _, future = outputs.queue.get_nowait()
+        _, future, _ = outputs.queue.get_nowait()
         if not future.done():
             future.set_exception(error)
 

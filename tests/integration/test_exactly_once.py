@@ -308,3 +308,54 @@ async def test_a_bug_in_the_committer_fails_its_batches_instead_of_leaving_them_
                 future.result()
     finally:
         await publisher.close()
+
+
+async def test_a_batch_handed_over_before_it_is_settled_commits_only_once_it_is(
+    settings: Settings,
+) -> None:
+    """The engine hands a batch over while PostgreSQL settles it: its events are appended
+    at once, but its transaction outlives the commit interval until ``settled`` resolves,
+    and only then do read_committed subscribers see them."""
+    settings = replace(settings, commit_interval_ms=0)
+    publisher = TransactionalPublisher(settings)
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        futures = await publisher.send([_deal_batch(0, b"first")], settled)
+        await _until_appended(settings, [b"first"], within_s=2)
+        await asyncio.sleep(0.5)
+        assert not any(f.done() for f in futures), "committed before it was settled"
+        assert (await read_topic(settings, settings.topics.deals))[0] == []
+        settled.set_result(None)
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        committed = (await read_topic(settings, settings.topics.deals))[0]
+        assert [r.value for r in committed] == [b"first"]
+    finally:
+        await publisher.close()
+    assert await _committed_position(settings) == 1
+
+
+async def test_a_batch_that_is_never_settled_is_aborted_and_never_seen(
+    settings: Settings,
+) -> None:
+    """PostgreSQL refused a batch already handed over (the engine was fenced): the open
+    transaction is aborted, the batch and the later ones fail with why, and nothing of it
+    ever reaches a read_committed subscriber or the committed position."""
+    settings = replace(settings, commit_interval_ms=0)
+    publisher = TransactionalPublisher(settings)
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        futures = await publisher.send([_deal_batch(0, b"unsettled")], settled)
+        await _until_appended(settings, [b"unsettled"], within_s=2)
+        settled.set_exception(PublishFailedError("fenced by a newer owner"))
+        done, _ = await asyncio.wait(futures, timeout=10)
+        assert len(done) == 1, "the unsettled batch's future was left pending"
+        later = await publisher.send([_deal_batch(1, b"later")])
+        for future in [*futures, *later]:
+            with pytest.raises(PublishFailedError, match="fenced by a newer owner"):
+                future.result()
+    finally:
+        await publisher.close()
+    assert await _committed_position(settings) is None
+    assert (await read_topic(settings, settings.topics.deals))[0] == []

@@ -23,7 +23,12 @@ from engine import retry
 from engine.consumers.matching_engine import MatchingEngine
 from engine.core.batch import CommandRecord, LogRecord, SettlementBatch
 from engine.core.partitioning import partition_for
-from engine.errors import OutputsAheadError, StoreUnavailableError
+from engine.errors import (
+    FencedError,
+    OutputsAheadError,
+    PublishFailedError,
+    StoreUnavailableError,
+)
 from engine.settings import Settings
 from engine.store.settlement import DealTotals, PartitionClaim, Settlement
 from tests.polling import eventually
@@ -99,7 +104,11 @@ class StubPublisher:
         #: What the outputs say they reach, per partition (a transactional sink's answer).
         self.published_at: dict[int, int] = {}
 
-    async def send(self, batches: list[SettlementBatch]) -> Sequence[asyncio.Future[Any]]:
+    transactional = False
+
+    async def send(
+        self, batches: list[SettlementBatch], settled: asyncio.Future[None] | None = None
+    ) -> Sequence[asyncio.Future[Any]]:
         self.sent.extend(batches)
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         done.set_result(None)
@@ -410,3 +419,86 @@ async def test_a_released_partition_lets_its_outputs_go() -> None:
         await consumer.assign(1)
         await eventually(lambda: engine.owned_partitions == [0, 1], what="1 live again")
     assert sorted(publisher.opened) == [0, 1, 1]
+
+
+class HeldSettlementStore(StubStore):
+    """Settles only when the test says so, or refuses, as a fenced PostgreSQL would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settling = asyncio.Event()
+        self.answer: asyncio.Future[None] | None = None
+
+    async def settle(self, items: list[Settlement]) -> None:
+        self.answer = asyncio.get_running_loop().create_future()
+        self.settling.set()
+        await self.answer
+        await super().settle(items)
+
+
+class TransactionalStubPublisher(StubPublisher):
+    """A sink whose appends stay invisible until it commits: it keeps each ``settled``."""
+
+    transactional = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.settled_futures: list[asyncio.Future[None] | None] = []
+
+    async def send(
+        self, batches: list[SettlementBatch], settled: asyncio.Future[None] | None = None
+    ) -> Sequence[asyncio.Future[Any]]:
+        self.settled_futures.append(settled)
+        return await super().send(batches, settled)
+
+
+async def _held_settlement(
+    store: HeldSettlementStore, consumer: StubConsumer, engine: MatchingEngine
+) -> None:
+    """Partition 0 live, one listing fetched and its settlement waiting in the store."""
+    technology = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
+    await consumer.assign(0)
+    await eventually(lambda: engine.owned_partitions == [0], what="partition 0 live")
+    record = LogRecord(0, 1, technology.encode(), _listing(technology))
+    await consumer.fetches.put({TopicPartition(TOPIC, 0): [record]})
+    await asyncio.wait_for(store.settling.wait(), 10)
+
+
+async def test_a_transactional_sink_gets_a_batch_before_it_is_settled_and_hears_when() -> None:
+    """Exactly once: the batch is appended while PostgreSQL settles it (the deal's append
+    does not wait for the WAL flush), and the sink learns the settlement's end, which its
+    commit waits for."""
+    store, consumer = HeldSettlementStore(), StubConsumer()
+    publisher = TransactionalStubPublisher()
+    async with running(store, consumer, publisher) as engine:
+        await _held_settlement(store, consumer, engine)
+        assert [b.first_offset for b in publisher.sent] == [0], "handed over while settling"
+        (settled,) = publisher.settled_futures
+        assert settled is not None
+        assert not settled.done()
+        assert store.answer is not None
+        store.answer.set_result(None)
+        await asyncio.wait_for(settled, 10)
+        assert store.settled == [(0, 0, 1)]
+
+
+async def test_a_batch_the_store_refuses_is_reported_unsettled_to_the_sink() -> None:
+    """PostgreSQL refuses a batch already handed over (another engine owns the partition):
+    the sink hears it will never be settled, so its transaction is aborted, and the engine
+    stops with the store's reason."""
+    store, consumer = HeldSettlementStore(), StubConsumer()
+    publisher = TransactionalStubPublisher()
+    engine = MatchingEngine(Settings(), store, publisher, consumer, empty_log)
+    task = asyncio.create_task(engine.run())
+    await eventually(lambda: consumer.listener is not None, what="the engine subscribed")
+    await _held_settlement(store, consumer, engine)
+    assert store.answer is not None
+    store.answer.set_exception(FencedError("partition 0 is another engine's now", 0))
+    with pytest.raises(BaseExceptionGroup) as failure:
+        await asyncio.wait_for(task, 10)
+    assert failure.group_contains(FencedError)
+    (settled,) = publisher.settled_futures
+    assert settled is not None
+    assert settled.done()
+    with pytest.raises(PublishFailedError, match="not settled"):
+        settled.result()
