@@ -101,8 +101,17 @@ class _InFlight:
     expected_offset: int
 
 
-#: Settled batches, their delivery futures, and when they were handed to the producer.
-_Delivery = tuple[list[_InFlight], Sequence["asyncio.Future[Any]"], float]
+@dataclass(slots=True)
+class _Matched:
+    """A fetch's matched batches on their way through settle and confirm."""
+
+    in_flight: list[_InFlight]
+    #: With exactly-once outputs the batches are handed to the producer as soon as they are
+    #: matched: their delivery futures, and the future their transactions' commit waits for,
+    #: which the settle stage resolves. Otherwise both are set once they are settled.
+    deliveries: Sequence[asyncio.Future[Any]] = ()
+    settled: asyncio.Future[None] | None = None
+    handed_over_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -148,8 +157,8 @@ class MatchingEngine:
         self._ready = asyncio.Event()
         #: Newly assigned partitions, with the generation of the assignment they belong to.
         self._to_recover: asyncio.Queue[tuple[int, list[TopicPartition]]] = asyncio.Queue()
-        self._to_settle: asyncio.Queue[list[_InFlight] | None] = asyncio.Queue(_PIPELINE_DEPTH)
-        self._to_confirm: asyncio.Queue[_Delivery | None] = asyncio.Queue(_PUBLISH_DEPTH)
+        self._to_settle: asyncio.Queue[_Matched | None] = asyncio.Queue(_PIPELINE_DEPTH)
+        self._to_confirm: asyncio.Queue[_Matched | None] = asyncio.Queue(_PUBLISH_DEPTH)
         #: The group offset commit in flight (lag bookkeeping, beside the match loop).
         self._offset_commit: asyncio.Task[None] | None = None
         self.commands_processed = 0
@@ -489,7 +498,7 @@ class MatchingEngine:
                     in_flight = await self._match(fetched)
                     self.metrics.match_seconds.observe(time.monotonic() - started)
                     if in_flight:
-                        await self._to_settle.put(in_flight)
+                        await self._to_settle.put(await self._matched(in_flight))
                 else:
                     await self._flush_published_marks()
             if now - last_commit >= _OFFSET_COMMIT_INTERVAL_S and (
@@ -537,6 +546,18 @@ class MatchingEngine:
             worker.matched_offset = batch.next_offset
         return in_flight
 
+    async def _matched(self, in_flight: list[_InFlight]) -> _Matched:
+        """With exactly-once outputs, hand the batches to the producer now: they are appended
+        into the open Kafka transaction while PostgreSQL settles them (the append waits
+        neither for the WAL flush nor for the settlements queued ahead), and the
+        transaction commits, making them visible, only once ``settled`` is resolved."""
+        matched = _Matched(in_flight)
+        if self._publisher.transactional:
+            matched.settled = asyncio.get_running_loop().create_future()
+            matched.handed_over_at = time.monotonic()
+            matched.deliveries = await self._hand_over(in_flight, matched.settled)
+        return matched
+
     async def _settle_stage(self) -> None:
         ending = False
         while not ending:
@@ -548,42 +569,26 @@ class MatchingEngine:
             while taken[-1] is not None and not self._to_settle.empty():
                 taken.append(self._to_settle.get_nowait())
             ending = taken[-1] is None
-            in_flight = [item for matched in taken if matched is not None for item in matched]
-            if in_flight:
-                await self._settle(in_flight)
+            matched = [m for m in taken if m is not None]
+            try:
+                if matched:
+                    await self._settle(matched)
+            except BaseException as e:
+                # The producer holds some of them: their transactions must abort, not wait.
+                reason = PublishFailedError(f"batches handed over were not settled: {e!r}")
+                for unsettled in (*matched, *_drained(self._to_settle)):
+                    _refuse(unsettled, reason)
+                raise
             for _ in taken:
                 self._to_settle.task_done()
         await self._to_confirm.put(None)
 
-    async def _settle(self, in_flight: list[_InFlight]) -> None:
+    async def _settle(self, matched: list[_Matched]) -> None:
+        in_flight = [item for m in matched for item in m.in_flight]
         items = [
             Settlement(i.batch, i.worker.claim, i.expected_offset, i.worker.published_offset)
             for i in in_flight
         ]
-        batches = [item.batch for item in in_flight]
-        if self._publisher.transactional:
-            # Appended while PostgreSQL settles, but committed (made visible) only after:
-            # the append no longer waits for PostgreSQL's WAL flush, and a batch that is
-            # never settled is aborted with its transaction.
-            settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            sent_at = time.monotonic()
-            futures = await self._hand_over(batches, settled)
-            try:
-                await self._settle_in_store(in_flight, items)
-            except BaseException as e:
-                settled.set_exception(
-                    PublishFailedError(f"batches handed over were not settled: {e!r}")
-                )
-                settled.exception()  # retrieved: a committer that already ended never reads it
-                raise
-            settled.set_result(None)
-        else:
-            await self._settle_in_store(in_flight, items)
-            sent_at = time.monotonic()
-            futures = await self._hand_over(batches, None)
-        await self._to_confirm.put((in_flight, futures, sent_at))
-
-    async def _settle_in_store(self, in_flight: list[_InFlight], items: list[Settlement]) -> None:
         # FencedError is not retriable: another engine owns a partition now, and this
         # process stops instead of guessing what else it may have missed.
         started = time.monotonic()
@@ -593,20 +598,27 @@ class MatchingEngine:
             item.worker.settled_offset = item.batch.next_offset
             self.commands_processed += item.batch.commands
             self.deals_settled += item.batch.deal_count
+        for m in matched:
+            if m.settled is None:
+                m.handed_over_at = time.monotonic()
+                m.deliveries = await self._hand_over(m.in_flight, None)
+            else:
+                m.settled.set_result(None)
+            await self._to_confirm.put(m)
 
     async def _hand_over(
-        self, batches: list[SettlementBatch], settled: asyncio.Future[None] | None
+        self, in_flight: list[_InFlight], settled: asyncio.Future[None] | None
     ) -> Sequence[asyncio.Future[Any]]:
         try:
-            return await self._publisher.send(batches, settled)
+            return await self._publisher.send([item.batch for item in in_flight], settled)
         except TechXError as e:
             raise PublishFailedError(f"handing events to the producer: {e}") from e
 
     async def _confirm_stage(self) -> None:
-        while (delivery := await self._to_confirm.get()) is not None:
-            settled, futures, sent_at = delivery
+        while (matched := await self._to_confirm.get()) is not None:
+            settled, sent_at = matched.in_flight, matched.handed_over_at
             try:
-                await asyncio.gather(*futures)
+                await asyncio.gather(*matched.deliveries)
             except KafkaError as e:
                 raise PublishFailedError(
                     f"the broker did not take settled events ({e!r}); stopping so that a "
@@ -679,3 +691,19 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._engine.assign(list(assigned))
+
+
+def _drained(queue: asyncio.Queue[_Matched | None]) -> list[_Matched]:
+    """What is left in the queue, taken out (the stage that reads it is failing)."""
+    left = []
+    while not queue.empty():
+        if (matched := queue.get_nowait()) is not None:
+            left.append(matched)
+    return left
+
+
+def _refuse(matched: _Matched, reason: PublishFailedError) -> None:
+    """Tell the producer this batch will never be settled (its transaction aborts)."""
+    if matched.settled is not None and not matched.settled.done():
+        matched.settled.set_exception(reason)
+        matched.settled.exception()  # retrieved: a committer that already ended never reads it

@@ -452,34 +452,49 @@ class TransactionalStubPublisher(StubPublisher):
         return await super().send(batches, settled)
 
 
+_HELD_TECHNOLOGY = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
+
+
+async def _fetch_listing(consumer: StubConsumer, offset: int) -> None:
+    record = LogRecord(offset, 1, _HELD_TECHNOLOGY.encode(), _listing(_HELD_TECHNOLOGY))
+    await consumer.fetches.put({TopicPartition(TOPIC, 0): [record]})
+
+
 async def _held_settlement(
     store: HeldSettlementStore, consumer: StubConsumer, engine: MatchingEngine
 ) -> None:
     """Partition 0 live, one listing fetched and its settlement waiting in the store."""
-    technology = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
     await consumer.assign(0)
     await eventually(lambda: engine.owned_partitions == [0], what="partition 0 live")
-    record = LogRecord(0, 1, technology.encode(), _listing(technology))
-    await consumer.fetches.put({TopicPartition(TOPIC, 0): [record]})
+    await _fetch_listing(consumer, 0)
     await asyncio.wait_for(store.settling.wait(), 10)
 
 
 async def test_a_transactional_sink_gets_a_batch_before_it_is_settled_and_hears_when() -> None:
-    """Exactly once: the batch is appended while PostgreSQL settles it (the deal's append
-    does not wait for the WAL flush), and the sink learns the settlement's end, which its
-    commit waits for."""
+    """Exactly once: a batch is appended as soon as it is matched (the deal's append waits
+    neither for the WAL flush nor for the settlements ahead of it), and the sink learns the
+    end of its settlement, which its commit waits for."""
     store, consumer = HeldSettlementStore(), StubConsumer()
     publisher = TransactionalStubPublisher()
     async with running(store, consumer, publisher) as engine:
         await _held_settlement(store, consumer, engine)
         assert [b.first_offset for b in publisher.sent] == [0], "handed over while settling"
-        (settled,) = publisher.settled_futures
-        assert settled is not None
-        assert not settled.done()
+        # The next fetch is appended too, without waiting for the settlement ahead of it.
+        await _fetch_listing(consumer, 1)
+        await eventually(lambda: len(publisher.sent) == 2, what="the next batch handed over")
+        first, second = publisher.settled_futures
+        assert first is not None
+        assert second is not None
+        assert not first.done()
         assert store.answer is not None
         store.answer.set_result(None)
-        await asyncio.wait_for(settled, 10)
-        assert store.settled == [(0, 0, 1)]
+        held = store.answer
+        await asyncio.wait_for(first, 10)
+        await eventually(lambda: store.answer is not held, what="the second settlement held")
+        assert not second.done(), "settled is resolved only once its own settlement is"
+        store.answer.set_result(None)
+        await asyncio.wait_for(second, 10)
+        assert store.settled == [(0, 0, 1), (0, 1, 2)]
 
 
 async def test_a_batch_the_store_refuses_is_reported_unsettled_to_the_sink() -> None:
