@@ -46,7 +46,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.fresh import discarded_afterwards, fresh_settings, publish_backlog
-from bench.io_only import io_only_with_cpu
+from bench.io_only import VOLUMES, io_only_with_cpu
 from bench.targets import against
 from engine.consumers.log_reader import read_partition
 from engine.core.codec import decode_event
@@ -282,6 +282,8 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
     with_io_only: bool = False,
     recovery: bool = True,
     keep: bool = False,
+    io_volume: str = "commands",
+    io_batched: bool = False,
 ) -> dict[str, float]:
     """Both phases (and the I/O-only pipeline first when asked); returns the numbers. The
     run's topics and database are dropped afterwards unless ``keep``."""
@@ -295,13 +297,14 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
             await _checkpoint(io_settings)
             # Nothing else runs in this process meanwhile: its CPU time is the pipeline's.
             results["e2e_io_only"], io_cpu = await io_only_with_cpu(
-                io_settings, orders + technologies
+                io_settings, orders + technologies, io_volume, io_batched
             )
             results["io_only_cpu_s_per_100k"] = io_cpu / (orders + technologies) * 100_000
             print(
                 f"  io-only      {orders + technologies:>9,} commands at "
                 f"{results['e2e_io_only']:>9,.0f} commands/s (Kafka in -> PostgreSQL -> Kafka out, "
-                f"no matching, outputs {io_settings.output_guarantee})"
+                f"no matching, {io_volume} volume{', batched' if io_batched else ''}, "
+                f"outputs {io_settings.output_guarantee})"
             )
             print(
                 f"  io-only cpu  {io_cpu:.2f} s = "
@@ -429,6 +432,19 @@ def main() -> None:
         "--io-only", action="store_true", help="run bench.io_only first; print engine/io ratio"
     )
     parser.add_argument(
+        "--io-volume",
+        choices=VOLUMES,
+        default="commands",
+        help="what the I/O-only pipeline writes: the issue's one row and record per command"
+        " (default), or the engine's volume of rows and records (see bench.io_only)",
+    )
+    parser.add_argument(
+        "--io-batched",
+        action="store_true",
+        help="the I/O-only pipeline produces in record batches, as the engine does, instead"
+        " of one send per record",
+    )
+    parser.add_argument(
         "--no-recovery", action="store_true", help="skip timing a restart on the whole log"
     )
     parser.add_argument(
@@ -446,6 +462,8 @@ def main() -> None:
             args.io_only,
             recovery=not args.no_recovery,
             keep=args.keep,
+            io_volume=args.io_volume,
+            io_batched=args.io_batched,
         )
     )
 

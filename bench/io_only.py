@@ -8,6 +8,14 @@ command (in one Kafka transaction per fetch when outputs are exactly once, as th
 default). Producing fetch N overlaps writing fetch N+1, like the engine's settle and publish
 stages. No decoding, no matching: the ceiling the engine's own work is compared with.
 
+``--volume engine`` makes it write and produce what the engine does for the same commands,
+in volume (measured on the benchmark's order flow): per command an outcome row of ~670 bytes
+of JSON (the events) instead of the command's ~240, 0.64 deal rows, and 2.4 records out
+(1.77 executions, 0.64 deals) instead of one. The issue's I/O-only pipeline moves about a
+third of the engine's bytes; this one tells how near the engine comes to its own I/O.
+``--batched`` produces in record batches (``send_batch``), as the engine does, instead of one
+``send`` per record: without it the pipeline spends more CPU producing than the engine.
+
 ``python -m bench.io_only --orders 100000`` runs it alone on fresh topics and a database.
 """
 
@@ -21,13 +29,42 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.fresh import fresh_settings, publish_backlog
+from engine.core.batch import KafkaMessage
+from engine.producers.publisher import send_in_batches
 from engine.settings import Settings
-from engine.store.rows import OUTCOME_COLUMNS
+from engine.store.rows import DEAL_COLUMNS, OUTCOME_COLUMNS
 
 _TABLE = """
 CREATE TABLE IF NOT EXISTS io_only_outcomes (LIKE command_outcomes INCLUDING ALL);
 CREATE TABLE IF NOT EXISTS io_only_state (partition integer PRIMARY KEY, next_offset bigint);
+CREATE TABLE IF NOT EXISTS io_only_deals (LIKE deals INCLUDING ALL);
 """
+
+#: ``--volume``: the issue's pipeline (one row and one record per command, the command's
+#: bytes), or the engine's volume of rows and records for the same commands.
+VOLUMES = ("commands", "engine")
+#: Padding that brings an outcome's JSON from two commands (~480 bytes) to ~670.
+_EVENTS_PADDING = b',"' + b"x" * 180 + b'"]'
+
+
+def _engine_volume(
+    topic: str, settings: Settings, partition: int, offset: int, key: bytes | None, value: bytes
+) -> tuple[tuple[object, ...], list[tuple[object, ...]], list[tuple[str, bytes | None, bytes]]]:
+    """The outcome row, deal rows and records the engine writes for a command, in volume:
+    deals for 16 commands in 25, a second execution for 77 in 100 (deterministic by offset)."""
+    events = b"[" + value + b"," + value + _EVENTS_PADDING
+    outcome = (topic, partition, offset, key.decode() if key else "", "io", "", "", events)
+    records = [(settings.topics.executions, key, value)]
+    deals: list[tuple[object, ...]] = []
+    if offset % 25 < 16:
+        deals.append(
+            (topic, f"p{partition}:d{offset}", f"p{partition}", offset, offset, 1_000_000, 1,
+             "buyer", "seller", f"b{offset}", f"o{offset}", "bid", 0, partition, offset)
+        )  # fmt: skip
+        records.append((settings.topics.deals, key, value))
+    if offset % 100 < 77:
+        records.append((settings.topics.executions, key, value))
+    return outcome, deals, records
 
 
 def _same_bytes(data: bytes) -> bytes:
@@ -42,15 +79,17 @@ async def _connect(url: str) -> asyncpg.Connection:
     return connection
 
 
-async def io_only(settings: Settings, total: int) -> float:
+async def io_only(
+    settings: Settings, total: int, volume: str = "commands", batched: bool = False
+) -> float:
     """Run the I/O-only pipeline over the ``total`` records of ``settings``' commands topic
     (already published); returns commands/s from the first fetch to the last produce."""
-    rate, _ = await io_only_with_cpu(settings, total)
+    rate, _ = await io_only_with_cpu(settings, total, volume, batched)
     return rate
 
 
 async def io_only_with_cpu(  # noqa: PLR0915 - one loop, in order
-    settings: Settings, total: int
+    settings: Settings, total: int, volume: str = "commands", batched: bool = False
 ) -> tuple[float, float]:
     """:func:`io_only`, and the CPU seconds this process spent from starting the Kafka clients
     to the last produce (as the engine's are counted from its start)."""
@@ -81,14 +120,26 @@ async def io_only_with_cpu(  # noqa: PLR0915 - one loop, in order
     out, topic = settings.topics.executions, settings.topics.commands
     publishing: asyncio.Task[None] | None = None
 
-    async def publish(records: list[tuple[int, bytes | None, bytes | None]]) -> None:
+    async def send(records: list[tuple[str, int, bytes | None, bytes | None]]) -> None:
+        if batched:
+            by_destination: dict[tuple[str, int], list[KafkaMessage]] = {}
+            for t, p, k, v in records:
+                by_destination.setdefault((t, p), []).append((k, v, []))
+            sent = [
+                future
+                for (t, p), messages in by_destination.items()
+                for future in await send_in_batches(producer, t, p, messages)
+            ]
+        else:
+            sent = [await producer.send(t, v, key=k, partition=p) for t, p, k, v in records]
+        await asyncio.gather(*sent)
+
+    async def publish(records: list[tuple[str, int, bytes | None, bytes | None]]) -> None:
         if exactly_once:
             async with producer.transaction():
-                sent = [await producer.send(out, v, key=k, partition=p) for p, k, v in records]
-                await asyncio.gather(*sent)
+                await send(records)
         else:
-            sent = [await producer.send(out, v, key=k, partition=p) for p, k, v in records]
-            await asyncio.gather(*sent)
+            await send(records)
 
     try:
         partitions = [
@@ -105,21 +156,34 @@ async def io_only_with_cpu(  # noqa: PLR0915 - one loop, in order
                 continue
             if started is None:
                 started = time.monotonic()
-            rows = []
-            outputs: list[tuple[int, bytes | None, bytes | None]] = []
+            rows: list[tuple[object, ...]] = []
+            deal_rows: list[tuple[object, ...]] = []
+            outputs: list[tuple[str, int, bytes | None, bytes | None]] = []
             positions = []
             for tp, records in fetched.items():
                 for r in records:
+                    if volume == "engine":
+                        outcome, deals, produced = _engine_volume(
+                            topic, settings, tp.partition, r.offset, r.key, r.value or b"null"
+                        )
+                        rows.append(outcome)
+                        deal_rows.extend(deals)
+                        outputs.extend((t, tp.partition, k, v) for t, k, v in produced)
+                        continue
                     key = r.key.decode() if r.key else ""
                     rows.append(
                         (topic, tp.partition, r.offset, key, "io", "", "", r.value or b"null")
                     )
-                    outputs.append((tp.partition, r.key, r.value))
+                    outputs.append((out, tp.partition, r.key, r.value))
                 positions.append((records[-1].offset + 1, tp.partition))
             async with connection.transaction():
                 await connection.executemany(
                     "UPDATE io_only_state SET next_offset = $1 WHERE partition = $2", positions
                 )
+                if deal_rows:
+                    await connection.copy_records_to_table(
+                        "io_only_deals", records=deal_rows, columns=DEAL_COLUMNS
+                    )
                 await connection.copy_records_to_table(
                     "io_only_outcomes", records=rows, columns=OUTCOME_COLUMNS
                 )
@@ -137,11 +201,11 @@ async def io_only_with_cpu(  # noqa: PLR0915 - one loop, in order
         await connection.close()
 
 
-async def run_alone(orders: int, seed: int, technologies: int) -> float:
+async def run_alone(orders: int, seed: int, technologies: int, volume: str, batched: bool) -> float:
     """Fresh topics and database, publish the backlog, then time the I/O-only pipeline."""
     settings = await fresh_settings(f"io{int(time.time())}")
     await publish_backlog(settings, orders, seed, technologies)
-    rate = await io_only(settings, orders + technologies)
+    rate = await io_only(settings, orders + technologies, volume, batched)
     print(f"  io-only      {orders + technologies:>9,} commands at {rate:>9,.0f} commands/s")
     return rate
 
@@ -151,8 +215,12 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--technologies", type=int, default=16)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--volume", choices=VOLUMES, default="commands")
+    parser.add_argument(
+        "--batched", action="store_true", help="produce in record batches, as the engine does"
+    )
     args = parser.parse_args()
-    asyncio.run(run_alone(args.orders, args.seed, args.technologies))
+    asyncio.run(run_alone(args.orders, args.seed, args.technologies, args.volume, args.batched))
 
 
 if __name__ == "__main__":
