@@ -379,7 +379,12 @@ class TransactionalPublisher:
         """End the open transaction with the command offset its last batch reaches, once
         PostgreSQL has settled every batch in it; abort it if one will never be."""
         try:
-            await asyncio.gather(*(s for _, _, s in transaction.pending if s is not None))
+            # Shielded: the engine's ``settled`` is the settle stage's to resolve. Cancelled
+            # with this attempt (its timeout: PostgreSQL settles slowly), it would be gone
+            # for the retry, and the settle stage would fail resolving it.
+            await asyncio.gather(
+                *(asyncio.shield(s) for _, _, s in transaction.pending if s is not None)
+            )
         except TechXError:
             with contextlib.suppress(KafkaError, IllegalOperation):
                 await producer.abort_transaction()

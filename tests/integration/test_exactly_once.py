@@ -359,3 +359,30 @@ async def test_a_batch_that_is_never_settled_is_aborted_and_never_seen(
         await publisher.close()
     assert await _committed_position(settings) is None
     assert (await read_topic(settings, settings.topics.deals))[0] == []
+
+
+async def test_a_settlement_slower_than_the_transaction_timeout_is_committed_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL takes longer to settle a batch than a transaction may stay open (an outage,
+    the settle retried): the attempt times out and the committer starts again with a fresh
+    producer, but ``settled`` stays the engine's to resolve, and once it is the batch is
+    committed, once."""
+    monkeypatch.setattr(transactions, "TRANSACTION_TIMEOUT_MS", 1_000)
+    settings = replace(settings, commit_interval_ms=0)
+    publisher = TransactionalPublisher(settings)
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        futures = await publisher.send([_deal_batch(0, b"slow")], settled)
+        await _until_appended(settings, [b"slow"], within_s=2)
+        await asyncio.sleep(2.5)  # past the timeout: the first attempt gave up meanwhile
+        assert not settled.done(), "the committer's timeout cancelled the engine's future"
+        assert not any(f.done() for f in futures), "committed before it was settled"
+        settled.set_result(None)
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+        committed = (await read_topic(settings, settings.topics.deals))[0]
+        assert [r.value for r in committed] == [b"slow"]
+    finally:
+        await publisher.close()
+    assert await _committed_position(settings) == 1
