@@ -244,6 +244,9 @@ class TransactionalPublisher:
                     give_up=self._is_closing,
                     partition=partition,
                 )
+                # A transaction of batches without events commits nothing, so nothing waited
+                # for them: their futures still resolve only once PostgreSQL settled them.
+                await _settled(transaction)
             except asyncio.CancelledError:
                 # close_partition: the batches taken from the queue fail like those still in
                 # it, or whoever awaits them waits for ever.
@@ -379,12 +382,7 @@ class TransactionalPublisher:
         """End the open transaction with the command offset its last batch reaches, once
         PostgreSQL has settled every batch in it; abort it if one will never be."""
         try:
-            # Shielded: the engine's ``settled`` is the settle stage's to resolve. Cancelled
-            # with this attempt (its timeout: PostgreSQL settles slowly), it would be gone
-            # for the retry, and the settle stage would fail resolving it.
-            await asyncio.gather(
-                *(asyncio.shield(s) for _, _, s in transaction.pending if s is not None)
-            )
+            await _settled(transaction)
         except TechXError:
             with contextlib.suppress(KafkaError, IllegalOperation):
                 await producer.abort_transaction()
@@ -404,6 +402,14 @@ class _Transaction:
     pending: list[_Pending]
     #: The batches that have events, in order: what a retry sends again.
     batches: list[SettlementBatch] = field(default_factory=list)
+
+
+async def _settled(transaction: _Transaction) -> None:
+    """Wait until PostgreSQL has settled every batch the transaction took (or raise why one
+    never will be). Shielded: the engine's ``settled`` is the settle stage's to resolve.
+    Cancelled with an attempt (its timeout: PostgreSQL settles slowly), it would be gone for
+    the retry, and the settle stage would fail resolving it."""
+    await asyncio.gather(*(asyncio.shield(s) for _, _, s in transaction.pending if s is not None))
 
 
 async def _joined(

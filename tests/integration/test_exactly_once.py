@@ -386,3 +386,23 @@ async def test_a_settlement_slower_than_the_transaction_timeout_is_committed_onc
     finally:
         await publisher.close()
     assert await _committed_position(settings) == 1
+
+
+async def test_a_batch_without_events_is_not_reported_committed_before_it_is_settled(
+    settings: Settings,
+) -> None:
+    """A batch that makes no events needs no transaction, but its future still means
+    "settled and published": it resolves only once ``settled`` does, as the engine's
+    confirm stage advances the published mark from it."""
+    settings = replace(settings, commit_interval_ms=0)
+    publisher = TransactionalPublisher(settings)
+    try:
+        assert await publisher.open_partition(0, _always_owner) is None
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        futures = await publisher.send([SettlementBatch(0, 0, 1)], settled)
+        await asyncio.sleep(0.5)
+        assert not any(f.done() for f in futures), "reported published before it was settled"
+        settled.set_result(None)
+        await asyncio.wait_for(asyncio.gather(*futures), 10)
+    finally:
+        await publisher.close()
