@@ -10,7 +10,9 @@ acknowledges batch k-1:
 
 With exactly-once outputs publish comes first: a batch's events go into the partition's
 open Kafka transaction while PostgreSQL settles it, and the transaction commits only once
-it is settled (see ``engine.producers.transactions``).
+it is settled (see ``engine.producers.transactions``). The match stage then queues the batch
+for confirmation itself: a transaction may span more batches than the confirm queue holds,
+and its commit waits for the last of them to be settled, so settling never waits for room.
 
 Order is kept because each stage is one task taking batches first-in first-out. A partition
 is handed back only after both queues are drained. Any stage failing stops the whole engine
@@ -498,7 +500,13 @@ class MatchingEngine:
                     in_flight = await self._match(fetched)
                     self.metrics.match_seconds.observe(time.monotonic() - started)
                     if in_flight:
-                        await self._to_settle.put(await self._matched(in_flight))
+                        matched = await self._matched(in_flight)
+                        await self._to_settle.put(matched)
+                        if matched.settled is not None:
+                            # Queued for confirmation here, not by the settle stage: its
+                            # transaction's commit waits for settling, so settling must
+                            # never wait for the confirm stage to make room.
+                            await self._to_confirm.put(matched)
                 else:
                     await self._flush_published_marks()
             if now - last_commit >= _OFFSET_COMMIT_INTERVAL_S and (
@@ -602,9 +610,9 @@ class MatchingEngine:
             if m.settled is None:
                 m.handed_over_at = time.monotonic()
                 m.deliveries = await self._hand_over(m.in_flight, None)
+                await self._to_confirm.put(m)
             else:
-                m.settled.set_result(None)
-            await self._to_confirm.put(m)
+                m.settled.set_result(None)  # the match stage queued it for confirmation
 
     async def _hand_over(
         self, in_flight: list[_InFlight], settled: asyncio.Future[None] | None

@@ -517,3 +517,73 @@ async def test_a_batch_the_store_refuses_is_reported_unsettled_to_the_sink() -> 
     assert settled.done()
     with pytest.raises(PublishFailedError, match="not settled"):
         settled.result()
+
+
+class CommittingStubPublisher(StubPublisher):
+    """Like the Kafka committer: a partition's batches join its open transaction, which
+    closes ``interval_s`` after its first batch and commits once each batch in it is
+    settled; only then do their futures resolve."""
+
+    transactional = True
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._open: dict[int, list[tuple[asyncio.Future[Any], asyncio.Future[None] | None]]] = {}
+        self._commits: set[asyncio.Task[None]] = set()
+
+    async def send(
+        self, batches: list[SettlementBatch], settled: asyncio.Future[None] | None = None
+    ) -> Sequence[asyncio.Future[Any]]:
+        self.sent.extend(batches)
+        futures: list[asyncio.Future[Any]] = []
+        for batch in batches:
+            transaction = self._open.get(batch.partition)
+            if transaction is None:
+                transaction = self._open[batch.partition] = []
+                commit = asyncio.create_task(self._commit(batch.partition, transaction))
+                self._commits.add(commit)
+                commit.add_done_callback(self._commits.discard)
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            transaction.append((done, settled))
+            futures.append(done)
+        return futures
+
+    async def _commit(
+        self,
+        partition: int,
+        transaction: list[tuple[asyncio.Future[Any], asyncio.Future[None] | None]],
+    ) -> None:
+        await asyncio.sleep(self._interval_s)
+        del self._open[partition]  # later batches open the next transaction
+        await asyncio.gather(*(asyncio.shield(s) for _, s in transaction if s is not None))
+        for done, _ in transaction:
+            done.set_result(None)
+
+
+async def test_a_transaction_spanning_more_batches_than_the_confirm_queue_still_commits() -> None:
+    """Two partitions' fetches alternate while a transaction stays open: one transaction's
+    batches lie farther apart than the batches the confirm stage may hold. Its commit waits
+    for them to be settled, so settling must never wait for the confirm stage."""
+    technologies = [
+        next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == p) for p in (0, 1)
+    ]
+    store, consumer = StubStore(), StubConsumer()
+    publisher = CommittingStubPublisher(interval_s=1.0)
+    fetches = 200
+    async with running(store, consumer, publisher) as engine:
+        await consumer.assign(0, 1)
+        await eventually(lambda: engine.owned_partitions == [0, 1], what="both live")
+        for n in range(fetches):
+            partition, offset = n % 2, n // 2
+            technology = technologies[partition]
+            record = LogRecord(offset, 1, technology.encode(), _listing(technology))
+            await consumer.fetches.put({TopicPartition(TOPIC, partition): [record]})
+        await eventually(
+            lambda: len(store.settled) == fetches, timeout_s=20, what="every fetch settled"
+        )
+        await eventually(
+            lambda: [p.published for p in engine.progress()] == [fetches // 2] * 2,
+            timeout_s=20,
+            what="every fetch published",
+        )
