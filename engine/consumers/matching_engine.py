@@ -65,10 +65,10 @@ _PROGRESS_INTERVAL_S = 10.0
 _REPLAY_PROGRESS_EVERY = 100_000
 #: Batches allowed between two stages: enough to overlap, few enough to bound memory.
 _PIPELINE_DEPTH = 2
-#: Settlements allowed to wait for the broker. Deeper than the other stages because with
+#: Batches allowed to wait for the broker. Deeper than the other stages because with
 #: exactly-once outputs a batch is confirmed only when its transaction commits, up to the
-#: commit interval (50 ms) plus a commit later: at a few hundred small settlements a second,
-#: a shallower queue would hold PostgreSQL commits (and matching) back until the commit.
+#: commit interval (50 ms) plus a commit later: at a few hundred small fetches a second, a
+#: shallower queue would hold matching back until the commit.
 _PUBLISH_DEPTH = 64
 #: Records matched between two yields to the event loop (about 1.5 ms of CPU), so settle and
 #: confirm round trips, and heartbeats during a long replay, are not held up. Every await in
