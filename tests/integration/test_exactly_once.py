@@ -203,15 +203,16 @@ async def _until_appended(settings: Settings, values: list[bytes], within_s: flo
 
 
 async def _first_batch_appended(
-    settings: Settings,
+    settings: Settings, value: bytes = b"first", settled: asyncio.Future[None] | None = None
 ) -> tuple[TransactionalPublisher, list[asyncio.Future[None]]]:
-    """A publisher of partition 0 whose open transaction holds one appended batch, "first"
-    (the interval must leave it open a while); the caller closes the publisher."""
+    """A publisher of partition 0 whose open transaction holds one appended batch, ``value``
+    (the interval, or a ``settled`` left unresolved, must keep it open a while); the caller
+    closes the publisher."""
     publisher = TransactionalPublisher(settings)
     try:
         assert await publisher.open_partition(0, _always_owner) is None
-        futures = await publisher.send([_deal_batch(0, b"first")])
-        await _until_appended(settings, [b"first"], within_s=2)
+        futures = await publisher.send([_deal_batch(0, value)], settled)
+        await _until_appended(settings, [value], within_s=2)
     except BaseException:
         await publisher.close()
         raise
@@ -310,6 +311,21 @@ async def test_a_bug_in_the_committer_fails_its_batches_instead_of_leaving_them_
         await publisher.close()
 
 
+async def _committed_once_settled(
+    settings: Settings,
+    settled: asyncio.Future[None],
+    futures: list[asyncio.Future[None]],
+    value: bytes,
+) -> None:
+    """The batch is not committed yet; resolve ``settled``: it commits, and a read_committed
+    reader sees ``value``, once."""
+    assert not any(f.done() for f in futures), "committed before it was settled"
+    settled.set_result(None)
+    await asyncio.wait_for(asyncio.gather(*futures), 10)
+    committed = (await read_topic(settings, settings.topics.deals))[0]
+    assert [r.value for r in committed] == [value]
+
+
 async def test_a_batch_handed_over_before_it_is_settled_commits_only_once_it_is(
     settings: Settings,
 ) -> None:
@@ -317,19 +333,12 @@ async def test_a_batch_handed_over_before_it_is_settled_commits_only_once_it_is(
     at once, but its transaction outlives the commit interval until ``settled`` resolves,
     and only then do read_committed subscribers see them."""
     settings = replace(settings, commit_interval_ms=0)
-    publisher = TransactionalPublisher(settings)
+    settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    publisher, futures = await _first_batch_appended(settings, b"first", settled)
     try:
-        assert await publisher.open_partition(0, _always_owner) is None
-        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        futures = await publisher.send([_deal_batch(0, b"first")], settled)
-        await _until_appended(settings, [b"first"], within_s=2)
         await asyncio.sleep(0.5)
-        assert not any(f.done() for f in futures), "committed before it was settled"
         assert (await read_topic(settings, settings.topics.deals))[0] == []
-        settled.set_result(None)
-        await asyncio.wait_for(asyncio.gather(*futures), 10)
-        committed = (await read_topic(settings, settings.topics.deals))[0]
-        assert [r.value for r in committed] == [b"first"]
+        await _committed_once_settled(settings, settled, futures, b"first")
     finally:
         await publisher.close()
     assert await _committed_position(settings) == 1
@@ -342,12 +351,9 @@ async def test_a_batch_that_is_never_settled_is_aborted_and_never_seen(
     transaction is aborted, the batch and the later ones fail with why, and nothing of it
     ever reaches a read_committed subscriber or the committed position."""
     settings = replace(settings, commit_interval_ms=0)
-    publisher = TransactionalPublisher(settings)
+    settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    publisher, futures = await _first_batch_appended(settings, b"unsettled", settled)
     try:
-        assert await publisher.open_partition(0, _always_owner) is None
-        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        futures = await publisher.send([_deal_batch(0, b"unsettled")], settled)
-        await _until_appended(settings, [b"unsettled"], within_s=2)
         settled.set_exception(PublishFailedError("fenced by a newer owner"))
         done, _ = await asyncio.wait(futures, timeout=10)
         assert len(done) == 1, "the unsettled batch's future was left pending"
@@ -370,19 +376,12 @@ async def test_a_settlement_slower_than_the_transaction_timeout_is_committed_onc
     committed, once."""
     monkeypatch.setattr(transactions, "TRANSACTION_TIMEOUT_MS", 1_000)
     settings = replace(settings, commit_interval_ms=0)
-    publisher = TransactionalPublisher(settings)
+    settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    publisher, futures = await _first_batch_appended(settings, b"slow", settled)
     try:
-        assert await publisher.open_partition(0, _always_owner) is None
-        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        futures = await publisher.send([_deal_batch(0, b"slow")], settled)
-        await _until_appended(settings, [b"slow"], within_s=2)
         await asyncio.sleep(2.5)  # past the timeout: the first attempt gave up meanwhile
         assert not settled.done(), "the committer's timeout cancelled the engine's future"
-        assert not any(f.done() for f in futures), "committed before it was settled"
-        settled.set_result(None)
-        await asyncio.wait_for(asyncio.gather(*futures), 10)
-        committed = (await read_topic(settings, settings.topics.deals))[0]
-        assert [r.value for r in committed] == [b"slow"]
+        await _committed_once_settled(settings, settled, futures, b"slow")
     finally:
         await publisher.close()
     assert await _committed_position(settings) == 1
