@@ -7,7 +7,7 @@ checked end to end; that more is refused where the replicas are missing is check
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
 import pytest
@@ -17,6 +17,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from engine.commands.setup import create_topics
 from engine.errors import ConfigError
 from engine.settings import Settings
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -75,12 +76,20 @@ async def test_setup_sets_min_insync_on_an_existing_topic_and_keeps_its_other_se
             )
         ]
     )
-    assert (await _configs(admin, (commands,)))[commands]["min.insync.replicas"] == "2"
 
+    def min_insync_is(value: str) -> Callable[[], Awaitable[bool]]:
+        # The broker applies a config change when it replays the metadata log: a read just
+        # after the change can still see the old value.
+        async def holds() -> bool:
+            configs = await _configs(admin, (commands,))
+            return configs[commands]["min.insync.replicas"] == value
+
+        return holds
+
+    await eventually(min_insync_is("2"), timeout_s=10, what="min.insync.replicas set to 2")
     assert await create_topics(settings) == []  # nothing created, one setting fixed
-
+    await eventually(min_insync_is("1"), timeout_s=10, what="min.insync.replicas back to 1")
     after = (await _configs(admin, (commands,)))[commands]
-    assert after["min.insync.replicas"] == "1"
     assert after["retention.ms"] == "-1"
     assert after["message.timestamp.type"] == "LogAppendTime"
     assert after["segment.ms"] == "86400000", "an operator's own setting survives"
