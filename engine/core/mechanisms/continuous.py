@@ -135,6 +135,10 @@ _astuple: Final = msgspec.structs.astuple
 #: core then hands the book's int object on to the deal and last_price as it is, where an
 #: int-typed price is unboxed and boxed afresh, a new int object, for each of the two.
 _UnpackedFill = tuple[Order, int, Any]
+#: A log time or offset on its way into events: typed Any, the compiled core keeps it the
+#: int object it was given, where an int-typed one is a native int boxed afresh, a new int
+#: object, for each event built from it (a placed order makes two or three).
+BoxedInt = Any
 #: The expiry heap is rebuilt without its dead entries once it is at least this long and
 #: twice as long as its live entries were at the last rebuild.
 _EXPIRIES_COMPACT_MIN: Final = 64
@@ -672,21 +676,17 @@ class ContinuousVenue:
         number = self.order_count
         order_id = self._order_prefix + str(number)
         order = ContinuousOrder(number, participant_id, client_order_id, side, price, quantity)
-        events: list[Event] = [
-            self._accepted(order, order_id, order_type, timestamp_ms, source_offset)
-        ]
-        self._execute(order, order_id, events, timestamp_ms, source_offset)
+        # Boxed once for all the order's events (see BoxedInt).
+        at: BoxedInt = timestamp_ms
+        offset: BoxedInt = source_offset
+        events: list[Event] = [self._accepted(order, order_id, order_type, at, offset)]
+        self._execute(order, order_id, events, at, offset)
         if not order.remaining:
             return events
         if order_type is _MARKET:
             events.append(
                 self._cancelled(
-                    order,
-                    order_id,
-                    order.remaining,
-                    timestamp_ms,
-                    source_offset,
-                    _MARKET_ORDER_UNFILLED,
+                    order, order_id, order.remaining, at, offset, _MARKET_ORDER_UNFILLED
                 )
             )
         else:
@@ -782,8 +782,8 @@ class ContinuousVenue:
         order: ContinuousOrder,
         order_id: str,
         order_type: OrderType,
-        timestamp_ms: int,
-        source_offset: int,
+        timestamp_ms: BoxedInt,
+        source_offset: BoxedInt,
     ) -> Event:
         self.seq += 1
         return _ORDER_ACCEPTED(
@@ -805,8 +805,8 @@ class ContinuousVenue:
         order: ContinuousOrder,
         order_id: str,
         events: list[Event],
-        timestamp_ms: int,
-        source_offset: int,
+        timestamp_ms: BoxedInt,
+        source_offset: BoxedInt,
     ) -> None:
         """Match ``order`` in the book (a limit rest stays there) and add what happened to
         ``events``: self-trade cancels, deals, filled resting orders' and the order's own
@@ -1115,7 +1115,7 @@ class ContinuousVenue:
         return [(in_order[i], in_order[i + 1]) for i in range(self._ended_start, len(in_order), 2)]
 
     def _done(
-        self, order: Order, order_id: str, timestamp_ms: int, source_offset: int
+        self, order: Order, order_id: str, timestamp_ms: BoxedInt, source_offset: BoxedInt
     ) -> OrderDone:
         self._remember_ended(order)
         self.seq += 1
@@ -1135,8 +1135,8 @@ class ContinuousVenue:
         order: Order,
         order_id: str,
         open_quantity: int,
-        timestamp_ms: int,
-        source_offset: int,
+        timestamp_ms: BoxedInt,
+        source_offset: BoxedInt,
         reason: CancelReason,
     ) -> OrderCancelled:
         self._remember_ended(order)
