@@ -40,7 +40,7 @@ from engine.core.rules import check_listing, check_price, check_quantity, quoted
 from engine.core.snapshot import ContinuousState, RestingOrderState, encode_venue
 from engine.core.venue import ListingRefusal
 from engine.errors import SnapshotError
-from engine.orderbook import Order, OrderBook, SelfTradeCancel
+from engine.orderbook import Fill, Order, OrderBook, SelfTradeCancel
 from schemas.commands import AmendOrder, CancelOrder, ListTechnology, PlaceOrder
 from schemas.common import (
     CancelReason,
@@ -131,10 +131,6 @@ assert CancelOrder.__struct_fields__ == (
     "submitted_by",
 ), "CancelFields must follow CancelOrder"
 _astuple: Final = msgspec.structs.astuple
-#: A fill (engine.orderbook.Fill) as _execute unpacks it, its price typed Any: the compiled
-#: core then hands the book's int object on to the deal and last_price as it is, where an
-#: int-typed price is unboxed and boxed afresh, a new int object, for each of the two.
-_UnpackedFill = tuple[Order, int, Any]
 #: A log time or offset on its way into events: typed Any, the compiled core keeps it the
 #: int object it was given, where an int-typed one is a native int boxed afresh, a new int
 #: object, for each event built from it (a placed order makes two or three).
@@ -830,8 +826,8 @@ class ContinuousVenue:
                 continue
             # A plain (resting, quantity, price) tuple: type() is cheaper than isinstance()
             # here, but mypy only narrows on the latter; cast, the compiled core unpacks it
-            # in place rather than through an iterator (see _UnpackedFill for the price).
-            resting, quantity, price = cast(_UnpackedFill, execution)
+            # in place rather than through an iterator (the price stays an object: see Fill).
+            resting, quantity, price = cast(Fill, execution)
             self.deal_count += 1
             self.seq += 1
             self.last_price, self.last_quantity = price, quantity
