@@ -220,6 +220,10 @@ class OrderBook:
                     own_keys.append(own_key)  # the common case: a new best price
                 else:
                     own_keys.insert(bisect_left(own_keys, own_key), own_key)
+            elif own_level.orders:
+                # One int object for the price of a level's orders: each decoded order
+                # brings its own (32 bytes), and equal ints never show which is which.
+                order.price = own_level.orders[0].price
             _APPEND(own_level.orders, order)
             own_level.live_quantity += wanted
             own_level.live_count += 1

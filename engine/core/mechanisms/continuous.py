@@ -276,7 +276,8 @@ class ContinuousVenue:
         #: brings its own): 60-odd bytes less per resting order.
         self._participants: dict[str, str] = {}
         #: One copy of each resting price for the orders to share, as participant ids: each
-        #: decoded command's price is an int object of its own (32 bytes).
+        #: decoded command's price is an int object of its own (32 bytes). For amended, gtd
+        #: and restored orders: a plain order placed takes its level's (OrderBook.place).
         self._prices: dict[object, object] = {}
         self.last_price: int | None = None
         self.last_quantity: int | None = None
@@ -686,8 +687,7 @@ class ContinuousVenue:
                 )
             )
         else:
-            order.price = self._price(order.price)
-            self._file(order)
+            self._file(order)  # its price is its level's (OrderBook.place), not _price's
         return events
 
     def _place_with_options(
