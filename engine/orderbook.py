@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import deque
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from schemas.common import Side
 
@@ -84,8 +84,11 @@ class PriceLevel:
 
 
 #: One execution against a resting order: (resting order, quantity, the resting order's price).
-#: A plain tuple rather than a NamedTuple: it is built once per fill on the hot path.
-Fill = tuple[Order, int, int]
+#: A plain tuple rather than a NamedTuple: it is built once per fill on the hot path. The
+#: price is the resting order's own int object, typed Any so that the compiled book and its
+#: callers pass that object on as it is: an int-typed one is boxed afresh, a new int object,
+#: wherever it goes into a tuple or an event.
+Fill = tuple[Order, int, Any]
 
 
 class SelfTradeCancel(NamedTuple):
@@ -175,7 +178,6 @@ class OrderBook:
                 break
             level = opposite_levels[best_key]
             queue = level.orders
-            price = level.price
             while wanted and queue:
                 resting = queue[0]
                 available = resting.remaining
@@ -193,7 +195,7 @@ class OrderBook:
                 resting.remaining = available - traded
                 wanted -= traded
                 level.live_quantity -= traded
-                fills.append((resting, traded, price))
+                fills.append((resting, traded, resting.price))  # the level's price
                 if traded == available:
                     _POPLEFT(queue)
                     level.live_count -= 1
@@ -218,6 +220,10 @@ class OrderBook:
                     own_keys.append(own_key)  # the common case: a new best price
                 else:
                     own_keys.insert(bisect_left(own_keys, own_key), own_key)
+            elif own_level.orders:
+                # One int object for the price of a level's orders: each decoded order
+                # brings its own (32 bytes), and equal ints never show which is which.
+                order.price = own_level.orders[0].price
             _APPEND(own_level.orders, order)
             own_level.live_quantity += wanted
             own_level.live_count += 1

@@ -167,7 +167,7 @@ class Market:
                 order = cast(PlaceOrder, command)
                 fields = place_fields(order)  # read once, for the book too
                 if fields[8] is None and fields[10] is None:  # expires_at_ms, submitted_by
-                    technology_id = fields[0]
+                    technology_id: str = fields[0]
                     listing = self._plain_continuous(technology_id)
                     if listing is not None:
                         venue = cast(ContinuousVenue, listing.venue)

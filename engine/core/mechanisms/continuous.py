@@ -32,7 +32,7 @@ order: see :meth:`ContinuousVenue.amend`.
 from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import msgspec
 
@@ -104,7 +104,10 @@ _UNKNOWN_ORDER: Final = RejectReason.UNKNOWN_ORDER
 #: A place_order's fields in their declared order, as msgspec.structs.astuple reads them: one
 #: call for all of them, where each attribute read of a command costs a generic attribute
 #: lookup (compiled, about 160 instructions). The assert below keeps the two in step.
-PlaceFields = tuple[str, str, str, str, int, str, int | None, str, int | None, bool, str | None]
+#: Typed as a plain tuple, read by index into typed names: as the exact eleven-item tuple
+#: type, the compiled core would check and unpack all eleven into a C struct at once (about
+#: 300 instructions), then copy the struct into each call it is passed to.
+PlaceFields = tuple[Any, ...]
 _PLACE_FIELDS = (
     "technology_id",
     "participant_id",
@@ -119,8 +122,8 @@ _PLACE_FIELDS = (
     "submitted_by",
 )
 assert PlaceOrder.__struct_fields__ == _PLACE_FIELDS, "PlaceFields must follow PlaceOrder"
-#: A cancel_order's fields, likewise.
-CancelFields = tuple[str, str, str, str | None]
+#: A cancel_order's fields (technology, participant, client order id, submitted_by), likewise.
+CancelFields = tuple[Any, ...]
 assert CancelOrder.__struct_fields__ == (
     "technology_id",
     "participant_id",
@@ -128,6 +131,10 @@ assert CancelOrder.__struct_fields__ == (
     "submitted_by",
 ), "CancelFields must follow CancelOrder"
 _astuple: Final = msgspec.structs.astuple
+#: A log time or offset on its way into events: typed Any, the compiled core keeps it the
+#: int object it was given, where an int-typed one is a native int boxed afresh, a new int
+#: object, for each event built from it (a placed order makes two or three).
+BoxedInt = Any
 #: The expiry heap is rebuilt without its dead entries once it is at least this long and
 #: twice as long as its live entries were at the last rebuild.
 _EXPIRIES_COMPACT_MIN: Final = 64
@@ -269,7 +276,8 @@ class ContinuousVenue:
         #: brings its own): 60-odd bytes less per resting order.
         self._participants: dict[str, str] = {}
         #: One copy of each resting price for the orders to share, as participant ids: each
-        #: decoded command's price is an int object of its own (32 bytes).
+        #: decoded command's price is an int object of its own (32 bytes). For amended, gtd
+        #: and restored orders: a plain order placed takes its level's (OrderBook.place).
         self._prices: dict[object, object] = {}
         self.last_price: int | None = None
         self.last_quantity: int | None = None
@@ -630,19 +638,15 @@ class ContinuousVenue:
         (limit or market) is the hot path; any other time in force, an expiry or post-only
         takes :meth:`_place_with_options`. Both match through :meth:`_execute`, shared with
         amends."""
-        (
-            _,
-            participant_id,
-            client_order_id,
-            side_text,
-            quantity,
-            order_type_text,
-            price,
-            time_in_force,
-            expires_at_ms,
-            post_only,
-            _,
-        ) = fields
+        participant_id: str = fields[1]
+        client_order_id: str = fields[2]
+        side_text: str = fields[3]
+        quantity: int = fields[4]
+        order_type_text: str = fields[5]
+        price: int | None = fields[6]
+        time_in_force: str = fields[7]
+        expires_at_ms: int | None = fields[8]
+        post_only: bool = fields[9]
         if time_in_force != "gtc" or expires_at_ms is not None or post_only:
             return self._place_with_options(command, timestamp_ms, source_offset)
         # Compared, not looked up in _SIDES and _ORDER_TYPES: no hash, no dict probe.
@@ -669,26 +673,21 @@ class ContinuousVenue:
         number = self.order_count
         order_id = self._order_prefix + str(number)
         order = ContinuousOrder(number, participant_id, client_order_id, side, price, quantity)
-        events: list[Event] = [
-            self._accepted(order, order_id, order_type, timestamp_ms, source_offset)
-        ]
-        self._execute(order, order_id, events, timestamp_ms, source_offset)
+        # Boxed once for all the order's events (see BoxedInt).
+        at: BoxedInt = timestamp_ms
+        offset: BoxedInt = source_offset
+        events: list[Event] = [self._accepted(order, order_id, order_type, at, offset)]
+        self._execute(order, order_id, events, at, offset)
         if not order.remaining:
             return events
         if order_type is _MARKET:
             events.append(
                 self._cancelled(
-                    order,
-                    order_id,
-                    order.remaining,
-                    timestamp_ms,
-                    source_offset,
-                    _MARKET_ORDER_UNFILLED,
+                    order, order_id, order.remaining, at, offset, _MARKET_ORDER_UNFILLED
                 )
             )
         else:
-            order.price = self._price(order.price)
-            self._file(order)
+            self._file(order)  # its price is its level's (OrderBook.place), not _price's
         return events
 
     def _place_with_options(
@@ -779,8 +778,8 @@ class ContinuousVenue:
         order: ContinuousOrder,
         order_id: str,
         order_type: OrderType,
-        timestamp_ms: int,
-        source_offset: int,
+        timestamp_ms: BoxedInt,
+        source_offset: BoxedInt,
     ) -> Event:
         self.seq += 1
         return _ORDER_ACCEPTED(
@@ -802,8 +801,8 @@ class ContinuousVenue:
         order: ContinuousOrder,
         order_id: str,
         events: list[Event],
-        timestamp_ms: int,
-        source_offset: int,
+        timestamp_ms: BoxedInt,
+        source_offset: BoxedInt,
     ) -> None:
         """Match ``order`` in the book (a limit rest stays there) and add what happened to
         ``events``: self-trade cancels, deals, filled resting orders' and the order's own
@@ -827,7 +826,7 @@ class ContinuousVenue:
                 continue
             # A plain (resting, quantity, price) tuple: type() is cheaper than isinstance()
             # here, but mypy only narrows on the latter; cast, the compiled core unpacks it
-            # in place rather than through an iterator.
+            # in place rather than through an iterator (the price stays an object: see Fill).
             resting, quantity, price = cast(Fill, execution)
             self.deal_count += 1
             self.seq += 1
@@ -871,7 +870,9 @@ class ContinuousVenue:
         self, fields: CancelFields, timestamp_ms: int, source_offset: int
     ) -> list[Event]:
         """A cancel, whose fields the caller read (:func:`cancel_fields`)."""
-        technology_id, participant_id, client_order_id, _ = fields
+        technology_id: str = fields[0]
+        participant_id: str = fields[1]
+        client_order_id: str = fields[2]
         order = self._find(participant_id, client_order_id)
         if order is None:
             # Common (the order filled or ended before the cancel came): built here from the
@@ -1110,7 +1111,7 @@ class ContinuousVenue:
         return [(in_order[i], in_order[i + 1]) for i in range(self._ended_start, len(in_order), 2)]
 
     def _done(
-        self, order: Order, order_id: str, timestamp_ms: int, source_offset: int
+        self, order: Order, order_id: str, timestamp_ms: BoxedInt, source_offset: BoxedInt
     ) -> OrderDone:
         self._remember_ended(order)
         self.seq += 1
@@ -1130,8 +1131,8 @@ class ContinuousVenue:
         order: Order,
         order_id: str,
         open_quantity: int,
-        timestamp_ms: int,
-        source_offset: int,
+        timestamp_ms: BoxedInt,
+        source_offset: BoxedInt,
         reason: CancelReason,
     ) -> OrderCancelled:
         self._remember_ended(order)
@@ -1152,12 +1153,12 @@ class ContinuousVenue:
 
 def place_fields(command: PlaceOrder) -> PlaceFields:
     """All of ``command``'s fields in one call (see PlaceFields)."""
-    return cast(PlaceFields, _astuple(command))
+    return _astuple(command)
 
 
 def cancel_fields(command: CancelOrder) -> CancelFields:
     """All of ``command``'s fields in one call (see PlaceFields)."""
-    return cast(CancelFields, _astuple(command))
+    return _astuple(command)
 
 
 def _opposite(side: Side) -> str:
