@@ -232,6 +232,11 @@ async def test_a_partition_revoked_during_its_recovery_never_goes_live() -> None
         assert 0 not in engine.owner_epochs
 
 
+def _technology_on(partition: int) -> str:
+    """A technology id whose commands route to ``partition`` (of the default 4)."""
+    return next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == partition)
+
+
 def _listing(technology: str) -> bytes:
     return msgspec.json.encode(
         {
@@ -247,7 +252,7 @@ def _listing(technology: str) -> bytes:
 
 async def test_a_gap_in_offsets_is_not_mistaken_for_a_stale_fetch() -> None:
     """Transaction markers leave gaps: records after one are matched, not dropped forever."""
-    technology = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
+    technology = _technology_on(0)
     tp = TopicPartition(TOPIC, 0)
 
     def record(offset: int) -> LogRecord:
@@ -268,7 +273,7 @@ async def test_a_gap_in_offsets_is_not_mistaken_for_a_stale_fetch() -> None:
 async def test_a_partition_given_straight_back_keeps_its_market_without_a_replay() -> None:
     """Eager rebalancing revokes everything; a partition that comes back untouched (no other
     owner claimed it, all settled and published) keeps its in-memory market: no log read."""
-    technology = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
+    technology = _technology_on(0)
     tp = TopicPartition(TOPIC, 0)
     store, consumer = StubStore(), StubConsumer()
     async with running(store, consumer) as engine:
@@ -375,7 +380,7 @@ def _log_of(technology: str, count: int) -> Any:
 async def test_republishing_starts_where_the_committed_outputs_end() -> None:
     """PostgreSQL's published mark lags (a crash after the broker committed): the sink's
     position wins, so the events below it are not sent a second time."""
-    technology = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
+    technology = _technology_on(0)
     store, consumer, publisher = StubStore(), StubConsumer(), StubPublisher()
     store.next_offsets[0], store.published[0] = 3, 0
     publisher.published_at[0] = 2
@@ -452,12 +457,11 @@ class TransactionalStubPublisher(StubPublisher):
         return await super().send(batches, settled)
 
 
-_HELD_TECHNOLOGY = next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == 0)
-
-
-async def _fetch_listing(consumer: StubConsumer, offset: int) -> None:
-    record = LogRecord(offset, 1, _HELD_TECHNOLOGY.encode(), _listing(_HELD_TECHNOLOGY))
-    await consumer.fetches.put({TopicPartition(TOPIC, 0): [record]})
+async def _fetch_listing(consumer: StubConsumer, offset: int, partition: int = 0) -> None:
+    """One fetch: a listing of a technology that routes to ``partition``, at ``offset``."""
+    technology = _technology_on(partition)
+    record = LogRecord(offset, 1, technology.encode(), _listing(technology))
+    await consumer.fetches.put({TopicPartition(TOPIC, partition): [record]})
 
 
 async def _held_settlement(
@@ -565,9 +569,6 @@ async def test_a_transaction_spanning_more_batches_than_the_confirm_queue_still_
     """Two partitions' fetches alternate while a transaction stays open: one transaction's
     batches lie farther apart than the batches the confirm stage may hold. Its commit waits
     for them to be settled, so settling must never wait for the confirm stage."""
-    technologies = [
-        next(f"T-{i}" for i in range(100) if partition_for(f"T-{i}", 4) == p) for p in (0, 1)
-    ]
     store, consumer = StubStore(), StubConsumer()
     publisher = CommittingStubPublisher(interval_s=1.0)
     fetches = 200
@@ -575,10 +576,7 @@ async def test_a_transaction_spanning_more_batches_than_the_confirm_queue_still_
         await consumer.assign(0, 1)
         await eventually(lambda: engine.owned_partitions == [0, 1], what="both live")
         for n in range(fetches):
-            partition, offset = n % 2, n // 2
-            technology = technologies[partition]
-            record = LogRecord(offset, 1, technology.encode(), _listing(technology))
-            await consumer.fetches.put({TopicPartition(TOPIC, partition): [record]})
+            await _fetch_listing(consumer, offset=n // 2, partition=n % 2)
         await eventually(
             lambda: len(store.settled) == fetches, timeout_s=20, what="every fetch settled"
         )
