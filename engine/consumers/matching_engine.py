@@ -109,8 +109,9 @@ class _Matched:
 
     in_flight: list[_InFlight]
     #: With exactly-once outputs the batches are handed to the producer as soon as they are
-    #: matched: their delivery futures, and the future their transactions' commit waits for,
-    #: which the settle stage resolves. Otherwise both are set once they are settled.
+    #: matched: their delivery futures, and ``settled``, which their transactions' commit
+    #: waits for and the settle stage resolves. Otherwise ``settled`` stays None, and the
+    #: deliveries and hand-over time are set once the batches are settled.
     deliveries: Sequence[asyncio.Future[Any]] = ()
     settled: asyncio.Future[None] | None = None
     handed_over_at: float = 0.0
