@@ -36,7 +36,6 @@ import os
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -46,7 +45,13 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.fresh import discarded_afterwards, fresh_settings, publish_backlog
-from bench.io_only import VOLUMES, io_only_with_cpu
+from bench.io_only import (
+    VOLUMES,
+    io_only_latencies,
+    io_only_with_cpu,
+    latency_line,
+    percentile,
+)
 from bench.targets import against
 from engine.consumers.log_reader import read_partition
 from engine.core.codec import decode_event
@@ -268,10 +273,6 @@ async def _checkpoint(settings: Settings) -> None:
             print("  (no CHECKPOINT between phases: the role may not run it)")
 
 
-def _percentile(values: list[int], q: float) -> float:
-    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
-
-
 async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by phase
     orders: int,
     rate: int,
@@ -311,6 +312,18 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
                 f"{results['io_only_cpu_s_per_100k']:.2f} s per 100k "
                 "commands (its one process, as the engine's below)"
             )
+            if seconds > 0:
+                io_load = await fresh_settings(f"{tag}_io_load", guarantee)
+                made.append(io_load)
+                await _checkpoint(io_load)
+                io_latencies = await io_only_latencies(io_load, rate, seconds, seed, technologies)
+                results["io_only_latency_p50_ms"] = percentile(io_latencies, 50)
+                results["io_only_latency_p99_ms"] = percentile(io_latencies, 99)
+                print(
+                    f"  io-only      {len(io_latencies):>9,} commands offered at {rate:,}/s for "
+                    f"{seconds:.0f} s, command-in to result-published (the issue's pipeline):"
+                )
+                print(f"               {latency_line(io_latencies)}")
         settings = await fresh_settings(tag, guarantee)
         made.append(settings)
         flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
@@ -382,27 +395,26 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
                 visible = await seen
                 latencies = await _deal_latencies(settings, since)
                 if latencies:
-                    results["latency_p50_ms"] = _percentile(latencies, 50)
-                    results["latency_p99_ms"] = _percentile(latencies, 99)
+                    results["latency_p50_ms"] = percentile(latencies, 50)
+                    results["latency_p99_ms"] = percentile(latencies, 99)
                     print(
                         f"  latency      {offered:>9,} commands offered at {rate:,}/s for "
                         f"{seconds:.0f} s, {len(latencies):,} deals, command-in to deal-published:"
                     )
-                    print(
-                        f"               p50 {_percentile(latencies, 50):.0f} ms   "
-                        f"p90 {_percentile(latencies, 90):.0f} ms   "
-                        f"p99 {_percentile(latencies, 99):.0f} ms   max {max(latencies)} ms"
-                    )
+                    print(f"               {latency_line(latencies)}")
+                    if "io_only_latency_p99_ms" in results:
+                        print(
+                            "               engine/io-only p50 "
+                            f"{results['latency_p50_ms'] / results['io_only_latency_p50_ms']:.2f}x"
+                            ", p99 "
+                            f"{results['latency_p99_ms'] / results['io_only_latency_p99_ms']:.2f}x"
+                        )
                 if visible:
                     print(
                         f"               command-in to deal received by a read_committed "
                         f"subscriber ({len(visible):,} deals):"
                     )
-                    print(
-                        f"               p50 {_percentile(visible, 50):.0f} ms   "
-                        f"p90 {_percentile(visible, 90):.0f} ms   "
-                        f"p99 {_percentile(visible, 99):.0f} ms   max {max(visible)} ms"
-                    )
+                    print(f"               {latency_line(visible)}")
             finally:
                 stopping = time.monotonic()
                 engine.send_signal(signal.SIGTERM)

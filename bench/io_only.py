@@ -16,6 +16,13 @@ third of the engine's bytes; this one tells how near the engine comes to its own
 ``--batched`` produces in record batches (``send_batch``), as the engine does, instead of one
 ``send`` per record: without it the pipeline spends more CPU producing than the engine.
 
+``--rate``/``--seconds`` (and ``bench.end_to_end --io-only``) also time it under an offered
+load, as the engine's latency is timed: each command's append time to its result's append
+time (broker LogAppendTime on both topics). The pipeline appends a result only after its
+PostgreSQL commit, in a Kafka transaction when outputs are exactly once; one result per
+command on the command's partition number, in order, so the i-th result of a partition
+answers its i-th command. The pipeline and the load's sender share this process.
+
 ``python -m bench.io_only --orders 100000`` runs it alone on fresh topics and a database.
 """
 
@@ -23,14 +30,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.fresh import fresh_settings, publish_backlog
+from bench.fresh import discarded_afterwards, fresh_settings, publish_backlog
+from engine.consumers.log_reader import read_partition
 from engine.core.batch import KafkaMessage
+from engine.producers.client import TradingClient
 from engine.producers.publisher import send_in_batches
+from engine.producers.simulation import OrderFlow, generated_listings
 from engine.settings import Settings
 from engine.store.rows import DEAL_COLUMNS, OUTCOME_COLUMNS
 
@@ -201,13 +212,89 @@ async def io_only_with_cpu(  # noqa: PLR0915 - one loop, in order
         await connection.close()
 
 
-async def run_alone(orders: int, seed: int, technologies: int, volume: str, batched: bool) -> float:
-    """Fresh topics and database, publish the backlog, then time the I/O-only pipeline."""
-    settings = await fresh_settings(f"io{int(time.time())}")
-    await publish_backlog(settings, orders, seed, technologies)
-    rate = await io_only(settings, orders + technologies, volume, batched)
-    print(f"  io-only      {orders + technologies:>9,} commands at {rate:>9,.0f} commands/s")
-    return rate
+#: The offered load goes out in slices of this many seconds, as bench.end_to_end sends it.
+_SLICE_S = 0.01
+
+
+async def io_only_latencies(
+    settings: Settings, rate: int, seconds: float, seed: int, technologies: int
+) -> list[int]:
+    """The issue's pipeline (one result per command) following a load offered at ``rate``
+    commands/s for ``seconds`` on fresh topics: each command's append to its result's append,
+    in ms. Compared with the engine's command append to deal append."""
+    flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
+    per_slice = max(1, int(rate * _SLICE_S))
+    slices = [flow.next_commands(per_slice) for _ in range(int(seconds / _SLICE_S))]
+    pipeline = asyncio.create_task(io_only_with_cpu(settings, sum(map(len, slices))))
+    async with TradingClient(settings, client_id="bench-io-only-load") as client:
+        next_at = time.monotonic()
+        for commands in slices:
+            await client.send_many(commands)
+            next_at += _SLICE_S
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    await pipeline
+    latencies: list[int] = []
+    for partition in range(settings.partitions):
+        appended = [
+            record.timestamp
+            async for records in read_partition(settings, settings.topics.commands, partition, 0)
+            for record in records
+        ]
+        answered = [
+            record.timestamp
+            async for records in read_partition(settings, settings.topics.executions, partition, 0)
+            for record in records
+        ]
+        if len(answered) != len(appended):
+            raise AssertionError(
+                f"partition {partition}: {len(appended)} commands but {len(answered)} results"
+            )
+        latencies.extend(
+            result - command for command, result in zip(appended, answered, strict=True)
+        )
+    return latencies
+
+
+def percentile(values: list[int], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
+
+
+def latency_line(latencies: list[int]) -> str:
+    return (
+        f"p50 {percentile(latencies, 50):.0f} ms   p90 {percentile(latencies, 90):.0f} ms   "
+        f"p99 {percentile(latencies, 99):.0f} ms   max {max(latencies)} ms"
+    )
+
+
+async def run_alone(
+    orders: int,
+    seed: int,
+    technologies: int,
+    volume: str,
+    batched: bool,
+    rate: int,
+    seconds: float,
+) -> None:
+    """Fresh topics and database, publish the backlog, then time the I/O-only pipeline; then,
+    on fresh topics again, its latency under an offered load."""
+    async with discarded_afterwards() as made:
+        tag = int(time.time())
+        settings = await fresh_settings(f"io{tag}")
+        made.append(settings)
+        await publish_backlog(settings, orders, seed, technologies)
+        throughput = await io_only(settings, orders + technologies, volume, batched)
+        print(
+            f"  io-only      {orders + technologies:>9,} commands at {throughput:>9,.0f} commands/s"
+        )
+        if seconds > 0:
+            offered = await fresh_settings(f"io{tag}_load")
+            made.append(offered)
+            latencies = await io_only_latencies(offered, rate, seconds, seed, technologies)
+            print(
+                f"  io-only      {len(latencies):,} commands offered at {rate:,}/s for "
+                f"{seconds:.0f} s, command append to result append:"
+            )
+            print(f"               {latency_line(latencies)}")
 
 
 def main() -> None:
@@ -219,8 +306,22 @@ def main() -> None:
     parser.add_argument(
         "--batched", action="store_true", help="produce in record batches, as the engine does"
     )
+    parser.add_argument("--rate", type=int, default=5_000, help="offered commands/s for latency")
+    parser.add_argument(
+        "--seconds", type=float, default=0.0, help="offered load duration (0: no latency run)"
+    )
     args = parser.parse_args()
-    asyncio.run(run_alone(args.orders, args.seed, args.technologies, args.volume, args.batched))
+    asyncio.run(
+        run_alone(
+            args.orders,
+            args.seed,
+            args.technologies,
+            args.volume,
+            args.batched,
+            args.rate,
+            args.seconds,
+        )
+    )
 
 
 if __name__ == "__main__":
