@@ -351,6 +351,8 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
                 phase = _Phase(engine, port)
                 await phase.start()
                 first, done = await _wait_settled(settings, len(backlog), engine, "backlog")
+                # A backlog settled within one poll of the first would divide by zero.
+                done = max(done, first + 0.001)
                 print(
                     f"  backlog      {len(backlog):>9,} commands settled in {done - first:6.2f} s "
                     f"= {len(backlog) / (done - first):>9,.0f} commands/s "
