@@ -160,6 +160,7 @@ class SettlementStore:
                 min_size=1,
                 max_size=max_size,
                 init=_accept_json_bytes,
+                reset=_keep_session,
                 server_settings=SESSION_BOUNDS if session_bounds is None else session_bounds,
             )
         except _STORE_ERRORS as e:
@@ -473,6 +474,14 @@ async def _accept_json_bytes(connection: asyncpg.Connection) -> None:
 
 def _same_bytes(data: bytes) -> bytes:
     return data
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Return a connection to the pool as it is. asyncpg's default runs ``SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` at every release, a round trip
+    each settlement waited for; this store never leaves session state behind (no session
+    locks, cursors, LISTEN or SET: its settings are the connection's startup parameters), and
+    asyncpg still rolls back a transaction left open before calling this."""
 
 
 def _redact(dsn: str) -> str:

@@ -204,3 +204,22 @@ async def test_a_snapshot_is_stored_compressed_with_lz4(settings: Settings) -> N
         settings, "SELECT pg_column_compression(state), pg_column_size(state) FROM market_snapshots"
     )
     assert [(method, size < len(batch.snapshot)) for method, size in stored] == [("lz4", True)]
+
+
+async def test_a_connection_goes_back_to_the_pool_without_a_reset_round_trip(
+    settings: Settings,
+) -> None:
+    """asyncpg's default reset (``... RESET ALL``) ran at every release, a round trip each
+    settlement waited for; the store leaves no session state that would need it."""
+    store = await SettlementStore.connect(settings.database_url, settings.topics.commands, 1)
+    queries: list[str] = []
+    try:
+        async with store._pool.acquire() as connection:  # the pool's one connection
+            connection.add_query_logger(lambda record: queries.append(record.query))
+        claim = await store.claim(0)
+        await store.settle(_chained(_batches(settings, 1), claim))
+        assert await store.owns(claim)
+    finally:
+        await store.close()
+    assert any("partition_state" in query for query in queries), queries
+    assert not [query for query in queries if "RESET ALL" in query]
