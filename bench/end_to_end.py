@@ -273,6 +273,16 @@ async def _checkpoint(settings: Settings) -> None:
             print("  (no CHECKPOINT between phases: the role may not run it)")
 
 
+def _record_latencies(
+    results: dict[str, float], key: str, latencies: list[int], heading: str
+) -> None:
+    """Print a latency distribution under its heading; keep its p50 and p99 in ``results``."""
+    results[f"{key}_p50_ms"] = percentile(latencies, 50)
+    results[f"{key}_p99_ms"] = percentile(latencies, 99)
+    print(heading)
+    print(f"               {latency_line(latencies)}")
+
+
 async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by phase
     orders: int,
     rate: int,
@@ -317,13 +327,13 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
                 made.append(io_load)
                 await _checkpoint(io_load)
                 io_latencies = await io_only_latencies(io_load, rate, seconds, seed, technologies)
-                results["io_only_latency_p50_ms"] = percentile(io_latencies, 50)
-                results["io_only_latency_p99_ms"] = percentile(io_latencies, 99)
-                print(
+                _record_latencies(
+                    results,
+                    "io_only_latency",
+                    io_latencies,
                     f"  io-only      {len(io_latencies):>9,} commands offered at {rate:,}/s for "
-                    f"{seconds:.0f} s, command-in to result-published (the issue's pipeline):"
+                    f"{seconds:.0f} s, command-in to result-published (the issue's pipeline):",
                 )
-                print(f"               {latency_line(io_latencies)}")
         settings = await fresh_settings(tag, guarantee)
         made.append(settings)
         flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
@@ -397,13 +407,13 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
                 visible = await seen
                 latencies = await _deal_latencies(settings, since)
                 if latencies:
-                    results["latency_p50_ms"] = percentile(latencies, 50)
-                    results["latency_p99_ms"] = percentile(latencies, 99)
-                    print(
+                    _record_latencies(
+                        results,
+                        "latency",
+                        latencies,
                         f"  latency      {offered:>9,} commands offered at {rate:,}/s for "
-                        f"{seconds:.0f} s, {len(latencies):,} deals, command-in to deal-published:"
+                        f"{seconds:.0f} s, {len(latencies):,} deals, command-in to deal-published:",
                     )
-                    print(f"               {latency_line(latencies)}")
                     if "io_only_latency_p99_ms" in results:
                         print(
                             "               engine/io-only p50 "
