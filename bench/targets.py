@@ -43,6 +43,8 @@ METRICS: dict[str, Metric] = {
     "e2e_vs_io_only": Metric("engine / I/O-only", "x", 0.7),
     "latency_p50_ms": Metric("latency p50 at 5k/s", "ms", 5, False),
     "latency_p99_ms": Metric("latency p99 at 5k/s", "ms", 25, False),
+    "io_only_latency_p50_ms": Metric("I/O-only pipeline latency p50 at 5k/s", "ms", None, False),
+    "io_only_latency_p99_ms": Metric("I/O-only pipeline latency p99 at 5k/s", "ms", None, False),
     "sustained_rate": Metric("sustained settled rate", "commands/s"),
     "e2e_vs_io_only_cpu": Metric("engine / I/O-only, by CPU per command", "x", 0.7),
     "io_only_cpu_s_per_100k": Metric("I/O-only pipeline CPU", "s/100k", None, False),

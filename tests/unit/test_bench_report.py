@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 
+from bench import end_to_end, matching
 from bench.report import previous_run, read_history, table
 from bench.targets import METRICS, against
 
@@ -48,3 +51,14 @@ def test_against_prints_the_target_and_ratio() -> None:
     assert against("pipeline", 78_000) == "78k/s (target 250k/s: 0.31x)"
     assert against("mix_pipeline", 50_000) == "50k/s"
     assert METRICS["latency_p99_ms"].ratio(50) == 0.5
+
+
+def test_every_metric_the_benchmarks_record_has_a_row() -> None:
+    """The report looks each recorded metric up in METRICS: one the benchmarks record but the
+    table does not know would stop `make bench` after minutes of measuring."""
+    source = inspect.getsource(end_to_end) + inspect.getsource(matching)
+    recorded = set(re.findall(r'results\["(\w+)"\]', source))
+    recorded |= {f"{key}_p50_ms" for key in re.findall(r'results,\s*"(\w+)",', source)}
+    recorded |= {f"{key}_p99_ms" for key in re.findall(r'results,\s*"(\w+)",', source)}
+    assert {"latency_p99_ms", "io_only_latency_p99_ms", "e2e_io_only"} <= recorded
+    assert recorded - set(METRICS) == set()
