@@ -4,7 +4,7 @@ The pure core hands over typed records (:class:`engine.core.batch.SettlementBatc
 module turns them into the tuples PostgreSQL's COPY takes, in the column order named beside
 them, with the command topic first: the topic is part of every key, so several topic
 prefixes (tenants, test runs) can share one database. Small settlements go in one call
-(migration 009's ``techx_settle``), which takes the same values as one array per column.
+(migration 011's ``techx_settle_rows``), which takes the same tuples as arrays of rows.
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ DEAD_LETTER_COLUMNS = (
 )
 
 Row = tuple[object, ...]
-#: The same values by column (topic left out), as arrays for one call (migration 009).
-Columns = list[list[object]]
 
 
 def deal_rows(topic: str, batches: Iterable[SettlementBatch]) -> Iterator[Row]:
@@ -109,19 +107,3 @@ def dead_letter_rows(topic: str, batches: Iterable[SettlementBatch]) -> Iterator
                 dead.value,
                 dead.timestamp_ms,
             )
-
-
-def deal_arrays(batches: Iterable[SettlementBatch]) -> Columns:
-    """:data:`DEAL_COLUMNS` but the topic, one list per column."""
-    return _by_column(deal_rows("", batches), len(DEAL_COLUMNS))
-
-
-def outcome_arrays(batches: Iterable[SettlementBatch]) -> Columns:
-    """:data:`OUTCOME_COLUMNS` but the topic, one list per column."""
-    return _by_column(outcome_rows("", batches), len(OUTCOME_COLUMNS))
-
-
-def _by_column(rows: Iterable[Row], width: int) -> Columns:
-    """The rows turned into columns, less the first (the topic, passed once)."""
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    return columns[1:] if columns else [[] for _ in range(width - 1)]

@@ -1,6 +1,6 @@
 """The two ways a settlement reaches PostgreSQL write the same rows and fence the same way.
 
-Small settlements go in one call to ``techx_settle`` (migration 009), larger ones, and any
+Small settlements go in one call to ``techx_settle_rows`` (migration 011), larger ones, and any
 with dead letters or a snapshot, in a transaction with COPY (a large one, one transaction
 per partition side by side); the engine cannot tell which ran, so neither may differ in
 what it stores or refuses.
