@@ -17,8 +17,10 @@ from engine.core.records import CommandOutcome, DeadLetterRecord
 from engine.errors import DecodeError
 from schemas.commands import (
     MEMBERSHIP_COMMAND_TYPES,
+    CancelOrder,
     Command,
     MembershipCommand,
+    PlaceOrder,
     TechnologyCommand,
     Tick,
 )
@@ -56,6 +58,8 @@ _NO_EVENTS: Final = b"[]"
 #: so foreign ids (each one a key that hashes here) cannot grow the memory without bound.
 _MOST_ROUTED_KEYS: Final = 65_536
 _TICK: Final = Tick
+_PLACE_ORDER: Final = PlaceOrder
+_CANCEL_ORDER: Final = CancelOrder
 _DEAL: Final = Deal
 _COMMAND_REJECTED: Final = CommandRejected
 _COMMAND_OUTCOME: Final = CommandOutcome
@@ -238,7 +242,12 @@ class PartitionProcessor:
                     continue  # a tick that found nothing due leaves no trace
                 technology_id = participant_id = ""  # every event goes under its own key
                 client_order_id = ""
-            elif command_type in _MEMBERSHIP:
+            elif (
+                # Orders and cancels, nearly every record: two compares, not a set probe.
+                command_type is not _PLACE_ORDER
+                and command_type is not _CANCEL_ORDER
+                and command_type in _MEMBERSHIP
+            ):
                 events = self._applied(command, record.timestamp, offset)
                 # Exchange-wide events (technology "") go under the record's key.
                 technology_id = client_order_id = ""
