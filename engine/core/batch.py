@@ -59,6 +59,8 @@ _NO_EVENTS: Final = b"[]"
 _MOST_ROUTED_KEYS: Final = 65_536
 _TICK: Final = Tick
 _PLACE_ORDER: Final = PlaceOrder
+#: Most records' tag, without the probe of _COMMAND_TAGS.
+_PLACE_ORDER_TAG: Final = _COMMAND_TAGS[PlaceOrder]
 _CANCEL_ORDER: Final = CancelOrder
 _DEAL: Final = Deal
 _COMMAND_REJECTED: Final = CommandRejected
@@ -292,7 +294,9 @@ class PartitionProcessor:
                 _COMMAND_OUTCOME(
                     offset,
                     technology_id,
-                    _COMMAND_TAGS[command_type],
+                    _PLACE_ORDER_TAG
+                    if command_type is _PLACE_ORDER
+                    else _COMMAND_TAGS[command_type],
                     participant_id,
                     client_order_id,
                     events_json,
