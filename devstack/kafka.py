@@ -56,9 +56,9 @@ MIN_JAVA = 17
 #: produce request over 512 KB (the engine's batches under a backlog) is a humongous
 #: allocation that starts a concurrent marking cycle: G1's marking threads took 6.8% of the
 #: machine's CPU in a 1.5M-command backlog, 0.9% with these. The backlog's throughput did not
-#: move; the p99 latency at 5k orders/s, once the broker had warmed up, was 94-226 ms with
-#: 512 MB and 43-114 ms with these (bench.end_to_end, alternated). kafka-run-class.sh's
-#: other G1 options (20 ms pause target and others) made no difference here.
+#: move, and neither did the latency beyond the day's noise; what moves the latency is how
+#: warm the broker is (p99 at 5k orders/s of 200-5,000 ms in its first minutes: its JIT).
+#: kafka-run-class.sh's other G1 options (20 ms pause target and others) made no difference.
 BROKER_JVM_OPTIONS = (
     "-Xms1g",
     "-Xmx1g",
