@@ -50,11 +50,12 @@ SESSION_BOUNDS = {
 
 
 #: Most rows (deals and command outcomes) settled in one call to techx_settle_rows
-#: (migrations 009 and 011): one round trip instead of seven. Above it COPY costs the engine
-#: less CPU: measured with 009's one array per column, per settlement, 0.55-0.67 ms against
-#: 0.70-0.81 at ~35 rows, even at ~140, 2.3 against 1.4 ms at ~420 (asyncpg encodes arrays
-#: slower than COPY records). Arrays of rows (011) cost less; the limit was not measured again.
-ONE_CALL_MOST_ROWS = 128
+#: (migrations 009 and 011): one round trip instead of seven. Engine CPU per settlement,
+#: one call against COPY, alternated (arrays of rows, migration 011): 0.25-0.29 against
+#: 0.56-0.60 ms at 34 rows, 0.57-0.65 against 0.68-0.83 at 135, 1.56-2.27 against 1.82-2.06
+#: at 426 (asyncpg encodes arrays slower than COPY records), with wall times alike from 135
+#: rows on. With 009's one array per column the limit was 128.
+ONE_CALL_MOST_ROWS = 256
 #: Rows above which a settlement of several partitions goes one transaction per partition.
 SIDE_BY_SIDE_LEAST_ROWS = ONE_CALL_MOST_ROWS + 1
 _SETTLE_IN_ONE_CALL = "SELECT techx_settle_rows($1, $2, $3, $4, $5, $6, $7, $8)"
