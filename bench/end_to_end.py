@@ -45,13 +45,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.fresh import discarded_afterwards, fresh_settings, publish_backlog
-from bench.io_only import (
-    VOLUMES,
-    io_only_latencies,
-    io_only_with_cpu,
-    latency_line,
-    percentile,
-)
+from bench.io_only import VOLUMES, io_only_latencies, io_only_with_cpu
+from bench.offered import latency_line, offered_slices, percentile, send_paced
 from bench.targets import against
 from engine.consumers.log_reader import read_partition
 from engine.core.codec import decode_event
@@ -389,18 +384,12 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
                 seen = asyncio.create_task(_visible_latencies(settings, since, seen_stop))
                 total = len(backlog)
                 await phase.start()
-                slice_s = 0.01
-                per_slice = max(1, int(rate * slice_s))
-                deadline = time.monotonic() + seconds
-                next_at = time.monotonic()
-                while time.monotonic() < deadline:
-                    total += await client.send_many(flow.next_commands(per_slice))
-                    next_at += slice_s
-                    await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-                offered = total - len(backlog)
-                sent_s = time.monotonic() - (deadline - seconds)
+                started = time.monotonic()
+                offered = await send_paced(client, offered_slices(flow, rate, seconds))
+                total += offered
+                sent_s = time.monotonic() - started
                 _, settled_at = await _wait_settled(settings, total, engine, "offered load")
-                results["sustained_rate"] = offered / max(sent_s, settled_at - (deadline - seconds))
+                results["sustained_rate"] = offered / max(sent_s, settled_at - started)
                 await phase.report(offered, results, "offered")
                 await asyncio.sleep(1.0)  # the last transactions commit; the reader catches up
                 seen_stop.set()

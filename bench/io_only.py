@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.fresh import discarded_afterwards, fresh_settings, publish_backlog
+from bench.offered import latency_line, offered_slices, send_paced
 from engine.consumers.log_reader import read_partition
 from engine.core.batch import KafkaMessage
 from engine.producers.client import TradingClient
@@ -212,10 +212,6 @@ async def io_only_with_cpu(  # noqa: PLR0915 - one loop, in order
         await connection.close()
 
 
-#: The offered load goes out in slices of this many seconds, as bench.end_to_end sends it.
-_SLICE_S = 0.01
-
-
 async def io_only_latencies(
     settings: Settings, rate: int, seconds: float, seed: int, technologies: int
 ) -> list[int]:
@@ -223,15 +219,10 @@ async def io_only_latencies(
     commands/s for ``seconds`` on fresh topics: each command's append to its result's append,
     in ms. Compared with the engine's command append to deal append."""
     flow = OrderFlow(seed, generated_listings(technologies), invalid_ratio=0.01)
-    per_slice = max(1, int(rate * _SLICE_S))
-    slices = [flow.next_commands(per_slice) for _ in range(int(seconds / _SLICE_S))]
+    slices = offered_slices(flow, rate, seconds)
     pipeline = asyncio.create_task(io_only_with_cpu(settings, sum(map(len, slices))))
     async with TradingClient(settings, client_id="bench-io-only-load") as client:
-        next_at = time.monotonic()
-        for commands in slices:
-            await client.send_many(commands)
-            next_at += _SLICE_S
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await send_paced(client, slices)
     await pipeline
     latencies: list[int] = []
     for partition in range(settings.partitions):
@@ -246,24 +237,13 @@ async def io_only_latencies(
             for record in records
         ]
         if len(answered) != len(appended):
-            raise AssertionError(
+            raise SystemExit(
                 f"partition {partition}: {len(appended)} commands but {len(answered)} results"
             )
         latencies.extend(
             result - command for command, result in zip(appended, answered, strict=True)
         )
     return latencies
-
-
-def percentile(values: list[int], q: float) -> float:
-    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
-
-
-def latency_line(latencies: list[int]) -> str:
-    return (
-        f"p50 {percentile(latencies, 50):.0f} ms   p90 {percentile(latencies, 90):.0f} ms   "
-        f"p99 {percentile(latencies, 99):.0f} ms   max {max(latencies)} ms"
-    )
 
 
 async def run_alone(
