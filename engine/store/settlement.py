@@ -53,8 +53,8 @@ SESSION_BOUNDS = {
 #: (migrations 009 and 011): one round trip instead of seven. Engine CPU per settlement,
 #: one call against COPY, alternated (arrays of rows, migration 011): 0.25-0.29 against
 #: 0.56-0.60 ms at 34 rows, 0.57-0.65 against 0.68-0.83 at 135, 1.56-2.27 against 1.82-2.06
-#: at 426 (asyncpg encodes arrays slower than COPY records), with wall times alike from 135
-#: rows on. With 009's one array per column the limit was 128.
+#: at 426, where COPY has caught up; wall times alike from 135 rows on. With 009's one array
+#: per column, COPY caught up sooner and the limit was 128.
 ONE_CALL_MOST_ROWS = 256
 #: Rows above which a settlement of several partitions goes one transaction per partition.
 SIDE_BY_SIDE_LEAST_ROWS = ONE_CALL_MOST_ROWS + 1

@@ -24,19 +24,11 @@ CREATE FUNCTION techx_settle_rows(
     p_deals techx_deal_row[], p_outcomes techx_outcome_row[]
 ) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    FOR i IN 1 .. cardinality(p_partitions) LOOP
-        UPDATE partition_state
-        SET next_offset = p_next_offsets[i],
-            published_offset = GREATEST(published_offset, p_published[i]),
-            updated_at = now()
-        WHERE topic = p_topic AND partition = p_partitions[i]
-            AND owner_epoch = p_epochs[i] AND next_offset = p_expected[i];
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'partition % is not at offset % under epoch %',
-                p_partitions[i], p_expected[i], p_epochs[i]
-                USING ERRCODE = 'TXF01', DETAIL = (i - 1)::text;
-        END IF;
-    END LOOP;
+    -- The fenced offset moves are 009's, run by techx_settle with no rows (it raises TXF01
+    -- as before): the fencing rule is written once, for this engine and earlier ones alike.
+    PERFORM techx_settle(p_topic, p_partitions, p_next_offsets, p_published, p_epochs,
+        p_expected, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}',
+        '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}');
     INSERT INTO deals (topic, deal_id, technology_id, deal_number, seq, price, quantity,
         buyer_id, seller_id, bid_order_id, offer_order_id, aggressor_side, traded_at_ms,
         source_partition, source_offset)
