@@ -48,6 +48,7 @@ from bench.fresh import discarded_afterwards, fresh_settings, publish_backlog
 from bench.io_only import VOLUMES, io_only_latencies, io_only_with_cpu
 from bench.offered import latency_line, offered_slices, percentile, send_paced
 from bench.targets import against
+from bench.warmup import warm_up_young_broker
 from engine.consumers.log_reader import read_partition
 from engine.core.codec import decode_event
 from engine.producers.client import TradingClient
@@ -299,6 +300,8 @@ async def run(  # noqa: PLR0915 - the benchmark reads top to bottom, phase by ph
 ) -> dict[str, float]:
     """Both phases (and the I/O-only pipeline first when asked); returns the numbers. The
     run's topics and database are dropped afterwards unless ``keep``."""
+    if seconds > 0:
+        await warm_up_young_broker(seed, technologies)
     async with discarded_afterwards(keep) as made:
         results: dict[str, float] = {}
         tag = str(int(time.time()))

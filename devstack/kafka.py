@@ -30,6 +30,7 @@ from devstack.processes import (
     forget_stale_pid,
     log_contains,
     port_open,
+    process_age_s,
     process_matches,
     run,
     run_async,
@@ -300,6 +301,18 @@ def stop(settings: StackSettings) -> None:
         wait_gone(pid, paths.markers, 10.0)
     paths.pid_file.unlink(missing_ok=True)
     log.info("kafka_stopped", pid=pid, duration_s=since(started))
+
+
+def age_s(settings: StackSettings) -> float | None:
+    """How long the stack's own broker has run; None when it is not running or external.
+
+    A broker in its first minute answers produce and fetch requests while its JIT compiles
+    them: latency measured then is the JVM's warm-up (bench/warmup.py)."""
+    if settings.external_kafka is not None:
+        return None
+    paths = KafkaPaths.of(settings)
+    pid = running_pid(paths.pid_file, paths.markers)
+    return None if pid is None else process_age_s(pid)
 
 
 def status(settings: StackSettings) -> ServiceStatus:

@@ -68,6 +68,19 @@ def process_matches(pid: int, markers: Sequence[str], proc: Path = Path("/proc")
     return bool(command.strip()) and all(marker in command for marker in markers)
 
 
+def process_age_s(pid: int, proc: Path = Path("/proc")) -> float | None:
+    """Seconds since ``pid`` started, from its start time in ``/proc/<pid>/stat`` (clock
+    ticks since boot) and ``/proc/uptime``; None when either cannot be read."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+        uptime_s = float((proc / "uptime").read_text().split()[0])
+        # The command name (field 2) may hold spaces and parentheses: count after its ")".
+        started_ticks = int(stat.rpartition(")")[2].split()[19])  # field 22, starttime
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime_s - started_ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def running_pid(pid_file: Path, markers: Sequence[str]) -> int | None:
     """The PID recorded in ``pid_file`` if that process is alive and still ours."""
     pid = read_pid_file(pid_file)

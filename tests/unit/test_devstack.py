@@ -9,6 +9,7 @@ import shutil
 import sys
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import devstack.__main__
 from devstack import kafka, postgres
 from devstack.__main__ import EXIT_NOT_RUNNING
 from devstack.errors import DevStackError, MissingToolError, StackConfigError
-from devstack.processes import process_matches, read_pid_file, run_streaming
+from devstack.processes import process_age_s, process_matches, read_pid_file, run_streaming
 from devstack.settings import REPO_ROOT, StackSettings, redact
 from engine.commands import cli
 from engine.settings import Settings
@@ -85,6 +86,35 @@ def test_process_matches_reads_the_command_line_from_proc(tmp_path: Path) -> Non
     assert process_matches(42, ["kafka.Kafka", "/s/p"], proc=tmp_path)
     assert not process_matches(42, ["kafka.Kafka", "/other/p"], proc=tmp_path)
     assert not process_matches(43, [], proc=tmp_path)
+
+
+def test_a_process_age_counts_from_its_start_in_proc_stat(tmp_path: Path) -> None:
+    """Start time is field 22 of /proc/<pid>/stat, in clock ticks since boot, counted after
+    the command name, which may itself hold spaces and parentheses."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    (tmp_path / "42").mkdir()
+    fields_4_to_21 = " ".join(["0"] * 18)
+    (tmp_path / "42" / "stat").write_text(f"42 (java (x) y) S {fields_4_to_21} {100 * ticks} 7 8\n")
+    (tmp_path / "uptime").write_text("130.50 250.00\n")
+
+    assert process_age_s(42, proc=tmp_path) == pytest.approx(30.5)
+    assert process_age_s(43, proc=tmp_path) is None
+
+
+def test_this_process_is_as_old_as_it_has_run() -> None:
+    """Read from the real /proc: this test process started before the test and not before
+    the machine."""
+    age = process_age_s(os.getpid())
+    assert age is not None
+    assert 0.0 < age < float(Path("/proc/uptime").read_text().split()[0]) + 1.0
+    assert process_age_s(IMPOSSIBLE_PID) is None
+
+
+def test_a_broker_that_is_not_running_or_not_ours_has_no_age(tmp_path: Path) -> None:
+    """No warm-up decision is made from a broker the stack did not start."""
+    settings = _settings(tmp_path)
+    assert kafka.age_s(settings) is None
+    assert kafka.age_s(replace(settings, external_kafka="broker.example:9092")) is None
 
 
 @pytest.mark.parametrize("content", ["", "not a pid\n", "-5\n", "0\n"])
