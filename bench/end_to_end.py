@@ -51,6 +51,7 @@ from bench.io_only import VOLUMES, io_only_latencies, io_only_with_cpu
 from bench.offered import latency_line, offered_slices, percentile, send_paced
 from bench.targets import against
 from bench.warmup import young_broker_age_s
+from devstack.processes import process_cpu_s
 from engine.consumers.log_reader import read_partition
 from engine.core.codec import decode_event
 from engine.producers.client import TradingClient
@@ -91,13 +92,6 @@ async def _wait_settled(
         await asyncio.sleep(0.05)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 _STAGE_LINE = re.compile(
     r'^techx_engine_stage_duration_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$', re.MULTILINE
 )
@@ -129,11 +123,11 @@ class _Phase:
         self._stages: dict[tuple[str, str], float] = {}
 
     async def start(self) -> None:
-        self._cpu = _cpu_seconds(self._engine.pid)
+        self._cpu = process_cpu_s(self._engine.pid)
         self._stages = await _stage_totals(self._port)
 
     async def report(self, commands: int, results: dict[str, float], key: str) -> None:
-        cpu = _cpu_seconds(self._engine.pid) - self._cpu
+        cpu = process_cpu_s(self._engine.pid) - self._cpu
         stages = await _stage_totals(self._port)
         results[f"{key}_cpu_s_per_100k"] = cpu / commands * 100_000
         settles = stages.get(("settle", "count"), 0.0) - self._stages.get(("settle", "count"), 0.0)

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,6 +36,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.fresh import fresh, remove, stack_settings
+from devstack.processes import process_cpu_s
 from engine.commands.keys import create_api_key
 from engine.core.codec import encode
 from engine.producers.client import TradingClient
@@ -87,13 +87,6 @@ def _ms(seconds: list[float]) -> str:
         return "n/a"
     cuts = statistics.quantiles([s * 1000 for s in seconds], n=100, method="inclusive")
     return f"p50 {cuts[49]:6.2f} ms   p90 {cuts[89]:6.2f} ms   p99 {cuts[98]:6.2f} ms"
-
-
-def _cpu_s(process: subprocess.Popen[bytes]) -> float:
-    """CPU seconds a process has used (Linux /proc): what a command costs it, whatever else
-    competes for the machine."""
-    fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -321,10 +314,10 @@ async def run(clients: int, per_client: int, rate: int, seconds: float, seed: in
 
             await _until(gateway_up, "the gateway start", 60)
             await _throughput_gateway(http, url, keys, 20, seed)  # warm up: keys, connections
-            cpu = _cpu_s(gateway)
+            cpu = process_cpu_s(gateway.pid)
             elapsed, latencies = await _throughput_gateway(http, url, keys, per_client, seed + 7)
             total = clients * per_client
-            cpu_ms = (_cpu_s(gateway) - cpu) / total * 1000
+            cpu_ms = (process_cpu_s(gateway.pid) - cpu) / total * 1000
             print(
                 f"  gateway  {total:>7,} orders in {elapsed:6.2f} s = {total / elapsed:>7,.0f} "
                 f"commands/s   request -> 202 (broker ack): {_ms(latencies)}"

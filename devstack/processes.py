@@ -68,14 +68,25 @@ def process_matches(pid: int, markers: Sequence[str], proc: Path = Path("/proc")
     return bool(command.strip()) and all(marker in command for marker in markers)
 
 
+def _stat_fields(pid: int, proc: Path) -> list[str]:
+    """``/proc/<pid>/stat`` from field 3 on: the command name (field 2) may hold spaces and
+    parentheses, so the fields are counted after its last ")"."""
+    return (proc / str(pid) / "stat").read_text().rpartition(")")[2].split()
+
+
+def process_cpu_s(pid: int, proc: Path = Path("/proc")) -> float:
+    """User plus system CPU seconds ``pid`` has used so far (fields 14 and 15): what a
+    command costs a process, whatever else competes for the machine."""
+    fields = _stat_fields(pid, proc)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def process_age_s(pid: int, proc: Path = Path("/proc")) -> float | None:
-    """Seconds since ``pid`` started, from its start time in ``/proc/<pid>/stat`` (clock
-    ticks since boot) and ``/proc/uptime``; None when either cannot be read."""
+    """Seconds since ``pid`` started, from its start time (field 22, clock ticks since boot)
+    and ``/proc/uptime``; None when either cannot be read."""
     try:
-        stat = (proc / str(pid) / "stat").read_text()
+        started_ticks = int(_stat_fields(pid, proc)[19])
         uptime_s = float((proc / "uptime").read_text().split()[0])
-        # The command name (field 2) may hold spaces and parentheses: count after its ")".
-        started_ticks = int(stat.rpartition(")")[2].split()[19])  # field 22, starttime
     except (OSError, ValueError, IndexError):
         return None
     return max(0.0, uptime_s - started_ticks / os.sysconf("SC_CLK_TCK"))

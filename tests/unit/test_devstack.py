@@ -18,7 +18,13 @@ import devstack.__main__
 from devstack import kafka, postgres
 from devstack.__main__ import EXIT_NOT_RUNNING
 from devstack.errors import DevStackError, MissingToolError, StackConfigError
-from devstack.processes import process_age_s, process_matches, read_pid_file, run_streaming
+from devstack.processes import (
+    process_age_s,
+    process_cpu_s,
+    process_matches,
+    read_pid_file,
+    run_streaming,
+)
 from devstack.settings import REPO_ROOT, StackSettings, redact
 from engine.commands import cli
 from engine.settings import Settings
@@ -99,6 +105,18 @@ def test_a_process_age_counts_from_its_start_in_proc_stat(tmp_path: Path) -> Non
 
     assert process_age_s(42, proc=tmp_path) == pytest.approx(30.5)
     assert process_age_s(43, proc=tmp_path) is None
+
+
+def test_a_process_cpu_time_is_user_plus_system_in_proc_stat(tmp_path: Path) -> None:
+    """utime and stime are fields 14 and 15, in clock ticks, counted after the command name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    (tmp_path / "42").mkdir()
+    fields_4_to_13 = " ".join(["9"] * 10)
+    (tmp_path / "42" / "stat").write_text(
+        f"42 (python (bench) x) R {fields_4_to_13} {3 * ticks} {2 * ticks} 9 9 9\n"
+    )
+
+    assert process_cpu_s(42, proc=tmp_path) == pytest.approx(5.0)
 
 
 def test_this_process_is_as_old_as_it_has_run() -> None:
