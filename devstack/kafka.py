@@ -307,7 +307,7 @@ def age_s(settings: StackSettings) -> float | None:
     """How long the stack's own broker has run; None when it is not running or external.
 
     A broker in its first minute answers produce and fetch requests while its JIT compiles
-    them: latency measured then is the JVM's warm-up (bench/warmup.py)."""
+    them: latency measured then is the JVM's warm-up (bench.end_to_end warms it first)."""
     if settings.external_kafka is not None:
         return None
     paths = KafkaPaths.of(settings)
